@@ -1,0 +1,19 @@
+# omegabridge developer targets. PYTHON picks the interpreter: make test PYTHON=python3.11
+PYTHON ?= python3
+
+.PHONY: install demo test bench
+
+# torch is installed only when missing, so an existing (e.g. CUDA) build is kept.
+install:
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"
+	$(PYTHON) -m pip install -e ".[dev]"
+
+demo: install
+	$(PYTHON) -m omegabridge demo
+
+# The native extension is required here: a test run without it fails instead of skipping.
+test: install
+	OMEGABRIDGE_REQUIRE_NATIVE=1 $(PYTHON) -m pytest -q tests
+
+bench:
+	$(PYTHON) bench/run.py

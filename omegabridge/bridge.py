@@ -1,0 +1,284 @@
+"""``Bridge``: the object users hold to train a drift model and sample from a constrained domain.
+
+Example:
+    >>> import omegabridge as ob
+    >>> bridge = ob.Bridge(ob.Product([ob.Interval(-1.0, 1.0), ob.Categorical(3)]), steps=50)
+    >>> x = bridge.sample(None, n=4, seed=0, progress=False)   # model=None: the pure Omega-bridge
+    >>> bool(bridge.domain.contains(x).all())
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from omegabridge import dispatch, noise, reference
+from omegabridge.domains import Domain
+from omegabridge.errors import DomainError, ModelOutputError
+from omegabridge.schedules import Exp, Schedule, Table
+
+__all__ = ["Bridge"]
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_WEIGHTS = ("none", "remaining", "remaining_squared")
+
+
+class Bridge:
+    """A diffusion bridge on ``domain`` with noise ``schedule`` and ``steps`` time steps.
+
+    Args:
+        domain: any omegabridge domain (a factor or a ``Product``).
+        schedule: a schedule from ``omegabridge.schedules`` (default ``Exp(a=3, b=1)``).
+        steps: number of time steps N (a ``Table`` schedule fixes it itself).
+        grid: ``"t"`` (uniform in t) or ``"beta"`` (uniform in beta(t)).
+        start_std: gamma of a random start Z_0 ~ N(0, gamma^2 I); 0 starts at zeros.
+
+    >>> import omegabridge as ob
+    >>> Bridge(ob.Binary(), ob.schedules.Constant(1.0), steps=10).steps
+    10
+    """
+
+    def __init__(
+        self,
+        domain: Domain,
+        schedule: Schedule | None = None,
+        steps: int | None = 1000,
+        grid: str = "t",
+        start_std: float = 0.0,
+    ):
+        if not isinstance(domain, Domain):
+            raise TypeError(f"domain must be an omegabridge domain, got {type(domain).__name__}")
+        self.domain = domain
+        self.table = domain.segment_table()
+        self.schedule = Exp(3.0, 1.0) if schedule is None else schedule
+        if not isinstance(self.schedule, Schedule):
+            raise TypeError(f"schedule must come from omegabridge.schedules, got {type(self.schedule).__name__}")
+        if isinstance(self.schedule, Table):
+            self.time_grid = self.schedule.grid(steps if steps != 1000 else None, grid)
+        else:
+            self.time_grid = self.schedule.grid(steps, grid)
+        self.start_std = float(start_std)
+        if not math.isfinite(self.start_std) or self.start_std < 0:
+            raise ValueError(f"start_std must be finite and >= 0, got {start_std!r}")
+        grid_values = self.time_grid
+        self._remaining = grid_values.remaining.tolist()
+        self._increment = grid_values.increment.tolist()
+        beta_end = grid_values.beta_end
+        beta = grid_values.beta[:-1]
+        remaining = grid_values.remaining
+        # The x-bridge marginal at grid point k: Z_t = c_k x + sqrt(v_k) eps (bridge-math.md section 4).
+        self._mean_scale = beta / beta_end
+        self._noise_variance = beta * remaining / beta_end + (remaining / beta_end) ** 2 * self.start_std**2
+
+    @property
+    def steps(self) -> int:
+        """Number of time steps N."""
+        return self.time_grid.steps
+
+    @property
+    def width(self) -> int:
+        """Number of columns of the flat layout."""
+        return self.table.width
+
+    def remaining_at(self, t: torch.Tensor) -> torch.Tensor:
+        """s(t) = beta(T) - beta(t) for times t in [0, 1) (any shape; float64 math, t's dtype out)."""
+        beta_t = self.schedule.beta(t.detach().to(torch.float64).cpu())
+        return (self.time_grid.beta_end - beta_t).to(dtype=t.dtype, device=t.device)
+
+    # ------------------------------------------------------------------------------------
+    # data checks
+    # ------------------------------------------------------------------------------------
+    def check_data(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """Validate rows of data and return them as float32; raises ``DomainError`` naming columns and rows."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 2 or x.shape[1] != self.width:
+            raise ValueError(f"{name} must have shape (rows, {self.width}) for this domain, got {tuple(x.shape)}")
+        if not (x.dtype.is_floating_point or x.dtype in (torch.int64, torch.int32, torch.uint8, torch.bool)):
+            raise TypeError(f"{name} must be a float or integer tensor, got {x.dtype}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} has no rows")
+        x = x.to(torch.float32)
+        inside = reference.membership(x, self.table)
+        if not bool(inside.all()):
+            raise DomainError(_describe_outside(x, inside, self.table, name))
+        return x
+
+    # ------------------------------------------------------------------------------------
+    # training
+    # ------------------------------------------------------------------------------------
+    def loss(
+        self,
+        model: Model,
+        x: torch.Tensor,
+        *,
+        weight: str = "none",
+        generator: torch.Generator | None = None,
+        backend: str = "auto",
+    ) -> torch.Tensor:
+        """Mean over rows of lambda(t) || model(Z_t, t) - (x - m(Z_t, s)) / s ||^2, t drawn from the grid.
+
+        ``weight`` is lambda: ``"none"`` (1, the paper's), ``"remaining"`` (s) or
+        ``"remaining_squared"`` (s^2). Randomness comes from ``generator`` (or
+        torch's default generator), so ``torch.manual_seed`` makes a run repeatable.
+        """
+        if weight not in _WEIGHTS:
+            raise ValueError(f"weight must be one of {_WEIGHTS}, got {weight!r}")
+        device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+        x = self.check_data(x)
+        rows = x.shape[0]
+        index = torch.randint(0, self.steps, (rows,), generator=generator)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        remaining = self.time_grid.remaining[index]
+        z_t, target = dispatch.bridge_target(
+            x,
+            self.table,
+            mean_scale=self._mean_scale[index].to(torch.float32).to(device),
+            noise_scale=self._noise_variance[index].sqrt().to(torch.float32).to(device),
+            remaining=remaining.to(torch.float32).to(device),
+            seed=seed,
+            backend=backend,
+        )
+        t = self.time_grid.t[index].to(torch.float32).to(device)
+        drift = model(z_t, t)
+        _check_model_output(drift, z_t, "in loss()")
+        squared = ((drift.to(torch.float32) - target) ** 2).sum(dim=1)
+        if weight == "remaining":
+            squared = squared * remaining.to(torch.float32).to(device)
+        elif weight == "remaining_squared":
+            squared = squared * (remaining**2).to(torch.float32).to(device)
+        return squared.mean()
+
+    # ------------------------------------------------------------------------------------
+    # sampling
+    # ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        model: Model | None,
+        n: int,
+        *,
+        seed: int = 0,
+        batch_size: int = 4096,
+        device: str | torch.device = "cpu",
+        backend: str = "auto",
+        progress: bool = True,
+        final: str = "exact",
+    ) -> torch.Tensor:
+        """Draw ``n`` rows (float32, flat layout, exactly in the domain).
+
+        Row r's noise depends only on (seed, step, r, column), so the sample does
+        not depend on ``batch_size`` (as long as the model treats rows independently).
+        ``model=None`` samples the pure Omega-bridge (zero neural drift).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+        if final not in ("exact", "project"):
+            raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
+        if model is not None and not callable(model):
+            raise TypeError(f"model must be callable as model(z, t) or None, got {type(model).__name__}")
+        device = torch.device(device)
+        dispatch.resolve_backend(backend, device)
+        times = self.time_grid.t[:-1].to(torch.float32).to(device)
+        out = torch.empty(n, self.width, dtype=torch.float32, device=device)
+        batches = [(start, min(n, start + batch_size)) for start in range(0, n, batch_size)]
+        bar = tqdm(total=len(batches) * self.steps, disable=not progress, desc="sampling", unit="step", leave=False)
+        try:
+            for start, stop in batches:
+                out[start:stop] = self._sample_batch(model, start, stop - start, seed, times, device, backend, final, bar)
+        finally:
+            bar.close()
+        return out
+
+    def _start(self, rows: int, row_offset: int, seed: int, device) -> torch.Tensor:
+        z = torch.zeros(rows, self.width, dtype=torch.float32, device=device)
+        if self.start_std > 0:
+            z = self.start_std * noise.normals(seed, 0, row_offset, rows, self.width, noise.STREAM_START, device=device)
+        return z
+
+    def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar) -> torch.Tensor:
+        z = self._start(rows, row_offset, seed, device)
+        last = self.steps - 1
+        for k in range(last):
+            drift = _drift(model, z, times[k], k)
+            z = dispatch.step(
+                z,
+                drift,
+                self.table,
+                remaining=self._remaining[k],
+                increment=self._increment[k],
+                seed=seed,
+                step_index=k,
+                row_offset=row_offset,
+                backend=backend,
+            )
+            bar.update(1)
+        drift = _drift(model, z, times[last], last)
+        x = dispatch.final_step(
+            z,
+            drift,
+            self.table,
+            remaining=self._remaining[last],
+            seed=seed,
+            step_index=last,
+            row_offset=row_offset,
+            final=final,
+            backend=backend,
+        )
+        bar.update(1)
+        return x
+
+    def __repr__(self) -> str:
+        return f"Bridge({self.domain!r}, {self.schedule!r}, steps={self.steps})"
+
+
+def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int) -> torch.Tensor | None:
+    if model is None:
+        return None
+    drift = model(z, t.expand(z.shape[0]))
+    _check_model_output(drift, z, f"at step {step_index} (t = {float(t):.6g})")
+    return drift
+
+
+def _check_model_output(drift, z: torch.Tensor, where: str) -> None:
+    if not isinstance(drift, torch.Tensor):
+        raise ModelOutputError(f"model returned {type(drift).__name__} {where}; it must return a tensor")
+    if drift.shape != z.shape:
+        raise ModelOutputError(f"model returned shape {tuple(drift.shape)} {where}; expected {tuple(z.shape)}")
+    if not drift.dtype.is_floating_point:
+        raise ModelOutputError(f"model returned dtype {drift.dtype} {where}; expected a float dtype")
+    finite = torch.isfinite(drift)
+    if not bool(finite.all()):
+        bad_rows = int((~finite).any(dim=1).sum())
+        raise ModelOutputError(f"model returned non-finite values in {bad_rows} rows {where}")
+
+
+def _describe_outside(x: torch.Tensor, inside: torch.Tensor, table, name: str) -> str:
+    bad_rows = ~inside.all(dim=1)
+    lines = [f"{name}: {int(bad_rows.sum())} of {x.shape[0]} rows lie outside the domain"]
+    shown = 0
+    for segment in table.segments:
+        columns = slice(segment.offset, segment.offset + segment.width)
+        bad = ~inside[:, columns].all(dim=1)
+        count = int(bad.sum())
+        if count == 0:
+            continue
+        row = int(torch.nonzero(bad)[0])
+        values = x[row, columns].tolist()
+        shown_value = values[0] if len(values) == 1 else values
+        lines.append(
+            f"  {table.describe_column(segment.offset)}: {count} rows, first at row {row} with value {shown_value}"
+        )
+        shown += 1
+        if shown >= 10:
+            lines.append("  ...")
+            break
+    return "\n".join(lines)

@@ -1,0 +1,412 @@
+"""Constrained domains and the segment table every backend reads.
+
+A domain is a product of factors; each factor occupies a contiguous slice of
+columns (a *segment*) of the flat row layout. ``Product.segment_table()`` turns
+the factors into one table of (kind, offset, width, parameters) rows.
+
+Example:
+    >>> import omegabridge as ob
+    >>> domain = ob.Product([ob.Interval(-1.0, 1.0), ob.Categorical(3), ob.Real()])
+    >>> domain.width
+    5
+    >>> [segment.kind.name for segment in domain.segment_table().segments]
+    ['INTERVAL', 'CATEGORICAL', 'REAL']
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable, Sequence
+
+import torch
+
+__all__ = [
+    "Kind",
+    "Domain",
+    "Real",
+    "Interval",
+    "HalfLine",
+    "Lattice",
+    "Binary",
+    "Categorical",
+    "Sphere",
+    "Product",
+    "Segment",
+    "SegmentTable",
+    "as_product",
+]
+
+MAX_CATEGORIES = 1 << 16
+MAX_LATTICE_POINTS = 1 << 20
+MAX_SPHERE_DIMENSION = 1 << 12
+
+
+class Kind(enum.IntEnum):
+    """Segment kinds; the integer values are part of the native kernels' ABI."""
+
+    REAL = 0
+    INTERVAL = 1
+    HALFLINE_LOWER = 2  # [low, inf)
+    HALFLINE_UPPER = 3  # (-inf, high]
+    LATTICE = 4
+    BINARY = 5
+    CATEGORICAL = 6
+    SPHERE = 7
+
+
+def _finite(owner: str, field: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {field} must be a real number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{owner}: {field} must be finite, got {number}")
+    return number
+
+
+def _integer(owner: str, field: str, value, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise ValueError(f"{owner}: {field} must be an integer, got {value!r}")
+    number = int(value)
+    if not minimum <= number <= maximum:
+        raise ValueError(f"{owner}: {field} must be in [{minimum}, {maximum}], got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One row of the segment table: a factor's kind, columns and parameters.
+
+    ``low``/``high`` are the interval ends (or the half-line's finite end, or the
+    lattice's first and last point); ``step`` is the lattice spacing; ``points``
+    is the number of lattice points, or the group size K of a categorical, or
+    the dimension d of a sphere.
+    """
+
+    kind: Kind
+    offset: int
+    width: int
+    low: float = 0.0
+    high: float = 0.0
+    step: float = 0.0
+    points: int = 0
+
+
+class Domain:
+    """Base class of a constrained domain. Subclasses set ``width`` and the methods below."""
+
+    width: int = 1
+
+    def segments(self) -> list[Segment]:
+        """The factor's segments with offsets relative to its first column."""
+        raise NotImplementedError
+
+    def segment_table(self) -> "SegmentTable":
+        """Compile this domain into the segment table all backends read."""
+        return SegmentTable(self.segments(), domain=self)
+
+    def contains(self, x: torch.Tensor) -> torch.Tensor:
+        """Bool per row: does the row lie in the domain (in the precision of ``x``)?
+
+        >>> import torch, omegabridge as ob
+        >>> ob.Interval(0.0, 1.0).contains(torch.tensor([[0.5], [2.0]]))
+        tensor([ True, False])
+        """
+        return self.segment_table().contains(x)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The nearest point of the domain to each row (float rows in the flat layout).
+
+        >>> import torch, omegabridge as ob
+        >>> ob.Lattice(0, 4, step=1).project(torch.tensor([[2.4], [9.0]]))
+        tensor([[2.],
+                [4.]])
+        """
+        return self.segment_table().project(x)
+
+    def __mul__(self, other: "Domain") -> "Product":
+        return Product([self, other])
+
+
+class Real(Domain):
+    """The real line: no constraint and no singular drift.
+
+    >>> Real().width
+    1
+    """
+
+    def segments(self) -> list[Segment]:
+        return [Segment(Kind.REAL, 0, 1)]
+
+    def __repr__(self) -> str:
+        return "Real()"
+
+
+class Interval(Domain):
+    """A closed interval [low, high].
+
+    >>> Interval(-1.0, 1.0)
+    Interval(-1.0, 1.0)
+    """
+
+    def __init__(self, low: float, high: float):
+        self.low = _finite("Interval", "low", low)
+        self.high = _finite("Interval", "high", high)
+        if not self.low < self.high:
+            raise ValueError(f"Interval: low ({self.low}) must be < high ({self.high})")
+
+    def segments(self) -> list[Segment]:
+        return [Segment(Kind.INTERVAL, 0, 1, low=self.low, high=self.high)]
+
+    def __repr__(self) -> str:
+        return f"Interval({self.low}, {self.high})"
+
+
+class HalfLine(Domain):
+    """A half-line: ``HalfLine(low=a)`` is [a, inf), ``HalfLine(high=b)`` is (-inf, b].
+
+    >>> HalfLine(low=0.0)
+    HalfLine(low=0.0)
+    """
+
+    def __init__(self, low: float | None = None, high: float | None = None):
+        if (low is None) == (high is None):
+            raise ValueError("HalfLine: give exactly one of low= or high=")
+        self.low = None if low is None else _finite("HalfLine", "low", low)
+        self.high = None if high is None else _finite("HalfLine", "high", high)
+
+    def segments(self) -> list[Segment]:
+        if self.low is not None:
+            return [Segment(Kind.HALFLINE_LOWER, 0, 1, low=self.low)]
+        return [Segment(Kind.HALFLINE_UPPER, 0, 1, high=self.high)]
+
+    def __repr__(self) -> str:
+        return f"HalfLine(low={self.low})" if self.low is not None else f"HalfLine(high={self.high})"
+
+
+class Lattice(Domain):
+    """Equally spaced points {low, low + step, ..., high} (ordinal values, counts, pixels).
+
+    >>> Lattice(0, 16, step=1).points
+    17
+    """
+
+    def __init__(self, low: float, high: float, step: float = 1.0):
+        self.low = _finite("Lattice", "low", low)
+        self.high = _finite("Lattice", "high", high)
+        self.step = _finite("Lattice", "step", step)
+        if self.step <= 0:
+            raise ValueError(f"Lattice: step must be > 0, got {self.step}")
+        if not self.low < self.high:
+            raise ValueError(f"Lattice: low ({self.low}) must be < high ({self.high})")
+        intervals = (self.high - self.low) / self.step
+        rounded = round(intervals)
+        if abs(intervals - rounded) > 1e-9 * max(1.0, intervals):
+            raise ValueError(
+                f"Lattice: step ({self.step}) must divide the range high - low ({self.high - self.low})"
+            )
+        self.points = rounded + 1
+        if self.points > MAX_LATTICE_POINTS:
+            raise ValueError(f"Lattice: at most {MAX_LATTICE_POINTS} points, got {self.points}")
+
+    def segments(self) -> list[Segment]:
+        return [Segment(Kind.LATTICE, 0, 1, low=self.low, high=self.high, step=self.step, points=self.points)]
+
+    def __repr__(self) -> str:
+        return f"Lattice({self.low}, {self.high}, step={self.step})"
+
+
+class Binary(Domain):
+    """The two points {0, 1} (a lattice with K = 2 and a closed-form drift).
+
+    >>> Binary().width
+    1
+    """
+
+    def segments(self) -> list[Segment]:
+        return [Segment(Kind.BINARY, 0, 1, low=0.0, high=1.0, step=1.0, points=2)]
+
+    def __repr__(self) -> str:
+        return "Binary()"
+
+
+class Categorical(Domain):
+    """K categories as the one-hot vertices e_1..e_K of R^K (K columns).
+
+    >>> Categorical(4).width
+    4
+    """
+
+    def __init__(self, categories: int):
+        self.categories = _integer("Categorical", "categories (K)", categories, 2, MAX_CATEGORIES)
+        self.width = self.categories
+
+    def segments(self) -> list[Segment]:
+        return [Segment(Kind.CATEGORICAL, 0, self.categories, points=self.categories)]
+
+    def __repr__(self) -> str:
+        return f"Categorical({self.categories})"
+
+
+class Sphere(Domain):
+    """The unit sphere S^{d-1} in R^d (d columns), with surface measure.
+
+    >>> Sphere(3).width
+    3
+    """
+
+    def __init__(self, dimension: int):
+        self.dimension = _integer("Sphere", "dimension (d)", dimension, 2, MAX_SPHERE_DIMENSION)
+        self.width = self.dimension
+
+    def segments(self) -> list[Segment]:
+        return [Segment(Kind.SPHERE, 0, self.dimension, points=self.dimension)]
+
+    def __repr__(self) -> str:
+        return f"Sphere({self.dimension})"
+
+
+class Product(Domain):
+    """The product of factors, laid side by side in the flat row layout.
+
+    Nested products are flattened.
+
+    >>> Product([Interval(0, 1), Categorical(3)]).width
+    4
+    """
+
+    def __init__(self, factors: Iterable[Domain]):
+        if isinstance(factors, Domain):
+            raise ValueError("Product: factors must be a list of domains, got a single domain")
+        flat: list[Domain] = []
+        for position, factor in enumerate(factors):
+            if isinstance(factor, Product):
+                flat.extend(factor.factors)
+            elif isinstance(factor, Domain):
+                flat.append(factor)
+            else:
+                raise ValueError(f"Product: factor {position} is not a domain: {factor!r}")
+        if not flat:
+            raise ValueError("Product: factors must not be empty")
+        self.factors: list[Domain] = flat
+        self.width = sum(factor.width for factor in flat)
+
+    def segments(self) -> list[Segment]:
+        result = []
+        offset = 0
+        for factor in self.factors:
+            for segment in factor.segments():
+                result.append(
+                    Segment(
+                        segment.kind,
+                        offset + segment.offset,
+                        segment.width,
+                        segment.low,
+                        segment.high,
+                        segment.step,
+                        segment.points,
+                    )
+                )
+            offset += factor.width
+        return result
+
+    def __repr__(self) -> str:
+        return f"Product([{', '.join(repr(f) for f in self.factors)}])"
+
+
+def as_product(domain: Domain) -> Product:
+    """Wrap a single factor in a Product (a Product is returned unchanged)."""
+    if not isinstance(domain, Domain):
+        raise TypeError(f"expected an omegabridge domain, got {type(domain).__name__}")
+    return domain if isinstance(domain, Product) else Product([domain])
+
+
+class SegmentTable:
+    """The compiled layout: one segment per factor, plus index tensors for the reference.
+
+    ``as_tensors()`` gives the packed arrays native kernels take: ``kinds``
+    (int32), ``offsets``/``widths``/``points`` (int64) and ``parameters`` (float64,
+    columns low, high, step).
+
+    >>> table = Product([HalfLine(low=0.0), Categorical(3)]).segment_table()
+    >>> table.width, len(table.segments)
+    (4, 2)
+    """
+
+    def __init__(self, segments: Sequence[Segment], domain: Domain | None = None):
+        self.segments = list(segments)
+        self.domain = domain
+        self.width = sum(segment.width for segment in self.segments)
+        covered = 0
+        for segment in self.segments:
+            if segment.offset != covered:
+                raise ValueError(f"segment table: segment at column {segment.offset} leaves a gap or overlap")
+            covered += segment.width
+
+    # --- packed form for native backends -------------------------------------------------
+    def as_tensors(self) -> dict[str, torch.Tensor]:
+        """Packed arrays: kinds, offsets, widths, points and parameters (low, high, step)."""
+        return {
+            "kinds": torch.tensor([int(s.kind) for s in self.segments], dtype=torch.int32),
+            "offsets": torch.tensor([s.offset for s in self.segments], dtype=torch.int64),
+            "widths": torch.tensor([s.width for s in self.segments], dtype=torch.int64),
+            "points": torch.tensor([s.points for s in self.segments], dtype=torch.int64),
+            "parameters": torch.tensor([[s.low, s.high, s.step] for s in self.segments], dtype=torch.float64),
+        }
+
+    # --- index sets the torch reference uses (one gather per kind, no loop over columns) --
+    def columns_of(self, *kinds: Kind) -> list[Segment]:
+        """The segments of the given kinds, in layout order."""
+        return [segment for segment in self.segments if segment.kind in kinds]
+
+    @cached_property
+    def column_kinds(self) -> torch.Tensor:
+        """Kind of every column, int64 (width,)."""
+        result = torch.empty(self.width, dtype=torch.int64)
+        for segment in self.segments:
+            result[segment.offset : segment.offset + segment.width] = int(segment.kind)
+        return result
+
+    def describe_column(self, column: int) -> str:
+        """Human-readable name of a column, for error messages: 'column 5 (Categorical(4) class 2)'."""
+        for index, segment in enumerate(self.segments):
+            if segment.offset <= column < segment.offset + segment.width:
+                factor = _factor_repr(segment)
+                if segment.width > 1:
+                    return f"column {column} (factor {index}: {factor}, entry {column - segment.offset})"
+                return f"column {column} (factor {index}: {factor})"
+        return f"column {column}"
+
+    def contains(self, x: torch.Tensor) -> torch.Tensor:
+        """Bool per row: membership in the precision of ``x`` (see ``reference.membership``)."""
+        from omegabridge import reference
+
+        return reference.membership(x, self).all(dim=1)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Nearest member of the domain for each row."""
+        from omegabridge import reference
+
+        return reference.project(x, self)
+
+
+def _factor_repr(segment: Segment) -> str:
+    kind = segment.kind
+    if kind == Kind.REAL:
+        return "Real()"
+    if kind == Kind.INTERVAL:
+        return f"Interval({segment.low}, {segment.high})"
+    if kind == Kind.HALFLINE_LOWER:
+        return f"HalfLine(low={segment.low})"
+    if kind == Kind.HALFLINE_UPPER:
+        return f"HalfLine(high={segment.high})"
+    if kind == Kind.LATTICE:
+        return f"Lattice({segment.low}, {segment.high}, step={segment.step})"
+    if kind == Kind.BINARY:
+        return "Binary()"
+    if kind == Kind.CATEGORICAL:
+        return f"Categorical({segment.points})"
+    return f"Sphere({segment.points})"

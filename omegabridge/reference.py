@@ -1,0 +1,567 @@
+"""The torch reference of every formula in bridge-math.md: the oracle kernels are tested against.
+
+Plain, readable and float64-capable. Everything is vectorised over the whole
+layout: one gather per segment kind, never a Python loop over columns.
+
+* ``posterior_mean(z, table, s)``: m(z, s), the mean of N(z, s I) restricted to the domain.
+* ``step``: z + db [(m(z, s) - z)/s + f] + sqrt(db) xi, with xi from the shared Philox stream.
+* ``final_step``: the exact endpoint law N(z + s f, s I) restricted to the domain.
+* ``bridge_target``: Z_t of the x-bridge and the regression target (x - m(Z_t, s)) / s.
+
+Example:
+    >>> import torch, omegabridge as ob
+    >>> from omegabridge import reference
+    >>> table = ob.HalfLine(low=0.0).segment_table()
+    >>> m = reference.posterior_mean(torch.tensor([[-3.0], [2.0]]), table, 1.0)
+    >>> bool((m >= 0).all())
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+
+from omegabridge import noise, special
+from omegabridge.domains import Kind, SegmentTable
+
+__all__ = [
+    "posterior_mean",
+    "step",
+    "final_step",
+    "bridge_target",
+    "membership",
+    "project",
+    "interval_mean",
+    "lower_halfline_mean",
+    "lattice_weights",
+]
+
+Scale = Union[float, torch.Tensor]  # a scalar s, or per-row s of shape (n, 1)
+_LATTICE_CHUNK_ELEMENTS = 1 << 22
+# Outside an interval, the closed form's numerator is O(w^2) when w = (b - a)/sqrt(s) is small and
+# E = phi(b)/phi(a) is near 1; there the mean comes from Gauss-Legendre quadrature instead.
+_SHORT_INTERVAL = 1.0
+_SHORT_INTERVAL_RATE = 40.0
+
+
+# ----------------------------------------------------------------------------------------
+# The layout, gathered once per (table, device)
+# ----------------------------------------------------------------------------------------
+@dataclass
+class _Group:
+    """Segments of one multi-column kind padded to a (groups, max width) index matrix."""
+
+    index: torch.Tensor  # long (G, W): column of entry j of group g (padding repeats column 0)
+    mask: torch.Tensor  # bool (G, W): entry is real
+    sizes: torch.Tensor  # long (G,)
+
+
+@dataclass
+class _Plan:
+    real: torch.Tensor
+    interval: torch.Tensor
+    interval_low: torch.Tensor
+    interval_high: torch.Tensor
+    lower: torch.Tensor
+    lower_end: torch.Tensor
+    upper: torch.Tensor
+    upper_end: torch.Tensor
+    binary: torch.Tensor
+    lattice: torch.Tensor
+    lattice_low: torch.Tensor
+    lattice_step: torch.Tensor
+    lattice_points: torch.Tensor
+    categorical: _Group
+    sphere: _Group
+
+
+def _columns(table: SegmentTable, kind: Kind, device) -> torch.Tensor:
+    return torch.tensor([s.offset for s in table.columns_of(kind)], dtype=torch.long, device=device)
+
+
+def _parameter(table: SegmentTable, kind: Kind, field: str, device) -> torch.Tensor:
+    return torch.tensor([getattr(s, field) for s in table.columns_of(kind)], dtype=torch.float64, device=device)
+
+
+def _group(table: SegmentTable, kind: Kind, device) -> _Group:
+    segments = table.columns_of(kind)
+    widest = max((s.width for s in segments), default=1)
+    entry = torch.arange(widest, dtype=torch.long)
+    offsets = torch.tensor([s.offset for s in segments], dtype=torch.long)
+    sizes = torch.tensor([s.width for s in segments], dtype=torch.long)
+    mask = entry[None, :] < sizes[:, None]
+    index = torch.where(mask, offsets[:, None] + entry[None, :], offsets[:, None])
+    return _Group(index.to(device), mask.to(device), sizes.to(device))
+
+
+def _plan(table: SegmentTable, device: torch.device) -> _Plan:
+    cache = table.__dict__.setdefault("_reference_plans", {})
+    key = str(device)
+    if key not in cache:
+        cache[key] = _Plan(
+            real=_columns(table, Kind.REAL, device),
+            interval=_columns(table, Kind.INTERVAL, device),
+            interval_low=_parameter(table, Kind.INTERVAL, "low", device),
+            interval_high=_parameter(table, Kind.INTERVAL, "high", device),
+            lower=_columns(table, Kind.HALFLINE_LOWER, device),
+            lower_end=_parameter(table, Kind.HALFLINE_LOWER, "low", device),
+            upper=_columns(table, Kind.HALFLINE_UPPER, device),
+            upper_end=_parameter(table, Kind.HALFLINE_UPPER, "high", device),
+            binary=_columns(table, Kind.BINARY, device),
+            lattice=_columns(table, Kind.LATTICE, device),
+            lattice_low=_parameter(table, Kind.LATTICE, "low", device),
+            lattice_step=_parameter(table, Kind.LATTICE, "step", device),
+            lattice_points=torch.tensor(
+                [s.points for s in table.columns_of(Kind.LATTICE)], dtype=torch.long, device=device
+            ),
+            categorical=_group(table, Kind.CATEGORICAL, device),
+            sphere=_group(table, Kind.SPHERE, device),
+        )
+    return cache[key]
+
+
+def _as_scale(s: Scale, like: torch.Tensor) -> torch.Tensor:
+    """s as a tensor of like's dtype broadcastable to (n, 1)."""
+    s = torch.as_tensor(s, dtype=like.dtype, device=like.device)
+    return s.reshape(-1, 1) if s.dim() >= 1 else s
+
+
+def _cast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.to(dtype=like.dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# Posterior mean per kind (columns of one kind at a time, all rows)
+# ----------------------------------------------------------------------------------------
+def lower_halfline_mean(z: torch.Tensor, s: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """m for [low, inf): z + sqrt(s) phi(u)/Phi(u) inside, low + sqrt(s) G(-u) outside (u = (z - low)/sqrt s)."""
+    sigma = torch.sqrt(s)
+    u = (z - low) / sigma
+    inside = u >= 0
+    u_in = torch.where(inside, u, torch.zeros_like(u))
+    correction = special.normal_pdf(u_in) / special.normal_cdf(u_in)
+    return torch.where(inside, z + sigma * correction, low + sigma * special.mean_excess(-u))
+
+
+def interval_mean(z: torch.Tensor, s: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """m for [low, high], written relative to the nearer end so far tails and narrow intervals stay exact.
+
+    With alpha = (low - z)/sigma, beta = (high - z)/sigma, w = beta - alpha:
+    z inside: z + sigma (phi(alpha) - phi(beta)) / (Phi(beta) - Phi(alpha)) with both
+    differences formed without cancellation; z below low (alpha >= 0):
+    low + sigma D, D = [R(a)G(a) - E R(b)(G(b) + w)] / [R(a) - E R(b)], E = phi(b)/phi(a);
+    z above high mirrors it; w < 1e-3: the linearly tilted uniform on [low, high].
+    """
+    sigma = torch.sqrt(s)
+    middle = 0.5 * (low + high)
+    above = z > middle  # reflect so the nearer end is `near` and z lies on its outer side or inside
+    sign = torch.where(above, -torch.ones_like(z), torch.ones_like(z))
+    near = torch.where(above, high, low)
+    far = torch.where(above, low, high)
+    alpha = sign * (near - z) / sigma  # >= 0 when z is outside beyond `near`
+    beta = sign * (far - z) / sigma
+    width = (high - low) / sigma  # not beta - alpha: both carry rounding of order eps |z| / sigma
+
+    # outside (alpha >= 0): offset from `near` into the interval, in units of sigma
+    a = torch.clamp(alpha, min=0.0)
+    b = a + width
+    ratio_tail = torch.exp(-0.5 * width * (a + b))
+    r_a, r_b = special.mills_ratio(a), special.mills_ratio(b)
+    numerator = r_a * special.mean_excess(a) - ratio_tail * r_b * (special.mean_excess(b) + width)
+    denominator = r_a - ratio_tail * r_b
+    short = (width <= _SHORT_INTERVAL) & (a * width <= _SHORT_INTERVAL_RATE)
+    quadrature = special.short_tail_mean(torch.where(short, a, torch.zeros_like(a)), torch.where(short, width, torch.zeros_like(width) + 1.0))
+    outside_offset = torch.where(short, quadrature, numerator / denominator)
+    outside_offset = torch.minimum(torch.clamp(outside_offset, min=0.0), width)
+    outside = near + sign * sigma * outside_offset
+
+    # inside (alpha < 0 < beta, |alpha| <= beta after the reflection)
+    al = torch.where(alpha < 0, alpha, -torch.ones_like(alpha))
+    be = torch.where(alpha < 0, beta, torch.ones_like(beta))
+    difference_pdf = special.normal_pdf(al) * -torch.expm1(-0.5 * width * (be + al))
+    inside = z + sign * sigma * difference_pdf / special.normal_mass(al, be)
+    return torch.where(alpha >= 0, outside, inside)
+
+
+def lattice_weights(z: torch.Tensor, s: torch.Tensor, low, step, points):
+    """Softmax weights of the lattice points given z, and the points themselves.
+
+    Logits are formed relative to the nearest point n as
+    -(x_k - x_n)(delta_k + delta_n) / (2 s), delta_k = x_k - z, which is exact in
+    float32 wherever two logits are close (a sum of squares would not be).
+    Returns (weights (n, L, Kmax), point offsets x_k - x_n (n, L, Kmax), x_n (n, L)).
+    """
+    kmax = int(points.max())
+    k = torch.arange(kmax, device=z.device, dtype=torch.float64)
+    grid = (low[:, None] + k[None, :] * step[:, None]).to(z.dtype)  # canonical points in z's dtype
+    valid = k[None, :] < points[:, None]
+    position = torch.round((z.to(torch.float64) - low) / step)
+    nearest = torch.minimum(torch.clamp(position, min=0.0), (points - 1).to(torch.float64)).long()
+    x_near = torch.gather(grid.expand(z.shape[0], -1, -1), 2, nearest.unsqueeze(-1)).squeeze(-1)
+    delta = grid[None] - z[..., None]
+    delta_near = (x_near - z)[..., None]
+    offsets = grid[None] - x_near[..., None]
+    s3 = s[..., None] if torch.is_tensor(s) and s.dim() else s
+    logits = -offsets * (delta + delta_near) / (2.0 * s3)
+    logits = torch.where(valid[None], logits, torch.full_like(logits, -math.inf))
+    return torch.softmax(logits, dim=-1), offsets, x_near
+
+
+def _lattice_mean(z, s, low, step, points):
+    weights, offsets, x_near = lattice_weights(z, s, low, step, points)
+    return x_near + (weights * offsets).sum(-1)
+
+
+def _row_chunks(rows: int, per_row: int):
+    size = max(1, _LATTICE_CHUNK_ELEMENTS // max(per_row, 1))
+    return [(start, min(rows, start + size)) for start in range(0, rows, size)]
+
+
+def _per_row(s: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    return s[start:stop] if s.dim() and s.shape[0] > 1 else s
+
+
+def _gather_group(z: torch.Tensor, group: _Group, fill: float) -> torch.Tensor:
+    values = z[:, group.index]
+    return torch.where(group.mask[None], values, torch.full_like(values, fill))
+
+
+def _scatter_group(out: torch.Tensor, group: _Group, values: torch.Tensor) -> None:
+    index = group.index[group.mask]
+    out[:, index] = values[:, group.mask]
+
+
+def _softmax_group(z: torch.Tensor, group: _Group, s: torch.Tensor) -> torch.Tensor:
+    """softmax(z / s) per categorical group, with the max subtracted before dividing by s."""
+    values = _gather_group(z, group, -math.inf)
+    top = values.max(dim=-1, keepdim=True).values
+    s3 = s[..., None] if s.dim() else s
+    logits = torch.where(group.mask[None], (values - top) / s3, torch.full_like(values, -math.inf))
+    return torch.softmax(logits, dim=-1)
+
+
+def _sphere_mean_group(z: torch.Tensor, group: _Group, s: torch.Tensor) -> torch.Tensor:
+    """A_d(kappa) z/|z| = z / (s T(kappa)), kappa = |z| / s (finite at z = 0)."""
+    values = _gather_group(z, group, 0.0)
+    s3 = s[..., None] if s.dim() else s
+    norm = torch.linalg.vector_norm(values, dim=-1, keepdim=True)
+    kappa = norm / s3
+    denominator = special.bessel_ratio_denominator(kappa, group.sizes[None, :, None].to(z.dtype))
+    return values / (s3 * denominator)
+
+
+def posterior_mean(z: torch.Tensor, table: SegmentTable, s: Scale) -> torch.Tensor:
+    """m(z, s) for every column of the layout; ``s`` a scalar or per-row (n, 1), all > 0.
+
+    >>> import torch, omegabridge as ob
+    >>> table = ob.Categorical(3).segment_table()
+    >>> posterior_mean(torch.zeros(1, 3), table, 1.0)
+    tensor([[0.3333, 0.3333, 0.3333]])
+    """
+    plan = _plan(table, z.device)
+    s = _as_scale(s, z)
+    out = z.clone()
+    if plan.interval.numel():
+        cols = plan.interval
+        out[:, cols] = interval_mean(z[:, cols], s, _cast(plan.interval_low, z), _cast(plan.interval_high, z))
+    if plan.lower.numel():
+        out[:, plan.lower] = lower_halfline_mean(z[:, plan.lower], s, _cast(plan.lower_end, z))
+    if plan.upper.numel():
+        out[:, plan.upper] = -lower_halfline_mean(-z[:, plan.upper], s, -_cast(plan.upper_end, z))
+    if plan.binary.numel():
+        out[:, plan.binary] = torch.sigmoid((z[:, plan.binary] - 0.5) / s)
+    if plan.lattice.numel():
+        cols = plan.lattice
+        per_row = cols.numel() * int(plan.lattice_points.max())
+        for start, stop in _row_chunks(z.shape[0], per_row):
+            out[start:stop, cols] = _lattice_mean(
+                z[start:stop, cols], _per_row(s, start, stop), plan.lattice_low, plan.lattice_step, plan.lattice_points
+            )
+    if plan.categorical.index.numel():
+        _scatter_group(out, plan.categorical, _softmax_group(z, plan.categorical, s))
+    if plan.sphere.index.numel():
+        _scatter_group(out, plan.sphere, _sphere_mean_group(z, plan.sphere, s))
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# The Euler step
+# ----------------------------------------------------------------------------------------
+def step(
+    z: torch.Tensor,
+    drift: torch.Tensor | None,
+    table: SegmentTable,
+    remaining: float,
+    increment: float,
+    seed: int,
+    step_index: int,
+    row_offset: int = 0,
+) -> torch.Tensor:
+    """One Euler-Maruyama step in beta-time: z + db [(m(z, s) - z)/s + f] + sqrt(db) xi.
+
+    xi is read from stream 0 of the shared Philox contract at (seed, step_index, row_offset + row, column).
+    """
+    xi = noise.normals(seed, step_index, row_offset, z.shape[0], z.shape[1], noise.STREAM_STEP, z.dtype, z.device)
+    m = posterior_mean(z, table, remaining)
+    velocity = (m - z) / remaining
+    if drift is not None:
+        velocity = velocity + drift.to(z.dtype)
+    return z + increment * velocity + math.sqrt(increment) * xi
+
+
+# ----------------------------------------------------------------------------------------
+# The exact last step
+# ----------------------------------------------------------------------------------------
+def _truncated_normal(mean, sigma, low, high, u):
+    """Inverse-CDF draw from N(mean, sigma^2) truncated to [low, high] (either end may be infinite)."""
+    alpha = (low - mean) / sigma
+    beta = (high - mean) / sigma
+    tiny = torch.finfo(mean.dtype).tiny
+    # Whole interval above the mean: draw the offset from `low` in the upper tail.
+    right = alpha >= 0
+    # Whole interval below the mean: mirror.
+    left = beta <= 0
+    tail_start = torch.where(right, alpha, torch.where(left, -beta, torch.zeros_like(alpha)))
+    tail_width = torch.where(right | left, beta - alpha, torch.ones_like(alpha))
+    tail_width = torch.where(torch.isnan(tail_width), torch.full_like(tail_width, math.inf), tail_width)
+    offset = special.truncated_tail_quantile(tail_start, tail_width, u)
+    from_tail = torch.where(right, low + sigma * offset, high - sigma * offset)
+    # Mean inside: invert Phi on whichever side of the median the draw falls.
+    al = torch.where(right | left, -torch.ones_like(alpha), alpha)
+    be = torch.where(right | left, torch.ones_like(beta), beta)
+    mass = special.normal_mass(al, be)
+    below_median = special.normal_cdf(al) + u * mass
+    lower_draw = torch.special.ndtri(torch.clamp(below_median, min=tiny, max=0.5))
+    upper_tail = torch.clamp(special.normal_cdf(-be) + (1.0 - u) * mass, min=tiny, max=0.5)
+    upper_draw = -torch.special.ndtri(upper_tail)
+    y = torch.where(below_median <= 0.5, lower_draw, upper_draw)
+    y = torch.minimum(torch.maximum(y, al), be)
+    from_inside = mean + sigma * y
+    x = torch.where(right | left, from_tail, from_inside)
+    return torch.minimum(torch.maximum(x, low), high)
+
+
+def _inverse_cdf_index(probabilities: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """First index k with cumsum_k >= u * total (u in (0, 1]); probabilities (..., K)."""
+    cumulative = torch.cumsum(probabilities, dim=-1)
+    threshold = u[..., None] * cumulative[..., -1:]
+    index = (cumulative < threshold).sum(-1)
+    return torch.clamp(index, max=probabilities.shape[-1] - 1)
+
+
+def _von_mises_fisher(mean: torch.Tensor, s: torch.Tensor, group: _Group, seed, step_index, row_offset, rows, width):
+    """Wood's (1994) rejection sampler for vMF(mean/|mean|, |mean|/s), one draw per sphere group.
+
+    Beta((d-1)/2, (d-1)/2) is drawn as A/(A+B) with A, B chi-square(d-1) sums of
+    squared normals, so every attempt uses a fixed count of stream values.
+    """
+    dtype, device = mean.dtype, mean.device
+    d = group.sizes[None, :].to(dtype)  # (1, S)
+    norm = torch.linalg.vector_norm(mean, dim=-1)  # (n, S)
+    s2 = s.reshape(-1, 1) if s.dim() else s
+    kappa = norm / s2
+    unit = torch.zeros_like(mean)
+    unit[..., 0] = 1.0
+    direction = torch.where(norm[..., None] > 0, mean / torch.where(norm > 0, norm, 1.0)[..., None], unit)
+    b = (d - 1.0) / (2.0 * kappa + torch.sqrt(4.0 * kappa * kappa + (d - 1.0) ** 2))
+    one_minus_x0 = 2.0 * b / (1.0 + b)
+    x0 = 1.0 - one_minus_x0
+    log_one_minus_x0_squared = torch.log(one_minus_x0) + torch.log1p(x0)
+    chi_mask = group.mask.clone()
+    chi_mask[torch.arange(chi_mask.shape[0]), group.sizes - 1] = False  # d - 1 entries
+    first = group.index[:, 0]
+    accepted = torch.zeros_like(norm, dtype=torch.bool)
+    one_minus_w = torch.ones_like(norm)
+    for attempt in range(noise.VMF_MAX_ATTEMPTS):
+        stream_a, stream_b, stream_u = noise.vmf_streams(attempt)
+        normals_a = noise.normals(seed, step_index, row_offset, rows, width, stream_a, dtype, device)
+        normals_b = noise.normals(seed, step_index, row_offset, rows, width, stream_b, dtype, device)
+        uniform = noise.uniforms(seed, step_index, row_offset, rows, width, stream_u, dtype, device)[:, first]
+        chi_a = (normals_a[:, group.index] ** 2 * chi_mask[None]).sum(-1)
+        chi_b = (normals_b[:, group.index] ** 2 * chi_mask[None]).sum(-1)
+        beta_draw = chi_a / (chi_a + chi_b)
+        candidate = 2.0 * b * beta_draw / (1.0 - (1.0 - b) * beta_draw)  # 1 - W
+        w = 1.0 - candidate
+        log_ratio = torch.log(candidate + w * one_minus_x0) - log_one_minus_x0_squared
+        accept = kappa * (one_minus_x0 - candidate) + (d - 1.0) * log_ratio >= torch.log(uniform)
+        take = accept & ~accepted
+        one_minus_w = torch.where(take, candidate, one_minus_w)
+        accepted |= accept
+        if bool(accepted.all()):
+            break
+    w = 1.0 - one_minus_w
+    xi = noise.normals(seed, step_index, row_offset, rows, width, noise.STREAM_SPHERE_DIRECTION, dtype, device)
+    xi = torch.where(group.mask[None], xi[:, group.index], torch.zeros_like(mean))
+    tangent = xi - (xi * direction).sum(-1, keepdim=True) * direction
+    tangent = tangent / torch.linalg.vector_norm(tangent, dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    spread = torch.sqrt(torch.clamp(one_minus_w * (1.0 + w), min=0.0))
+    sample = w[..., None] * direction + spread[..., None] * tangent
+    return sample / torch.linalg.vector_norm(sample, dim=-1, keepdim=True)
+
+
+def final_step(
+    z: torch.Tensor,
+    drift: torch.Tensor | None,
+    table: SegmentTable,
+    remaining: float,
+    seed: int,
+    step_index: int,
+    row_offset: int = 0,
+    final: str = "exact",
+) -> torch.Tensor:
+    """The last step: a draw from N(z + s f, s I) restricted to the domain (every output in it).
+
+    ``final="project"`` instead takes the Euler endpoint and projects it to the nearest member.
+    """
+    rows, width = z.shape
+    mean = z if drift is None else z + remaining * drift.to(z.dtype)
+    if final == "project":
+        xi = noise.normals(seed, step_index, row_offset, rows, width, noise.STREAM_STEP, z.dtype, z.device)
+        endpoint = posterior_mean(z, table, remaining) + (mean - z) + math.sqrt(remaining) * xi
+        return project(endpoint, table)
+    if final != "exact":
+        raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
+    plan = _plan(table, z.device)
+    s = _as_scale(remaining, z)
+    sigma = math.sqrt(remaining)
+    u = noise.uniforms(seed, step_index, row_offset, rows, width, noise.STREAM_FINAL_UNIFORM, z.dtype, z.device)
+    out = torch.empty_like(z)
+    if plan.real.numel():
+        xi = noise.normals(seed, step_index, row_offset, rows, width, noise.STREAM_STEP, z.dtype, z.device)
+        out[:, plan.real] = mean[:, plan.real] + sigma * xi[:, plan.real]
+    for cols, low, high in (
+        (plan.interval, plan.interval_low, plan.interval_high),
+        (plan.lower, plan.lower_end, torch.full_like(plan.lower_end, math.inf)),
+        (plan.upper, torch.full_like(plan.upper_end, -math.inf), plan.upper_end),
+    ):
+        if cols.numel():
+            out[:, cols] = _truncated_normal(mean[:, cols], sigma, _cast(low, z), _cast(high, z), u[:, cols])
+    if plan.binary.numel():
+        p_one = torch.sigmoid((mean[:, plan.binary] - 0.5) / s)
+        out[:, plan.binary] = (u[:, plan.binary] <= p_one).to(z.dtype)
+    if plan.lattice.numel():
+        cols = plan.lattice
+        for start, stop in _row_chunks(rows, cols.numel() * int(plan.lattice_points.max())):
+            weights, offsets, x_near = lattice_weights(
+                mean[start:stop, cols], s, plan.lattice_low, plan.lattice_step, plan.lattice_points
+            )
+            index = _inverse_cdf_index(weights, u[start:stop, cols])
+            out[start:stop, cols] = x_near + torch.gather(offsets, 2, index[..., None]).squeeze(-1)
+    if plan.categorical.index.numel():
+        group = plan.categorical
+        probabilities = _softmax_group(mean, group, s)
+        index = _inverse_cdf_index(probabilities, u[:, group.index[:, 0]])
+        one_hot = torch.nn.functional.one_hot(index, group.index.shape[1]).to(z.dtype)
+        _scatter_group(out, group, one_hot)
+    if plan.sphere.index.numel():
+        group = plan.sphere
+        sample = _von_mises_fisher(
+            _gather_group(mean, group, 0.0), s, group, seed, step_index, row_offset, rows, width
+        )
+        _scatter_group(out, group, sample)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# The training target
+# ----------------------------------------------------------------------------------------
+def bridge_target(
+    x: torch.Tensor,
+    table: SegmentTable,
+    mean_scale: torch.Tensor,
+    noise_scale: torch.Tensor,
+    remaining: torch.Tensor,
+    seed: int,
+    step_index: int = 0,
+    row_offset: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Z_t = c x + sigma_t eps and y = (x - m(Z_t, s)) / s, per-row c, sigma_t, s of shape (n, 1).
+
+    eps comes from stream ``STREAM_TRAIN`` at (seed, step_index, row_offset + row, column).
+    """
+    eps = noise.normals(seed, step_index, row_offset, x.shape[0], x.shape[1], noise.STREAM_TRAIN, x.dtype, x.device)
+    z_t = mean_scale * x + noise_scale * eps
+    target = (x - posterior_mean(z_t, table, remaining)) / remaining
+    return z_t, target
+
+
+# ----------------------------------------------------------------------------------------
+# Membership and projection
+# ----------------------------------------------------------------------------------------
+def _lattice_nearest(x: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    cols = plan.lattice
+    position = torch.round((x[:, cols].to(torch.float64) - plan.lattice_low) / plan.lattice_step)
+    position = torch.minimum(torch.clamp(position, min=0.0), (plan.lattice_points - 1).to(torch.float64))
+    position = torch.nan_to_num(position, nan=0.0)
+    return (plan.lattice_low + position * plan.lattice_step).to(x.dtype)
+
+
+def membership(x: torch.Tensor, table: SegmentTable) -> torch.Tensor:
+    """Bool (n, width): is each column's value in its factor, in the precision of x?
+
+    Bounds and lattice points are rounded to x's dtype; a categorical group is
+    valid when it is exactly one-hot; a sphere when | |x|^2 - 1 | <= 8 d eps.
+    Every column of a multi-column factor carries the factor's verdict.
+    """
+    plan = _plan(table, x.device)
+    finite = torch.isfinite(x)
+    ok = finite.clone()
+    if plan.interval.numel():
+        v = x[:, plan.interval]
+        ok[:, plan.interval] &= (v >= _cast(plan.interval_low, x)) & (v <= _cast(plan.interval_high, x))
+    if plan.lower.numel():
+        ok[:, plan.lower] &= x[:, plan.lower] >= _cast(plan.lower_end, x)
+    if plan.upper.numel():
+        ok[:, plan.upper] &= x[:, plan.upper] <= _cast(plan.upper_end, x)
+    if plan.binary.numel():
+        v = x[:, plan.binary]
+        ok[:, plan.binary] &= (v == 0) | (v == 1)
+    if plan.lattice.numel():
+        ok[:, plan.lattice] &= x[:, plan.lattice] == _lattice_nearest(x, plan)
+    if plan.categorical.index.numel():
+        group = plan.categorical
+        values = _gather_group(x, group, 0.0)
+        binary = ((values == 0) | (values == 1)) | ~group.mask[None]
+        valid = binary.all(-1) & (values.sum(-1) == 1) & _gather_group(finite, group, True).all(-1)
+        _scatter_group(ok, group, valid[..., None].expand_as(values))
+    if plan.sphere.index.numel():
+        group = plan.sphere
+        values = _gather_group(x, group, 0.0)
+        tolerance = 8.0 * group.sizes.to(torch.float64) * torch.finfo(x.dtype).eps
+        error = (values.to(torch.float64).pow(2).sum(-1) - 1.0).abs()
+        valid = (error <= tolerance[None]) & _gather_group(finite, group, True).all(-1)
+        _scatter_group(ok, group, valid[..., None].expand_as(values))
+    return ok
+
+
+def project(x: torch.Tensor, table: SegmentTable) -> torch.Tensor:
+    """The nearest member of the domain to each row (Euclidean, per factor)."""
+    plan = _plan(table, x.device)
+    out = x.clone()
+    if plan.interval.numel():
+        v = x[:, plan.interval]
+        out[:, plan.interval] = torch.minimum(torch.maximum(v, _cast(plan.interval_low, x)), _cast(plan.interval_high, x))
+    if plan.lower.numel():
+        out[:, plan.lower] = torch.maximum(x[:, plan.lower], _cast(plan.lower_end, x))
+    if plan.upper.numel():
+        out[:, plan.upper] = torch.minimum(x[:, plan.upper], _cast(plan.upper_end, x))
+    if plan.binary.numel():
+        out[:, plan.binary] = (x[:, plan.binary] >= 0.5).to(x.dtype)
+    if plan.lattice.numel():
+        out[:, plan.lattice] = _lattice_nearest(x, plan)
+    if plan.categorical.index.numel():
+        group = plan.categorical
+        index = _gather_group(x, group, -math.inf).argmax(-1)
+        _scatter_group(out, group, torch.nn.functional.one_hot(index, group.index.shape[1]).to(x.dtype))
+    if plan.sphere.index.numel():
+        group = plan.sphere
+        values = _gather_group(x, group, 0.0)
+        norm = torch.linalg.vector_norm(values, dim=-1, keepdim=True)
+        unit = torch.zeros_like(values)
+        unit[..., 0] = 1.0
+        _scatter_group(out, group, torch.where(norm > 0, values / torch.where(norm > 0, norm, 1.0), unit))
+    return out

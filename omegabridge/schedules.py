@@ -1,0 +1,256 @@
+"""Noise schedules sigma(t)^2 = g(t) with beta(t) = int_0^t g, and the time grids built on them.
+
+All schedules have beta(0) = 0 and T = 1 (bridge-math.md section 1).
+
+Example:
+    >>> import omegabridge as ob
+    >>> grid = ob.schedules.Exp(a=3.0, b=1.0).grid(steps=4, kind="t")
+    >>> grid.t.tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+__all__ = ["Schedule", "Constant", "Exp", "Linear", "InverseExp", "Table", "TimeGrid"]
+
+
+def _positive(owner: str, field: str, value, allow_zero: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {field} must be a real number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{owner}: {field} must be finite and {bound}, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class TimeGrid:
+    """A run's precomputed grid, float64 on the host.
+
+    ``t`` and ``beta`` have N + 1 entries (t_0 = 0 .. t_N = 1); ``remaining``
+    (s_k = beta(T) - beta(t_k)) and ``increment`` (db_k) have N entries.
+    """
+
+    t: torch.Tensor
+    beta: torch.Tensor
+    remaining: torch.Tensor
+    increment: torch.Tensor
+
+    @property
+    def steps(self) -> int:
+        return self.increment.numel()
+
+    @property
+    def beta_end(self) -> float:
+        return float(self.beta[-1])
+
+
+class Schedule:
+    """Base class: subclasses define ``beta(t)`` and ``g(t)`` for t in [0, 1] (float64 tensors)."""
+
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def beta_inverse(self, beta: torch.Tensor) -> torch.Tensor:
+        """t with beta(t) = beta, by bisection (subclasses with a closed form override it)."""
+        beta = torch.as_tensor(beta, dtype=torch.float64)
+        low = torch.zeros_like(beta)
+        high = torch.ones_like(beta)
+        for _ in range(64):
+            middle = 0.5 * (low + high)
+            below = self.beta(middle) < beta
+            low = torch.where(below, middle, low)
+            high = torch.where(below, high, middle)
+        return 0.5 * (low + high)
+
+    def grid(self, steps: int, kind: str = "t") -> TimeGrid:
+        """The time grid of ``steps`` steps: ``kind="t"`` (uniform in t) or ``"beta"`` (uniform in beta)."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+            raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+        uniform = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+        if kind == "t":
+            t = uniform
+        elif kind == "beta":
+            beta_end = float(self.beta(torch.tensor(1.0, dtype=torch.float64)))
+            t = self.beta_inverse(uniform * beta_end)
+            t[0], t[-1] = 0.0, 1.0
+        else:
+            raise ValueError(f"grid must be 't' or 'beta', got {kind!r}")
+        return _grid_from_beta(t, self.beta(t))
+
+
+def _grid_from_beta(t: torch.Tensor, beta: torch.Tensor) -> TimeGrid:
+    beta = beta.clone()
+    beta[0] = 0.0
+    increment = beta[1:] - beta[:-1]
+    if not bool((increment > 0).all()):
+        bad = int(torch.nonzero(increment <= 0)[0])
+        raise ValueError(f"schedule: beta must increase strictly; it does not between grid points {bad} and {bad + 1}")
+    # s_k as a suffix sum of increments, so s_{N-1} == db_{N-1} exactly.
+    remaining = torch.flip(torch.cumsum(torch.flip(increment, [0]), 0), [0])
+    return TimeGrid(t=t, beta=beta, remaining=remaining, increment=increment)
+
+
+class Constant(Schedule):
+    """g(t) = sigma^2, beta(t) = sigma^2 t.
+
+    >>> float(Constant(2.0).beta(torch.tensor(1.0, dtype=torch.float64)))
+    4.0
+    """
+
+    def __init__(self, sigma: float = 1.0):
+        self.sigma = _positive("Constant", "sigma", sigma)
+
+    def beta(self, t):
+        return self.sigma**2 * torch.as_tensor(t, dtype=torch.float64)
+
+    def g(self, t):
+        return torch.full_like(torch.as_tensor(t, dtype=torch.float64), self.sigma**2)
+
+    def beta_inverse(self, beta):
+        return torch.as_tensor(beta, dtype=torch.float64) / self.sigma**2
+
+    def __repr__(self):
+        return f"Constant(sigma={self.sigma})"
+
+
+class Exp(Schedule):
+    """g(t) = a b e^{-a t}, beta(t) = b (1 - e^{-a t}); the paper's tabular default is a = 3, b = 1.
+
+    >>> round(float(Exp(3.0, 1.0).beta(torch.tensor(1.0, dtype=torch.float64))), 4)
+    0.9502
+    """
+
+    def __init__(self, a: float = 3.0, b: float = 1.0):
+        self.a = _positive("Exp", "a", a)
+        self.b = _positive("Exp", "b", b)
+
+    def beta(self, t):
+        return -self.b * torch.expm1(-self.a * torch.as_tensor(t, dtype=torch.float64))
+
+    def g(self, t):
+        return self.a * self.b * torch.exp(-self.a * torch.as_tensor(t, dtype=torch.float64))
+
+    def beta_inverse(self, beta):
+        return -torch.log1p(-torch.as_tensor(beta, dtype=torch.float64) / self.b) / self.a
+
+    def __repr__(self):
+        return f"Exp(a={self.a}, b={self.b})"
+
+
+class Linear(Schedule):
+    """g(t) = b (1 - t) + c, beta(t) = b (2 - t) t / 2 + c t.
+
+    >>> float(Linear(1.0, 1.0).beta(torch.tensor(1.0, dtype=torch.float64)))
+    1.5
+    """
+
+    def __init__(self, b: float = 1.0, c: float = 0.1):
+        self.b = _positive("Linear", "b", b, allow_zero=True)
+        self.c = _positive("Linear", "c", c, allow_zero=True)
+        if self.b + self.c <= 0:
+            raise ValueError("Linear: b + c must be > 0")
+
+    def beta(self, t):
+        t = torch.as_tensor(t, dtype=torch.float64)
+        return self.b * (2.0 - t) * t / 2.0 + self.c * t
+
+    def g(self, t):
+        return self.b * (1.0 - torch.as_tensor(t, dtype=torch.float64)) + self.c
+
+    def beta_inverse(self, beta):
+        beta = torch.as_tensor(beta, dtype=torch.float64)
+        slope = self.b + self.c
+        # Root of (b/2) t^2 - (b + c) t + beta = 0 in the cancellation-free form.
+        discriminant = torch.clamp(slope * slope - 2.0 * self.b * beta, min=0.0)
+        return 2.0 * beta / (slope + torch.sqrt(discriminant))
+
+    def __repr__(self):
+        return f"Linear(b={self.b}, c={self.c})"
+
+
+class InverseExp(Schedule):
+    """g(t) = a b (1 - e^{-a (1 - t)}) + c, beta(t) = a b t - b e^{-a (1 - t)} + b e^{-a} + c t.
+
+    >>> InverseExp(3.0, 1.0, 0.1).g(torch.tensor(1.0, dtype=torch.float64)).item()
+    0.1
+    """
+
+    def __init__(self, a: float = 3.0, b: float = 1.0, c: float = 0.01):
+        self.a = _positive("InverseExp", "a", a)
+        self.b = _positive("InverseExp", "b", b)
+        self.c = _positive("InverseExp", "c", c, allow_zero=True)
+
+    def beta(self, t):
+        t = torch.as_tensor(t, dtype=torch.float64)
+        a, b, c = self.a, self.b, self.c
+        # -b (e^{-a(1-t)} - e^{-a}) = -b e^{-a} expm1(a t), without cancellation for small t
+        return a * b * t - b * math.exp(-a) * torch.expm1(a * t) + c * t
+
+    def g(self, t):
+        t = torch.as_tensor(t, dtype=torch.float64)
+        return -self.a * self.b * torch.expm1(-self.a * (1.0 - t)) + self.c
+
+    def __repr__(self):
+        return f"InverseExp(a={self.a}, b={self.b}, c={self.c})"
+
+
+class Table(Schedule):
+    """beta given at the N + 1 points t_k = k / N of its own grid (beta[0] = 0, strictly increasing).
+
+    Between grid points beta is linear (so g is piecewise constant).
+
+    >>> Table([0.0, 0.5, 2.0]).grid(steps=2).increment.tolist()
+    [0.5, 1.5]
+    """
+
+    def __init__(self, beta: Sequence[float] | torch.Tensor):
+        values = torch.as_tensor(beta, dtype=torch.float64).flatten()
+        if values.numel() < 3:
+            raise ValueError(f"Table: beta needs at least 3 entries (2 steps), got {values.numel()}")
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError("Table: beta must be finite")
+        if float(values[0]) != 0.0:
+            raise ValueError(f"Table: beta[0] must be 0, got {float(values[0])}")
+        steps = values[1:] - values[:-1]
+        if not bool((steps > 0).all()):
+            bad = int(torch.nonzero(steps <= 0)[0])
+            raise ValueError(f"Table: beta must increase strictly; beta[{bad + 1}] <= beta[{bad}]")
+        self.values = values
+        self.steps = values.numel() - 1
+
+    def _position(self, t):
+        t = torch.as_tensor(t, dtype=torch.float64)
+        scaled = torch.clamp(t, 0.0, 1.0) * self.steps
+        index = torch.clamp(torch.floor(scaled).long(), max=self.steps - 1)
+        return index, scaled - index
+
+    def beta(self, t):
+        index, fraction = self._position(t)
+        return self.values[index] + fraction * (self.values[index + 1] - self.values[index])
+
+    def g(self, t):
+        index, _ = self._position(t)
+        return (self.values[index + 1] - self.values[index]) * self.steps
+
+    def grid(self, steps: int | None = None, kind: str = "t") -> TimeGrid:
+        if kind != "t":
+            raise ValueError("grid: a Table schedule defines its own grid (t_k = k / N); use grid='t'")
+        if steps is not None and steps != self.steps:
+            raise ValueError(f"steps: a Table with {self.steps + 1} beta values has {self.steps} steps, got steps={steps}")
+        t = torch.linspace(0.0, 1.0, self.steps + 1, dtype=torch.float64)
+        return _grid_from_beta(t, self.values.clone())
+
+    def __repr__(self):
+        return f"Table(<{self.steps + 1} values>)"

@@ -60,7 +60,7 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if len(losses) % 50 == 0:
                 bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.4g}")
     model.eval()

@@ -185,7 +185,7 @@ class Bridge:
             raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
         if model is not None and not callable(model):
             raise TypeError(f"model must be callable as model(z, t) or None, got {type(model).__name__}")
-        device = torch.device(device)
+        device = dispatch.check_device(device)
         dispatch.resolve_backend(backend, device)
         times = self.time_grid.t[:-1].to(torch.float32).to(device)
         out = torch.empty(n, self.width, dtype=torch.float32, device=device)

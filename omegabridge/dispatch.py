@@ -25,7 +25,7 @@ from omegabridge import reference
 from omegabridge.domains import SegmentTable
 from omegabridge.errors import BackendUnavailableError
 
-__all__ = ["BACKENDS", "resolve_backend", "posterior_mean", "step", "final_step", "bridge_target"]
+__all__ = ["BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "final_step", "bridge_target"]
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
 _STATE_DTYPES = (torch.float32, torch.float64)
@@ -35,6 +35,19 @@ _PLANNED = {
     "cuda": "the CUDA C++ kernels are not part of this build yet",
     "triton": "the Triton kernels are not part of this build yet",
 }
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a torch.device that can hold data here, or a clear error."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from error
+    if device.type == "meta":
+        raise ValueError("device 'meta' cannot hold a sample; use 'cpu' or 'cuda'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"device={str(device)!r} was asked for but CUDA is not available on this machine")
+    return device
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

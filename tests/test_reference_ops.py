@@ -78,7 +78,7 @@ def test_lattice_draws_follow_the_softmax_weights(points, mean, s):
     x = _column(domain, mean, s)[:, 0].double()
     grid = low + step * torch.arange(domain.points, dtype=torch.float64)
     weights = torch.softmax(-((grid - mean) ** 2) / (2 * s), 0)
-    counts = torch.stack([(x == float(torch.tensor(g, dtype=torch.float32))).sum() for g in grid]).double()
+    counts = torch.stack([(x == float(g.to(torch.float32))).sum() for g in grid]).double()
     assert int(counts.sum()) == ROWS
     _chi_square(counts, weights)
 

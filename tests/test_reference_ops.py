@@ -71,7 +71,10 @@ def test_far_tail_truncated_normal_is_exponential_near_the_end():
     assert statistic.pvalue > P_MIN
 
 
-@pytest.mark.parametrize("points, mean, s", [((0, 16, 1), 3.3, 2.0), ((-1.0, 1.0, 0.25), 0.1, 0.01), ((0, 16, 1), 40.0, 1.0)])
+@pytest.mark.parametrize(
+    "points, mean, s",
+    [((0, 16, 1), 3.3, 2.0), ((-1.0, 1.0, 0.25), 0.1, 0.01), ((0, 16, 1), 40.0, 1.0), ((0, 4095, 1), 2000.3, 30.0)],
+)
 def test_lattice_draws_follow_the_softmax_weights(points, mean, s):
     low, high, step = points
     domain = ob.Lattice(low, high, step=step)
@@ -94,6 +97,19 @@ def _chi_square(counts, probabilities):
         return
     pvalue = stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue
     assert pvalue > P_MIN, f"chi-square p = {pvalue:.2g}"
+
+
+def test_large_categorical_draws():
+    mean = torch.linspace(-1.0, 1.0, 4096)
+    s = 0.5
+    x = _column(ob.Categorical(4096), mean, s, rows=4000).double()
+    probabilities = torch.softmax(mean.double() / s, 0)
+    # 4096 cells at 4000 draws: compare the draws' mean class index with the law's (CLT, 5 sigma)
+    index = x.argmax(1).double()
+    classes = torch.arange(4096, dtype=torch.float64)
+    mean_index = float((probabilities * classes).sum())
+    spread = math.sqrt(float((probabilities * (classes - mean_index) ** 2).sum()) / len(index))
+    assert abs(float(index.mean()) - mean_index) < 5 * spread
 
 
 def test_categorical_and_binary_draws():

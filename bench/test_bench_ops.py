@@ -1,0 +1,40 @@
+"""pytest-benchmark cases: one per (op, layout, backend), at a reduced size so a run takes about a minute.
+
+    python -m pytest bench/test_bench_ops.py --benchmark-columns=median,ops
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from omegabridge import dispatch  # noqa: E402
+from layouts import layouts  # noqa: E402
+
+LAYOUTS = layouts(scale=1 / 64)
+BACKENDS = ["reference"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_step(benchmark, name, backend):
+    domain, rows = LAYOUTS[name]
+    z = torch.randn(rows, domain.width)
+    f = torch.randn(rows, domain.width)
+    benchmark.extra_info["elements"] = rows * domain.width
+    benchmark(dispatch.step, z, f, domain.segment_table(), remaining=0.5, increment=0.01, seed=1, step_index=3, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_bridge_target(benchmark, name, backend):
+    domain, rows = LAYOUTS[name]
+    x = domain.project(torch.randn(rows, domain.width))
+    scale = torch.full((rows, 1), 0.5)
+    benchmark.extra_info["elements"] = rows * domain.width
+    benchmark(dispatch.bridge_target, x, domain.segment_table(), mean_scale=scale, noise_scale=scale, remaining=scale, seed=1, backend=backend)

@@ -25,6 +25,7 @@ __all__ = ["Bridge"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _WEIGHTS = ("none", "remaining", "remaining_squared")
+DEFAULT_STEPS = 1000
 
 
 class Bridge:
@@ -33,7 +34,7 @@ class Bridge:
     Args:
         domain: any omegabridge domain (a factor or a ``Product``).
         schedule: a schedule from ``omegabridge.schedules`` (default ``Exp(a=3, b=1)``).
-        steps: number of time steps N (a ``Table`` schedule fixes it itself).
+        steps: number of time steps N (default 1000; a ``Table`` schedule fixes it itself).
         grid: ``"t"`` (uniform in t) or ``"beta"`` (uniform in beta(t)).
         start_std: gamma of a random start Z_0 ~ N(0, gamma^2 I); 0 starts at zeros.
 
@@ -46,7 +47,7 @@ class Bridge:
         self,
         domain: Domain,
         schedule: Schedule | None = None,
-        steps: int | None = 1000,
+        steps: int | None = None,
         grid: str = "t",
         start_std: float = 0.0,
     ):
@@ -58,9 +59,9 @@ class Bridge:
         if not isinstance(self.schedule, Schedule):
             raise TypeError(f"schedule must come from omegabridge.schedules, got {type(self.schedule).__name__}")
         if isinstance(self.schedule, Table):
-            self.time_grid = self.schedule.grid(steps if steps != 1000 else None, grid)
-        else:
             self.time_grid = self.schedule.grid(steps, grid)
+        else:
+            self.time_grid = self.schedule.grid(DEFAULT_STEPS if steps is None else steps, grid)
         self.start_std = float(start_std)
         if not math.isfinite(self.start_std) or self.start_std < 0:
             raise ValueError(f"start_std must be finite and >= 0, got {start_std!r}")

@@ -65,6 +65,9 @@ def test_table_schedule():
         table.grid(kind="beta")
     with pytest.raises(ValueError, match="steps"):
         ob.Bridge(ob.Binary(), table, steps=10)
+    with pytest.raises(ValueError, match="steps"):
+        ob.Bridge(ob.Binary(), table, steps=1000)  # an explicit step count must agree with the table
+    assert ob.Bridge(ob.Binary(), table, steps=4).steps == 4
 
 
 @pytest.mark.parametrize(

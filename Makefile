@@ -6,7 +6,7 @@ PYTHON ?= python3
 # torch is installed only when missing, so an existing (e.g. CUDA) build is kept.
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install -e ".[dev,demo]"
 
 demo: install
 	$(PYTHON) -m omegabridge demo

@@ -1,6 +1,8 @@
 """Build script for omegabridge: the Python packages plus the optional C++ extension.
 
-Metadata lives in pyproject.toml. This file declares the packages (``kernels/`` is
+Metadata lives in pyproject.toml, including the extras (``dev``; ``demo``: statsmodels and
+pandas for ``omegabridge demo``) and the console script ``omegabridge = omegabridge.cli:main``;
+extras are declared there only, not here. This file declares the packages (``kernels/`` is
 installed as ``omegabridge.kernels``), the package data and the pybind11 extension
 ``omegabridge._native_ext`` built from ``pybridge/module.cpp``.
 

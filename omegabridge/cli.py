@@ -20,48 +20,21 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _integer(name: str, minimum: int, maximum: int | None = None):
+    """An argparse type: an integer ``name`` in [minimum, maximum), with a message naming the bound."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
+        if maximum is not None and value >= maximum:
+            raise argparse.ArgumentTypeError(f"{name} must be < {maximum}, got {value}")
+        return value
 
-def _steps(text: str) -> int:
-    value = _positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"steps must be >= 2, got {value}")
-    return value
-
-
-def _rows(text: str) -> int:
-    value = _positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"rows must be >= 2, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"seed must be in [0, 2^63), got {value}")
-    return value
-
-
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"threads must be >= 0, got {value}")
-    return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("-o", "--output", metavar="DIR", default=defaults.output,
                       help=f"folder for the output files (default: ./{defaults.output})")
-    demo.add_argument("--iterations", type=_positive_int, metavar="N", help=f"training iterations (default {defaults.iterations})")
-    demo.add_argument("--rows", type=_rows, metavar="N",
+    demo.add_argument("--iterations", type=_integer("iterations", 1), metavar="N", help=f"training iterations (default {defaults.iterations})")
+    demo.add_argument("--rows", type=_integer("rows", 2), metavar="N",
                       help="synthetic rows to sample (default: as many as the data, 6366)")
-    demo.add_argument("--seed", type=_seed, metavar="N", help=f"seed of training, sampling and baseline (default {defaults.seed})")
-    demo.add_argument("--steps", type=_steps, metavar="N", help=f"time steps of the bridge (default {defaults.steps})")
-    demo.add_argument("--threads", type=_threads, metavar="N",
+    demo.add_argument("--seed", type=_integer("seed", 0, 2**63), metavar="N", help=f"seed of training, sampling and baseline (default {defaults.seed})")
+    demo.add_argument("--steps", type=_integer("steps", 2), metavar="N", help=f"time steps of the bridge (default {defaults.steps})")
+    demo.add_argument("--threads", type=_integer("threads", 0), metavar="N",
                       help=f"torch CPU threads (default {defaults.threads}: fastest on a small or shared machine; "
                       "0: torch's own choice)")
     demo.add_argument("--quick", action="store_true",

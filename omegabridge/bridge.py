@@ -24,7 +24,7 @@ from omegabridge.schedules import Exp, Schedule, Table
 __all__ = ["Bridge"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_WEIGHTS = ("none", "remaining", "remaining_squared")
+LOSS_WEIGHTS = ("none", "remaining", "remaining_squared")  # lambda(t) = 1, s, s^2
 DEFAULT_STEPS = 1000
 
 
@@ -127,20 +127,35 @@ class Bridge:
         ``"remaining_squared"`` (s^2). Randomness comes from ``generator`` (or
         torch's default generator), so ``torch.manual_seed`` makes a run repeatable.
         """
-        if weight not in _WEIGHTS:
-            raise ValueError(f"weight must be one of {_WEIGHTS}, got {weight!r}")
-        device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
-        x = self.check_data(x)
+        check_loss_weight(weight)
+        return self.checked_loss(model, self.check_data(x), weight=weight, generator=generator, backend=backend)
+
+    def checked_loss(
+        self,
+        model: Model,
+        x: torch.Tensor,
+        *,
+        weight: str = "none",
+        generator: torch.Generator | None = None,
+        backend: str = "auto",
+    ) -> torch.Tensor:
+        """``loss`` on rows already returned by ``check_data`` and a ``weight`` already checked.
+
+        For training loops that validate their data set once (``fit`` does), so the
+        membership check does not run again on every minibatch.
+        """
+        device = x.device
         rows = x.shape[0]
         index = torch.randint(0, self.steps, (rows,), generator=generator)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        remaining = self.time_grid.remaining[index]
+        remaining_float64 = self.time_grid.remaining[index]
+        remaining = remaining_float64.to(torch.float32).to(device)
         z_t, target = dispatch.bridge_target(
             x,
             self.table,
             mean_scale=self._mean_scale[index].to(torch.float32).to(device),
             noise_scale=self._noise_variance[index].sqrt().to(torch.float32).to(device),
-            remaining=remaining.to(torch.float32).to(device),
+            remaining=remaining,
             seed=seed,
             backend=backend,
         )
@@ -149,9 +164,9 @@ class Bridge:
         _check_model_output(drift, z_t, "in loss()")
         squared = ((drift.to(torch.float32) - target) ** 2).sum(dim=1)
         if weight == "remaining":
-            squared = squared * remaining.to(torch.float32).to(device)
+            squared = squared * remaining
         elif weight == "remaining_squared":
-            squared = squared * (remaining**2).to(torch.float32).to(device)
+            squared = squared * (remaining_float64**2).to(torch.float32).to(device)
         return squared.mean()
 
     # ------------------------------------------------------------------------------------
@@ -239,6 +254,12 @@ class Bridge:
 
     def __repr__(self) -> str:
         return f"Bridge({self.domain!r}, {self.schedule!r}, steps={self.steps})"
+
+
+def check_loss_weight(weight: str) -> None:
+    """Raise ValueError unless ``weight`` names one of ``LOSS_WEIGHTS``."""
+    if weight not in LOSS_WEIGHTS:
+        raise ValueError(f"weight must be one of {LOSS_WEIGHTS}, got {weight!r}")
 
 
 def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int) -> torch.Tensor | None:

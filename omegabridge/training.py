@@ -17,9 +17,9 @@ import numbers
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["fit"]
+from omegabridge.bridge import check_loss_weight
 
-_WEIGHTS = ("none", "remaining", "remaining_squared")
+__all__ = ["fit"]
 
 
 def fit(
@@ -38,7 +38,8 @@ def fit(
     """Train ``model`` on rows ``data`` (validated against the bridge's domain) and return the losses.
 
     Each iteration draws a minibatch of ``batch_size`` rows with replacement, takes
-    one Adam step on ``bridge.loss(model, rows, weight=weight)`` with the gradient
+    one Adam step on ``bridge.loss(model, rows, weight=weight)`` (as ``bridge.checked_loss``:
+    ``data`` is validated once, up front) with the gradient
     norm clipped to ``clip`` (0 turns clipping off), and the learning rate decays
     from ``learning_rate`` to 0 on a cosine. Rows, times and noise come from a
     generator seeded with ``seed``, so a run is repeatable.
@@ -62,8 +63,7 @@ def fit(
         raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
     if not _is_real(clip) or not math.isfinite(clip) or clip < 0:
         raise ValueError(f"clip must be finite and >= 0 (0: no clipping), got {clip!r}")
-    if weight not in _WEIGHTS:
-        raise ValueError(f"weight must be one of {_WEIGHTS}, got {weight!r}")
+    check_loss_weight(weight)
     data = bridge.check_data(data, name="data")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
@@ -73,7 +73,7 @@ def fit(
     with tqdm(range(iterations), disable=not progress, desc="training", unit="it") as bar:
         for _ in bar:
             index = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
-            loss = bridge.loss(model, data[index], weight=weight, generator=generator)
+            loss = bridge.checked_loss(model, data[index], weight=weight, generator=generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip:

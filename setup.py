@@ -13,8 +13,10 @@ The extension is optional, controlled by the environment variable OMEGABRIDGE_BU
 * unset   -- try to build it; on failure print a warning and install without it
              (omegabridge then uses its torch reference code; see omegabridge/_native.py).
 
-Compiler flags: ``-O3 -std=c++17`` and ``-fopenmp`` when a test compile accepts it. Never
-``-march=native``: a built wheel must run on any x86-64 machine.
+Compiler flags: ``-O3 -std=c++17 -fno-math-errno -fno-trapping-math`` and ``-fopenmp`` when a test compile accepts
+it. Never ``-march=native``: a built wheel must run on any x86-64 machine. The vectorised
+kernels are compiled for AVX-512, AVX2+FMA and baseline x86-64 inside the one extension
+(``target_clones`` in csrc/cpu/kernels.cpp); the CPU picks its clone at load time.
 """
 
 from __future__ import annotations
@@ -78,7 +80,13 @@ class OptionalBuildExt(build_ext):
         if self.compiler.compiler_type == "msvc":
             ext.extra_compile_args = ["/O2", "/std:c++17", "/EHsc", "/openmp"]
         else:
-            ext.extra_compile_args = ["-O3", "-std=c++17", "-fvisibility=hidden"]
+            # -fno-math-errno lets sqrtf vectorise (errno is never read); -fno-trapping-math lets
+            # the compiler evaluate both sides of a select (nothing enables FP traps), which
+            # branch-free math needs to vectorise. Neither changes an IEEE result. No
+            # -ffast-math: the kernels rely on inf and NaN behaving as IEEE says.
+            ext.extra_compile_args = [
+                "-O3", "-std=c++17", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math",
+            ]
             if self._accepts_openmp():
                 ext.extra_compile_args.append("-fopenmp")
                 ext.extra_link_args = [*ext.extra_link_args, "-fopenmp"]
@@ -110,11 +118,12 @@ def _extensions() -> list[Extension]:
     return [
         Extension(
             EXTENSION_NAME,
-            sources=["pybridge/module.cpp"],
+            sources=["pybridge/module.cpp", "csrc/cpu/layout.cpp", "csrc/cpu/kernels.cpp", "csrc/cpu/final_step.cpp"],
             include_dirs=["csrc/include"],
             depends=[
-                "csrc/include/omegabridge/config.h",
-                "csrc/include/omegabridge/philox.h",
+                *(f"csrc/include/omegabridge/{name}.h" for name in ("config", "fastmath", "philox", "special", "posterior")),
+                "csrc/cpu/layout.h",
+                "csrc/cpu/kernels.h",
             ],
             language="c++",
         )

@@ -24,7 +24,7 @@ from types import ModuleType
 __all__ = ["EXTENSION", "ABI", "load", "is_available", "unavailable_reason"]
 
 EXTENSION = "omegabridge._native_ext"
-ABI = 1  # the `abi` attribute this Python code expects of the extension
+ABI = 2  # the `abi` attribute this Python code expects of the extension
 
 _lock = threading.Lock()
 _loaded = False

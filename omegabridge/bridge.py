@@ -235,6 +235,7 @@ class Bridge:
                 step_index=k,
                 row_offset=row_offset,
                 backend=backend,
+                out=z,  # in place: the state is ours, and the drift was computed from it already
             )
             bar.update(1)
         drift = _drift(model, z, times[last], last)

@@ -1,10 +1,12 @@
 """One entry point per op, validating its inputs once and choosing a backend.
 
 Ops: ``posterior_mean``, ``step``, ``final_step`` and ``bridge_target``. Backends:
-``"reference"`` (the torch reference, any device, float32 or float64) and
-``"auto"`` (the fastest backend available for the tensors' device). The fused
-native backends register here as they land; asking for one that cannot run
-raises ``BackendUnavailableError`` with the reason.
+
+* ``"reference"``: the torch reference, any device, float32 or float64;
+* ``"cpu"``: the fused C++ kernels (csrc/cpu) on CPU tensors with float32 state;
+* ``"auto"``: ``"cpu"`` for float32 CPU tensors when the extension is built, else the reference.
+
+Asking for a backend that cannot run raises ``BackendUnavailableError`` with the reason.
 
 Example:
     >>> import torch, omegabridge as ob
@@ -21,7 +23,7 @@ import math
 
 import torch
 
-from omegabridge import reference
+from omegabridge import cpu_backend, reference
 from omegabridge.domains import SegmentTable
 from omegabridge.errors import BackendUnavailableError
 
@@ -30,8 +32,8 @@ __all__ = ["BACKENDS", "check_device", "resolve_backend", "posterior_mean", "ste
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
 _STATE_DTYPES = (torch.float32, torch.float64)
 _DRIFT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+_DATA_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 _PLANNED = {
-    "cpu": "the fused C++ CPU kernels are not part of this build yet",
     "cuda": "the CUDA C++ kernels are not part of this build yet",
     "triton": "the Triton kernels are not part of this build yet",
 }
@@ -50,12 +52,28 @@ def check_device(device) -> torch.device:
     return device
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """The backend that will run an op on ``device``: 'auto' picks the fastest available one."""
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """The backend that will run an op on ``device`` with state ``dtype``: 'auto' picks the fastest available one."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}, got {backend!r}")
-    if backend == "auto" or backend == "reference":
+    device = torch.device(device)
+    if backend == "reference":
         return "reference"
+    if backend == "auto":
+        if device.type == "cpu" and dtype == torch.float32 and cpu_backend.is_available():
+            return "cpu"
+        return "reference"
+    if backend == "cpu":
+        if not cpu_backend.is_available():
+            raise BackendUnavailableError(f"backend='cpu' cannot run: {cpu_backend.unavailable_reason()}")
+        if device.type != "cpu":
+            raise BackendUnavailableError(f"backend='cpu' runs on CPU tensors, but the data is on {device}")
+        if dtype != torch.float32:
+            raise BackendUnavailableError(
+                f"backend='cpu' keeps the state in float32, got {str(dtype).replace('torch.', '')}; "
+                "use backend='reference' for float64"
+            )
+        return "cpu"
     raise BackendUnavailableError(f"backend={backend!r} cannot run: {_PLANNED[backend]}; use backend='auto'")
 
 
@@ -79,6 +97,23 @@ def _check_drift(drift, z: torch.Tensor, table: SegmentTable) -> None:
         raise ValueError(f"drift is on {drift.device} but the state is on {z.device}")
 
 
+def _check_out(out, z: torch.Tensor) -> None:
+    if out is None:
+        return
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    if out.shape != z.shape or out.dtype != z.dtype or out.device != z.device:
+        raise ValueError(
+            f"out must match the state: shape {tuple(z.shape)}, {z.dtype}, {z.device}; "
+            f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
+        )
+
+
+def _overlaps_elsewhere(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a and b share storage at different offsets (same tensor memory is fine in place)."""
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() and a.data_ptr() != b.data_ptr()
+
+
 def _check_positive(name: str, value) -> float:
     number = float(value)
     if not math.isfinite(number) or number <= 0:
@@ -93,7 +128,8 @@ def _check_address(seed, step_index, row_offset) -> None:
 
 
 def _check_per_row(name: str, value, x: torch.Tensor) -> torch.Tensor:
-    value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    dtype = x.dtype if x.dtype in _STATE_DTYPES else torch.float32  # never round s or c to bfloat16
+    value = torch.as_tensor(value, dtype=dtype, device=x.device)
     if value.dim() == 0:
         value = value.expand(x.shape[0])
     value = value.reshape(-1, 1) if value.numel() == x.shape[0] else value
@@ -108,7 +144,8 @@ def posterior_mean(z: torch.Tensor, table: SegmentTable, remaining, backend: str
     s = _check_per_row("remaining", remaining, z)
     if not bool((s > 0).all()) or not bool(torch.isfinite(s).all()):
         raise ValueError("remaining (s) must be finite and > 0 in every row")
-    resolve_backend(backend, z.device)
+    if resolve_backend(backend, z.device, z.dtype) == "cpu":
+        return cpu_backend.posterior_mean(z, table, s)
     return reference.posterior_mean(z, table, s)
 
 
@@ -123,8 +160,13 @@ def step(
     step_index: int,
     row_offset: int = 0,
     backend: str = "auto",
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One Euler step z + db [(m(z, s) - z)/s + f] + sqrt(db) xi; returns the new state."""
+    """One Euler step z + db [(m(z, s) - z)/s + f] + sqrt(db) xi; returns the new state.
+
+    ``out`` (optional) receives the result and is returned; it may be ``z`` itself, so a
+    sampler can step in place without allocating a new state every step.
+    """
     _check_matrix("z", z, table, _STATE_DTYPES)
     _check_drift(drift, z, table)
     s = _check_positive("remaining", remaining)
@@ -132,8 +174,19 @@ def step(
     if db > s * (1 + 1e-12):
         raise ValueError(f"increment ({db}) must not exceed remaining ({s})")
     _check_address(seed, step_index, row_offset)
-    resolve_backend(backend, z.device)
-    return reference.step(z, drift, table, s, db, seed, step_index, row_offset)
+    _check_out(out, z)
+    if out is not None and drift is not None and _overlaps_elsewhere(drift, out):
+        drift = drift.clone()  # the kernel reads f[i] and writes out[i] element by element
+    if resolve_backend(backend, z.device, z.dtype) == "cpu":
+        if out is not None and out.is_contiguous() and z.is_contiguous():
+            return cpu_backend.step(z, drift, table, s, db, seed, step_index, row_offset, out=out)
+        result = cpu_backend.step(z, drift, table, s, db, seed, step_index, row_offset)
+    else:
+        result = reference.step(z, drift, table, s, db, seed, step_index, row_offset)
+    if out is None:
+        return result
+    out.copy_(result)
+    return out
 
 
 def final_step(
@@ -155,7 +208,8 @@ def final_step(
     _check_address(seed, step_index, row_offset)
     if final not in ("exact", "project"):
         raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
-    resolve_backend(backend, z.device)
+    if resolve_backend(backend, z.device, z.dtype) == "cpu" and final == "exact":
+        return cpu_backend.final_step(z, drift, table, s, seed, step_index, row_offset)
     return reference.final_step(z, drift, table, s, seed, step_index, row_offset, final)
 
 
@@ -172,12 +226,15 @@ def bridge_target(
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Z_t = c x + sigma_t eps and the target (x - m(Z_t, s)) / s, with per-row (or scalar) c, sigma_t, s."""
-    _check_matrix("x", x, table, _STATE_DTYPES)
+    _check_matrix("x", x, table, _DATA_DTYPES)
+    if resolve_backend(backend, x.device, torch.float32 if x.dtype == torch.bfloat16 else x.dtype) == "reference":
+        x = x if x.dtype in _STATE_DTYPES else x.to(torch.float32)
     c = _check_per_row("mean_scale", mean_scale, x)
     sigma = _check_per_row("noise_scale", noise_scale, x)
     s = _check_per_row("remaining", remaining, x)
     if not bool((s > 0).all()) or not bool(torch.isfinite(s).all()):
         raise ValueError("remaining (s) must be finite and > 0 in every row")
     _check_address(seed, step_index, row_offset)
-    resolve_backend(backend, x.device)
+    if resolve_backend(backend, x.device, torch.float32 if x.dtype == torch.bfloat16 else x.dtype) == "cpu":
+        return cpu_backend.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset)
     return reference.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset)

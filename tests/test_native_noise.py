@@ -66,7 +66,7 @@ ROWS = 7
 
 
 def test_abi():
-    assert ext.abi == _native.ABI == 1
+    assert ext.abi == _native.ABI == 2
     assert _native.is_available()
     assert _native.unavailable_reason() == ""
 

@@ -168,7 +168,9 @@ def test_bridge_target_is_the_marginal_and_the_target():
     c = torch.rand(32, 1)
     sigma = torch.rand(32, 1)
     s = torch.rand(32, 1) + 0.1
-    z_t, target = dispatch.bridge_target(x, table, mean_scale=c, noise_scale=sigma, remaining=s, seed=4, step_index=2)
+    z_t, target = dispatch.bridge_target(
+        x, table, mean_scale=c, noise_scale=sigma, remaining=s, seed=4, step_index=2, backend="reference"
+    )
     eps = noise.normals(4, 2, 0, 32, domain.width, noise.STREAM_TRAIN)
     assert torch.allclose(z_t, c * x + sigma * eps)
     assert torch.allclose(target, (x - reference.posterior_mean(z_t, table, s)) / s)
@@ -181,11 +183,12 @@ def test_final_project_lands_in_the_domain():
     assert domain.contains(out).all()
 
 
-def test_last_step_outputs_stay_in_domain_for_extreme_states():
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_last_step_outputs_stay_in_domain_for_extreme_states(backend):
     domain = ob.Product([ob.Interval(-1.0, 1.0), ob.HalfLine(low=0.0), ob.HalfLine(high=0.0), ob.Lattice(0, 255),
                          ob.Binary(), ob.Categorical(6), ob.Sphere(3), ob.Real()])
     values = torch.tensor([-1e8, -1e3, -1.0, 0.0, 1e-20, 0.5, 1.0, 254.5, 1e3, 1e8])
     z = values[:, None].expand(-1, domain.width).contiguous()
     for s in (1e-10, 1e-4, 1.0, 1e4):
-        out = dispatch.final_step(z, None, domain.segment_table(), remaining=s, seed=1, step_index=3)
+        out = dispatch.final_step(z, None, domain.segment_table(), remaining=s, seed=1, step_index=3, backend=backend)
         assert domain.contains(out).all(), f"outside at s={s}"

@@ -1,4 +1,5 @@
-"""Statistical tests of the sampler (bridge-math.md section 5) on the torch reference backend.
+"""Statistical tests of the sampler (bridge-math.md section 5) on every CPU backend (the torch
+reference, and the fused C++ kernels when they are built).
 
 1. f = 0: the time-T law of the Omega-bridge from z0 = 0 is N(0, beta(T) I) restricted to the
    domain and normalised. Each factor alone and all of them side by side in one Product
@@ -75,7 +76,7 @@ def _one_thread():
 # Sampling (cached per patched kernels: a monkeypatched step never sees a cached sample)
 # ----------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
-def _sample(domain_key: str, schedule_key: str, steps: int, rows: int, seed: int, model_key: str, kernels):
+def _sample(domain_key: str, schedule_key: str, steps: int, rows: int, seed: int, model_key: str, backend: str, kernels):
     del kernels  # part of the cache key only
     domain = F0_DOMAINS[domain_key] if domain_key in F0_DOMAINS else ORACLE_TARGETS[domain_key][0]()
     schedule = SCHEDULES[schedule_key]
@@ -84,14 +85,18 @@ def _sample(domain_key: str, schedule_key: str, steps: int, rows: int, seed: int
     if model_key == "oracle":
         _, support, probabilities, _ = ORACLE_TARGETS[domain_key]
         model = H.oracle_drift(bridge, support, probabilities)
-    x = bridge.sample(model, n=rows, seed=seed, progress=False)
+    x = bridge.sample(model, n=rows, seed=seed, progress=False, backend=backend)
     assert bool(domain.contains(x).all()), "a sample row left the domain"
     return x
 
 
-def sample(domain_key, schedule_key, steps, rows, seed, model_key="none"):
+def sample(domain_key, schedule_key, steps, rows, seed, model_key="none", backend="reference"):
     kernels = (reference.step, reference.final_step)
-    return _sample(domain_key, schedule_key, steps, rows, seed, model_key, kernels)
+    return _sample(domain_key, schedule_key, steps, rows, seed, model_key, backend, kernels)
+
+
+# The fused CPU kernels are required wherever they are built (make test sets OMEGABRIDGE_REQUIRE_NATIVE=1).
+BACKENDS = ["reference", "cpu"]
 
 
 SCHEDULES = {"exp3_1": F0_SCHEDULE, "exp3_30": ob.schedules.Exp(a=3.0, b=30.0)}
@@ -211,18 +216,18 @@ SEEDS = {
 }
 
 
-def run_check(name: str, seed: int | None = None) -> H.Check:
+def run_check(name: str, seed: int | None = None, backend: str = "reference") -> H.Check:
     """Sample with whatever kernels are installed now and return the named check's (statistic, threshold)."""
     seed = SEEDS[name] if seed is None else seed
     if name in ORACLE_TARGETS:
         _, support, probabilities, schedule_key = ORACLE_TARGETS[name]
-        x = sample(name, schedule_key, ORACLE_STEPS, ORACLE_ROWS, seed, model_key="oracle")
+        x = sample(name, schedule_key, ORACLE_STEPS, ORACLE_ROWS, seed, model_key="oracle", backend=backend)
         counts = H.row_counts(x, support)  # last cell: rows outside the support (probability 0)
         return H.chi_square(counts, np.append(probabilities.numpy(), 0.0), ALPHA, what=name)
     if name.startswith("sphere"):
-        x = sample("sphere", "exp3_1", F0_STEPS, F0_ROWS, seed)
+        x = sample("sphere", "exp3_1", F0_STEPS, F0_ROWS, seed, backend=backend)
         return sphere_coordinates_check(x) if name == "sphere_coordinates" else sphere_mean_check(x)
-    x = sample(name, "exp3_1", F0_STEPS, F0_ROWS, seed)
+    x = sample(name, "exp3_1", F0_STEPS, F0_ROWS, seed, backend=backend)
     return factor_check(F0_DOMAINS[name], x)
 
 
@@ -232,24 +237,27 @@ F0_CHECKS = [
 ORACLE_CHECKS = ["oracle_lattice", "oracle_categorical"]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", F0_CHECKS)
-def test_zero_drift_law(name):
-    check = run_check(name)
+def test_zero_drift_law(name, backend):
+    check = run_check(name, backend=backend)
     print(name, check)
     assert check.passed, f"{name}: {check}"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", ORACLE_CHECKS)
-def test_oracle_drift_reaches_target(name):
-    check = run_check(name)
+def test_oracle_drift_reaches_target(name, backend):
+    check = run_check(name, backend=backend)
     print(name, check)
     assert check.passed, f"{name}: {check}"
 
 
-def test_zero_drift_product_marginals_and_independence():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_drift_product_marginals_and_independence(backend):
     """All factors in one Product: each factor's marginal has its own law, and the factors are independent."""
     domain = F0_DOMAINS["product"]
-    x = sample("product", "exp3_1", F0_STEPS, F0_ROWS, 301)
+    x = sample("product", "exp3_1", F0_STEPS, F0_ROWS, 301, backend=backend)
     checks = {}
     columns = {}
     offset = 0
@@ -315,7 +323,7 @@ def test_monkeypatching_the_reference_kernels_reaches_the_sampler(monkeypatch):
 
     monkeypatch.setattr(reference, "step", counting("step"))
     monkeypatch.setattr(reference, "final_step", counting("final_step"))
-    ob.Bridge(ob.Interval(0.0, 1.0), F0_SCHEDULE, steps=7).sample(None, n=5, seed=0, progress=False)
+    ob.Bridge(ob.Interval(0.0, 1.0), F0_SCHEDULE, steps=7).sample(None, n=5, seed=0, progress=False, backend="reference")
     assert calls == {"step": 6, "final_step": 1}
 
 

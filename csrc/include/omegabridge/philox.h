@@ -2,10 +2,10 @@
 //
 // The torch reference is omegabridge/noise.py. Given the same (seed, step, row, column,
 // stream), the functions here produce the same 32-bit words and the same uniforms bit for
-// bit. Normals use float math (logf, sqrtf, cosf, sinf), so they agree with the torch
-// reference only up to float rounding (a few ulp), not bit for bit.
+// bit. Normals use the branch-free float log and sincos of fastmath.h (so loops over them
+// vectorise) and agree with the torch reference up to float rounding (a few ulp).
 //
-// Header-only, C++17; every function is OB_HOST_DEVICE inline, so it compiles with g++ /
+// Header-only, C++17; every function is OB_INLINE (host and device, forced inline), so it compiles with g++ /
 // clang++ and, unchanged, in CUDA device code under nvcc.
 #pragma once
 
@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "omegabridge/config.h"
+#include "omegabridge/fastmath.h"
 
 namespace omegabridge {
 namespace philox {
@@ -34,7 +35,7 @@ struct Key {
 };
 
 // High and low halves of the 64-bit product a * b.
-OB_HOST_DEVICE inline void mulhilo(std::uint32_t a, std::uint32_t b, std::uint32_t* hi,
+OB_INLINE void mulhilo(std::uint32_t a, std::uint32_t b, std::uint32_t* hi,
                                    std::uint32_t* lo) {
 #if defined(__CUDA_ARCH__)
   *hi = __umulhi(a, b);
@@ -46,34 +47,40 @@ OB_HOST_DEVICE inline void mulhilo(std::uint32_t a, std::uint32_t b, std::uint32
 #endif
 }
 
-// One Philox round: (c0, c1, c2, c3) -> (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0).
-OB_HOST_DEVICE inline Counter single_round(const Counter& c, const Key& key) {
-  std::uint32_t hi0, lo0, hi1, lo1;
-  mulhilo(kM0, c.w[0], &hi0, &lo0);
-  mulhilo(kM1, c.w[2], &hi1, &lo1);
-  Counter out;
-  out.w[0] = hi1 ^ c.w[1] ^ key.k[0];
-  out.w[1] = lo1;
-  out.w[2] = hi0 ^ c.w[3] ^ key.k[1];
-  out.w[3] = lo0;
-  return out;
+// Philox4x32-10 (Salmon, Moraes, Dror, Shaw, SC'11) on plain words: ten rounds of
+// (c0, c1, c2, c3) -> (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0), the key bumped by the Weyl
+// constants between rounds. Plain scalars (no arrays) so that a loop over blocks calling
+// it vectorises; the rounds are fully unrolled for the same reason.
+OB_INLINE void philox4x32_10_words(std::uint32_t& c0, std::uint32_t& c1, std::uint32_t& c2,
+                                   std::uint32_t& c3, std::uint32_t k0, std::uint32_t k1) {
+#if defined(__CUDACC__)
+#pragma unroll
+#elif defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+  for (int i = 0; i < kRounds; ++i) {
+    std::uint32_t hi0, lo0, hi1, lo1;
+    mulhilo(kM0, c0, &hi0, &lo0);
+    mulhilo(kM1, c2, &hi1, &lo1);
+    const std::uint32_t n0 = hi1 ^ c1 ^ k0;
+    const std::uint32_t n2 = hi0 ^ c3 ^ k1;
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
+    k0 += kW0;
+    k1 += kW1;
+  }
 }
 
-// Philox4x32-10 (Salmon, Moraes, Dror, Shaw, SC'11): ten rounds, the key bumped by the
-// Weyl constants between rounds. Returns the four output words.
-OB_HOST_DEVICE inline Counter philox4x32_10(Counter counter, Key key) {
-  for (int i = 0; i < kRounds; ++i) {
-    if (i != 0) {
-      key.k[0] += kW0;
-      key.k[1] += kW1;
-    }
-    counter = single_round(counter, key);
-  }
+// The same on a Counter and a Key; returns the four output words.
+OB_INLINE Counter philox4x32_10(Counter counter, Key key) {
+  philox4x32_10_words(counter.w[0], counter.w[1], counter.w[2], counter.w[3], key.k[0], key.k[1]);
   return counter;
 }
 
 // Key of a 64-bit seed: (seed mod 2^32, seed >> 32).
-OB_HOST_DEVICE inline Key make_key(std::uint64_t seed) {
+OB_INLINE Key make_key(std::uint64_t seed) {
   Key key;
   key.k[0] = static_cast<std::uint32_t>(seed & 0xFFFFFFFFull);
   key.k[1] = static_cast<std::uint32_t>(seed >> 32);
@@ -82,7 +89,7 @@ OB_HOST_DEVICE inline Key make_key(std::uint64_t seed) {
 
 // Counter of the block holding `column` of global row `row` (row < 2^48, stream < 2^16):
 // (column / 4, row mod 2^32, (row >> 32) | (stream << 16), step).
-OB_HOST_DEVICE inline Counter make_counter(std::uint32_t step, std::uint64_t row,
+OB_INLINE Counter make_counter(std::uint32_t step, std::uint64_t row,
                                            std::uint64_t column, std::uint32_t stream) {
   Counter c;
   c.w[0] = static_cast<std::uint32_t>(column >> 2);
@@ -93,21 +100,21 @@ OB_HOST_DEVICE inline Counter make_counter(std::uint32_t step, std::uint64_t row
 }
 
 // The whole block of four words holding columns 4g .. 4g + 3 (g = column / 4).
-OB_HOST_DEVICE inline Counter philox_block(std::uint64_t seed, std::uint32_t step,
+OB_INLINE Counter philox_block(std::uint64_t seed, std::uint32_t step,
                                            std::uint64_t row, std::uint64_t column,
                                            std::uint32_t stream) {
   return philox4x32_10(make_counter(step, row, column, stream), make_key(seed));
 }
 
 // Word i (0..3) of a block, without dynamic indexing (keeps CUDA blocks in registers).
-OB_HOST_DEVICE inline std::uint32_t block_word(const Counter& block, unsigned i) {
+OB_INLINE std::uint32_t block_word(const Counter& block, unsigned i) {
   const std::uint32_t low = (i & 1u) ? block.w[1] : block.w[0];
   const std::uint32_t high = (i & 1u) ? block.w[3] : block.w[2];
   return (i & 2u) ? high : low;
 }
 
 // The 32-bit word of (seed, step, row, column, stream): word column % 4 of its block.
-OB_HOST_DEVICE inline std::uint32_t philox_word(std::uint64_t seed, std::uint32_t step,
+OB_INLINE std::uint32_t philox_word(std::uint64_t seed, std::uint32_t step,
                                                 std::uint64_t row, std::uint64_t column,
                                                 std::uint32_t stream) {
   return block_word(philox_block(seed, step, row, column, stream),
@@ -116,7 +123,7 @@ OB_HOST_DEVICE inline std::uint32_t philox_word(std::uint64_t seed, std::uint32_
 
 // Uniform in (0, 1]: ((w >> 8) + 1) * 2^-24. Exact in float32 (a 24-bit integer times a
 // power of two), so it matches the torch reference bit for bit.
-OB_HOST_DEVICE inline float uniform_from_word(std::uint32_t w) {
+OB_INLINE float uniform_from_word(std::uint32_t w) {
   return static_cast<float>((w >> 8) + 1u) * 5.9604644775390625e-08f;  // 2^-24
 }
 
@@ -124,42 +131,35 @@ OB_HOST_DEVICE inline float uniform_from_word(std::uint32_t w) {
 // r = sqrt(-2 log u_a), theta = 2 pi u_b; *even = r cos(theta) (column 2j),
 // *odd = r sin(theta) (column 2j + 1). u_a in (0, 1] keeps log finite.
 // Float math: equal to the torch reference up to float rounding only.
-OB_HOST_DEVICE inline void box_muller(float u_a, float u_b, float* even, float* odd) {
-  const float r = sqrtf(-2.0f * logf(u_a));
-  const float theta = 6.28318530717958647692f * u_b;
-#if defined(__CUDA_ARCH__)
+OB_INLINE void box_muller(float u_a, float u_b, float* even, float* odd) {
+  const float r = sqrtf(-2.0f * fastmath::log(u_a));
   float s, c;
-  sincosf(theta, &s, &c);
+  fastmath::sincos_two_pi(u_b, &s, &c);
   *even = r * c;
   *odd = r * s;
-#else
-  *even = r * cosf(theta);
-  *odd = r * sinf(theta);
-#endif
 }
 
 // Normal of one column from its block: the pair (2j, 2j + 1) with j = column / 2 always lies
 // in the same block of four words. Even column -> r cos, odd column -> r sin. For an odd
 // width the last (even) column pairs with the virtual column `width`, which is just word
 // (column + 1) % 4 of the same block, so no special case is needed.
-OB_HOST_DEVICE inline float normal_from_block(const Counter& block, std::uint64_t column) {
+OB_INLINE float normal_from_block(const Counter& block, std::uint64_t column) {
   const unsigned first = static_cast<unsigned>(column & 2u);  // word of column 2j: 0 or 2
-  const float u_a = uniform_from_word(block_word(block, first));
-  const float u_b = uniform_from_word(block_word(block, first + 1u));
-  const float r = sqrtf(-2.0f * logf(u_a));
-  const float theta = 6.28318530717958647692f * u_b;
-  return (column & 1u) ? r * sinf(theta) : r * cosf(theta);
+  float even, odd;
+  box_muller(uniform_from_word(block_word(block, first)),
+             uniform_from_word(block_word(block, first + 1u)), &even, &odd);
+  return (column & 1u) ? odd : even;
 }
 
 // Standard normal of (seed, step, row, column, stream) by Box-Muller (docs/noise.md).
-OB_HOST_DEVICE inline float box_muller_normal(std::uint64_t seed, std::uint32_t step,
+OB_INLINE float box_muller_normal(std::uint64_t seed, std::uint32_t step,
                                               std::uint64_t row, std::uint64_t column,
                                               std::uint32_t stream) {
   return normal_from_block(philox_block(seed, step, row, column, stream), column);
 }
 
 // Uniform in (0, 1] of (seed, step, row, column, stream).
-OB_HOST_DEVICE inline float uniform(std::uint64_t seed, std::uint32_t step, std::uint64_t row,
+OB_INLINE float uniform(std::uint64_t seed, std::uint32_t step, std::uint64_t row,
                                     std::uint64_t column, std::uint32_t stream) {
   return uniform_from_word(philox_word(seed, step, row, column, stream));
 }

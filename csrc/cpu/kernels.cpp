@@ -1,0 +1,431 @@
+// The fused CPU kernels for the step, the training target and the posterior mean, and their
+// launcher. Work is cut into tiles of rows; per tile:
+//   1. the normals of the whole tile, vectorised over Philox blocks (4 columns each), into a
+//      per-thread buffer of tile_rows x 4 ceil(width / 4) floats that stays in L1;
+//   2. per row, the posterior mean of every run of the layout into a row buffer, each run a
+//      loop over its columns with contiguous per-column parameters (vectorised by the
+//      compiler: the math of omegabridge/posterior.h is branch-free where it matters);
+//   3. per row, the op's output in one more vectorised pass over the row.
+// The tile function is compiled for AVX-512, AVX2+FMA and baseline x86-64 (target_clones);
+// the loader picks the best the CPU supports, so no illegal instruction on older CPUs.
+#include "kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "omegabridge/philox.h"
+#include "omegabridge/posterior.h"
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && \
+    (!defined(__clang__) || __clang_major__ >= 14)
+#define OB_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define OB_HAVE_ISA_CLONES 1
+#else
+#define OB_ISA_CLONES
+#define OB_HAVE_ISA_CLONES 0
+#endif
+
+#if defined(_OPENMP)
+#define OB_SIMD _Pragma("omp simd")
+#else
+#define OB_SIMD
+#endif
+
+// Lambdas passed to for_columns are inlined into the ISA clone that calls them.
+#if defined(__GNUC__)
+#define OB_LAMBDA_INLINE __attribute__((always_inline))
+#else
+#define OB_LAMBDA_INLINE
+#endif
+
+namespace omegabridge {
+namespace cpu {
+
+namespace {
+
+namespace pm = omegabridge::posterior;
+
+constexpr std::int64_t kTileFloats = 4096;  // noise buffer per thread: 16 KiB
+
+enum class Op { kMean, kStep, kTarget };
+
+// Everything a tile needs, fixed for one call.
+struct Call {
+  const Layout* layout = nullptr;
+  std::int64_t rows = 0;
+  std::int64_t tile_rows = 0;
+  std::int64_t blocks_per_row = 0;
+  std::int64_t padded_width = 0;  // 4 * blocks_per_row: row stride of the noise buffer
+  std::vector<std::uint32_t> block_row, block_column;  // of the tile's blocks, row-major
+  NoiseAddress address{};
+  std::uint32_t stream = 0;
+  // Inputs and outputs (row-major contiguous, `width` columns).
+  const float* z = nullptr;  // state (mean, step)
+  const void* input = nullptr;  // drift f (step) or data x (target)
+  Storage storage = Storage::kFloat32;
+  float* out = nullptr;  // mean, new state, or z_t
+  float* target = nullptr;  // target only
+  const float* remaining_rows = nullptr;  // per-row s (mean, target)
+  const float* mean_scale = nullptr;
+  const float* noise_scale = nullptr;
+  // Step scalars.
+  float remaining = 0, inverse_remaining = 0, sigma = 0, increment = 0, sqrt_increment = 0;
+};
+
+// Per-thread buffers; grown once, never inside the tile loop.
+struct Scratch {
+  std::vector<float> noise, value, mean, first, second, third, fourth;
+  void reserve(const Call& call) {
+    const std::size_t width = static_cast<std::size_t>(call.layout->width);
+    noise.resize(static_cast<std::size_t>(call.tile_rows * call.padded_width));
+    for (auto* row : {&value, &mean, &first, &second, &third, &fourth}) row->resize(width);
+  }
+};
+
+// Calls body(c) for every column c in [begin, end): batches of 16 and then 8 columns with a
+// trip count known at compile time, so the compiler vectorises them without runtime alias or
+// profitability checks (which otherwise send short rows to the scalar loop), then the rest.
+template <typename Body>
+OB_INLINE void for_columns(std::int64_t begin, std::int64_t end, Body body) {
+  std::int64_t c = begin;
+  for (; c + 16 <= end; c += 16) {
+    OB_SIMD
+    for (std::int64_t i = 0; i < 16; ++i) body(c + i);
+  }
+  if (c + 8 <= end) {
+    OB_SIMD
+    for (std::int64_t i = 0; i < 8; ++i) body(c + i);
+    c += 8;
+  }
+  for (; c < end; ++c) body(c);
+}
+
+template <typename T>
+OB_INLINE float load(const T* data, std::int64_t i);
+template <>
+OB_INLINE float load<float>(const float* data, std::int64_t i) { return data[i]; }
+template <>
+OB_INLINE float load<std::uint16_t>(const std::uint16_t* data, std::int64_t i) {
+  return float_of_bfloat16(data[i]);
+}
+
+// Step 1: normals of `count` Philox blocks, four floats per block.
+OB_INLINE void fill_normals(float* __restrict noise, const std::uint32_t* __restrict block_row,
+                            const std::uint32_t* __restrict block_column, std::int64_t count,
+                            std::uint64_t first_row, const philox::Key key, std::uint32_t step,
+                            std::uint32_t stream) {
+  const std::uint32_t row_low = static_cast<std::uint32_t>(first_row);
+  const std::uint32_t row_high = static_cast<std::uint32_t>(first_row >> 32);
+  const std::uint32_t stream_bits = stream << 16;
+  OB_SIMD
+  for (std::int64_t b = 0; b < count; ++b) {
+    const std::uint32_t low = row_low + block_row[b];
+    std::uint32_t w0 = block_column[b], w1 = low;
+    std::uint32_t w2 = (row_high + (low < row_low ? 1u : 0u)) | stream_bits, w3 = step;
+    philox::philox4x32_10_words(w0, w1, w2, w3, key.k[0], key.k[1]);
+    float n0, n1, n2, n3;
+    philox::box_muller(philox::uniform_from_word(w0), philox::uniform_from_word(w1), &n0, &n1);
+    philox::box_muller(philox::uniform_from_word(w2), philox::uniform_from_word(w3), &n2, &n3);
+    noise[4 * b] = n0;
+    noise[4 * b + 1] = n1;
+    noise[4 * b + 2] = n2;
+    noise[4 * b + 3] = n3;
+  }
+}
+
+// Lattice run [begin, end): m = x_n + sum_k w_k (x_k - x_n) over the window of points that
+// carry weight, looping over window positions j outside and columns inside, so every lane
+// runs the same trip count.
+OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* __restrict v,
+                            float* __restrict m, float sigma, float inverse_s, Scratch& scratch) {
+  const std::int64_t begin = run.begin, end = run.end;
+  float* __restrict nearest = scratch.first.data();
+  float* __restrict delta_near = scratch.second.data();
+  float* __restrict weight_sum = scratch.third.data();
+  float* __restrict moment = scratch.fourth.data();
+  const float* __restrict low = layout.low.data();
+  const float* __restrict step = layout.lattice_step_float.data();
+  const float* __restrict inverse_step = layout.lattice_inverse_step.data();
+  const float* __restrict last = layout.lattice_last.data();
+  for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
+    float position = (v[c] - low[c]) * inverse_step[c];
+    position = (position + fastmath::kRoundMagic) - fastmath::kRoundMagic;
+    position = position < 0.0f ? 0.0f : (position > last[c] ? last[c] : position);
+    nearest[c] = position;
+    delta_near[c] = (low[c] + position * step[c]) - v[c];
+    weight_sum[c] = 0.0f;
+    moment[c] = 0.0f;
+  });
+  const double radius_points = pm::kLatticeWindowSigmas * static_cast<double>(sigma) / run.smallest_step + 1.0;
+  const std::int64_t radius = std::min<std::int64_t>(
+      run.most_points - 1, radius_points >= static_cast<double>(run.most_points)
+                               ? run.most_points
+                               : static_cast<std::int64_t>(radius_points) + 1);
+  const float inverse_two_s = 0.5f * inverse_s;
+  for (std::int64_t j = -radius; j <= radius; ++j) {
+    const float jf = static_cast<float>(j);
+    for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
+      const float k = nearest[c] + jf;
+      const float offset = jf * step[c];
+      const float w = fastmath::exp(pm::lattice_logit(offset, delta_near[c], inverse_two_s));
+      const bool valid = (k >= 0.0f) & (k <= last[c]);
+      weight_sum[c] += valid ? w : 0.0f;
+      moment[c] += valid ? w * offset : 0.0f;
+    });
+  }
+  for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
+    m[c] = (v[c] + delta_near[c]) + moment[c] / weight_sum[c];
+  });
+}
+
+// Categorical run: softmax(v / s) per group, the exponentials vectorised over the whole run.
+OB_INLINE void categorical_mean(const Layout& layout, const Run& run, const float* __restrict v,
+                                float* __restrict m, float inverse_s, Scratch& scratch) {
+  float* __restrict group_max = scratch.first.data();
+  float* __restrict exponential = scratch.second.data();
+  float* __restrict group_scale = scratch.third.data();
+  for (std::int64_t g = run.first_group; g < run.end_group; ++g) {
+    const Group group = layout.groups[static_cast<std::size_t>(g)];
+    float top = v[group.offset];
+    for (std::int64_t c = group.offset + 1; c < group.offset + group.width; ++c) top = v[c] > top ? v[c] : top;
+    for (std::int64_t c = group.offset; c < group.offset + group.width; ++c) group_max[c] = top;
+  }
+  for_columns(run.begin, run.end, [&](std::int64_t c) OB_LAMBDA_INLINE {
+    exponential[c] = fastmath::exp((v[c] - group_max[c]) * inverse_s);
+  });
+  for (std::int64_t g = run.first_group; g < run.end_group; ++g) {
+    const Group group = layout.groups[static_cast<std::size_t>(g)];
+    float total = 0.0f;
+    for (std::int64_t c = group.offset; c < group.offset + group.width; ++c) total += exponential[c];
+    const float scale = 1.0f / total;
+    for (std::int64_t c = group.offset; c < group.offset + group.width; ++c) group_scale[c] = scale;
+  }
+  for_columns(run.begin, run.end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = exponential[c] * group_scale[c]; });
+}
+
+// Sphere group: A_d(kappa) z/|z| = z / (s T(kappa)), kappa = |z|/s.
+OB_INLINE void sphere_mean(const Group& group, const float* __restrict v, float* __restrict m,
+                           float s) {
+  float squared = 0.0f;
+  for (std::int64_t c = group.offset; c < group.offset + group.width; ++c) squared += v[c] * v[c];
+  const float kappa = sqrtf(squared) / s;
+  const float scale = 1.0f / (s * special::bessel_ratio_denominator(kappa, static_cast<float>(group.width)));
+  for (std::int64_t c = group.offset; c < group.offset + group.width; ++c) m[c] = v[c] * scale;
+}
+
+// Step 2: m(v, s) for one row.
+OB_INLINE void mean_row(const Layout& layout, const float* __restrict v, float* __restrict m,
+                        float s, float sigma, float inverse_s, Scratch& scratch) {
+  const float* __restrict low = layout.low.data();
+  const float* __restrict high = layout.high.data();
+  for (const Run& run : layout.runs) {
+    const std::int64_t begin = run.begin, end = run.end;
+    switch (run.kind) {
+      case pm::kReal:
+        for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = v[c]; });
+        break;
+      case pm::kHalfLineLower:
+        for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = pm::lower_halfline_mean(v[c], low[c], sigma); });
+        break;
+      case pm::kHalfLineUpper:
+        for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = pm::upper_halfline_mean(v[c], high[c], sigma); });
+        break;
+      case pm::kInterval:
+        for (std::int64_t c = begin; c < end; ++c) m[c] = pm::interval_mean(v[c], low[c], high[c], sigma);
+        break;
+      case pm::kBinary:
+        for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = pm::binary_mean(v[c], inverse_s); });
+        break;
+      case pm::kLattice:
+        lattice_mean(layout, run, v, m, sigma, inverse_s, scratch);
+        break;
+      case pm::kCategorical:
+        categorical_mean(layout, run, v, m, inverse_s, scratch);
+        break;
+      case pm::kSphere:
+        sphere_mean(layout.groups[static_cast<std::size_t>(run.first_group)], v, m, s);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// One tile of rows [first, first + count) of a call.
+template <Op op, typename Input>
+OB_INLINE void run_tile(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
+  const Layout& layout = *call.layout;
+  const std::int64_t width = layout.width;
+  if (op != Op::kMean) {
+    fill_normals(scratch.noise.data(), call.block_row.data(), call.block_column.data(),
+                 count * call.blocks_per_row, call.address.row_offset + static_cast<std::uint64_t>(first),
+                 philox::make_key(call.address.seed), call.address.step, call.stream);
+  }
+  const auto* input = static_cast<const Input*>(call.input);
+  for (std::int64_t r = 0; r < count; ++r) {
+    const std::int64_t row = first + r;
+    const float* __restrict noise = scratch.noise.data() + r * call.padded_width;
+    float* __restrict m = scratch.mean.data();
+    float* __restrict out = call.out + row * width;
+    if (op == Op::kStep) {
+      const float* __restrict z = call.z + row * width;
+      mean_row(layout, z, m, call.remaining, call.sigma, call.inverse_remaining, scratch);
+      const float db = call.increment, root = call.sqrt_increment, inverse_s = call.inverse_remaining;
+      if (input != nullptr) {
+        const Input* __restrict f = input + row * width;
+        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE {
+          out[c] = z[c] + db * ((m[c] - z[c]) * inverse_s + load(f, c)) + root * noise[c];
+        });
+      } else {
+        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE {
+          out[c] = z[c] + db * ((m[c] - z[c]) * inverse_s) + root * noise[c];
+        });
+      }
+    } else if (op == Op::kTarget) {
+      const float s = call.remaining_rows[row];
+      const float scale = call.mean_scale[row], spread = call.noise_scale[row];
+      const Input* __restrict x = input + row * width;
+      float* __restrict v = scratch.value.data();
+      for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE {
+        v[c] = scale * load(x, c) + spread * noise[c];
+        out[c] = v[c];
+      });
+      const float inverse_s = 1.0f / s;
+      mean_row(layout, v, m, s, sqrtf(s), inverse_s, scratch);
+      float* __restrict target = call.target + row * width;
+      for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE { target[c] = (load(x, c) - m[c]) * inverse_s; });
+    } else {
+      const float s = call.remaining_rows[row];
+      mean_row(layout, call.z + row * width, out, s, sqrtf(s), 1.0f / s, scratch);
+    }
+  }
+}
+
+// The ISA clones: one non-template function per (op, input type).
+OB_ISA_CLONES void mean_tile(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
+  run_tile<Op::kMean, float>(call, first, count, scratch);
+}
+OB_ISA_CLONES void step_tile_float(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
+  run_tile<Op::kStep, float>(call, first, count, scratch);
+}
+OB_ISA_CLONES void step_tile_bfloat16(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
+  run_tile<Op::kStep, std::uint16_t>(call, first, count, scratch);
+}
+OB_ISA_CLONES void target_tile_float(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
+  run_tile<Op::kTarget, float>(call, first, count, scratch);
+}
+OB_ISA_CLONES void target_tile_bfloat16(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
+  run_tile<Op::kTarget, std::uint16_t>(call, first, count, scratch);
+}
+
+using TileFunction = void (*)(const Call&, std::int64_t, std::int64_t, Scratch&);
+
+// Tile shape and the (row, column block) of every Philox block of a full tile.
+void plan_tiles(Call& call) {
+  const std::int64_t width = call.layout->width;
+  call.blocks_per_row = (width + 3) / 4;
+  call.padded_width = 4 * call.blocks_per_row;
+  call.tile_rows = std::max<std::int64_t>(1, kTileFloats / std::max<std::int64_t>(call.padded_width, 1));
+  call.tile_rows = std::min(call.tile_rows, std::max<std::int64_t>(call.rows, 1));
+  const std::int64_t blocks = call.tile_rows * call.blocks_per_row;
+  call.block_row.resize(static_cast<std::size_t>(blocks));
+  call.block_column.resize(static_cast<std::size_t>(blocks));
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    call.block_row[static_cast<std::size_t>(b)] = static_cast<std::uint32_t>(b / call.blocks_per_row);
+    call.block_column[static_cast<std::size_t>(b)] = static_cast<std::uint32_t>(b % call.blocks_per_row);
+  }
+}
+
+void launch(Call& call, TileFunction tile, int threads) {
+  if (call.rows <= 0 || call.layout->width <= 0) return;
+  plan_tiles(call);
+  const std::int64_t tiles = (call.rows + call.tile_rows - 1) / call.tile_rows;
+  threads = std::max(1, threads);
+  if (tiles < threads) threads = static_cast<int>(tiles);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+    thread_local Scratch scratch;
+    scratch.reserve(call);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (std::int64_t t = 0; t < tiles; ++t) {
+      const std::int64_t first = t * call.tile_rows;
+      tile(call, first, std::min(call.tile_rows, call.rows - first), scratch);
+    }
+  }
+}
+
+}  // namespace
+
+void posterior_mean(const Layout& layout, const float* z, const float* remaining, float* out,
+                    std::int64_t rows, int threads) {
+  Call call;
+  call.layout = &layout;
+  call.rows = rows;
+  call.z = z;
+  call.out = out;
+  call.remaining_rows = remaining;
+  launch(call, mean_tile, threads);
+}
+
+void step(const Layout& layout, const float* z, const void* drift, Storage drift_storage,
+          float* out, std::int64_t rows, double remaining, double increment,
+          const NoiseAddress& address, int threads) {
+  Call call;
+  call.layout = &layout;
+  call.rows = rows;
+  call.z = z;
+  call.input = drift;
+  call.storage = drift_storage;
+  call.out = out;
+  call.address = address;
+  call.stream = 0;  // STREAM_STEP
+  call.remaining = static_cast<float>(remaining);
+  call.inverse_remaining = static_cast<float>(1.0 / remaining);
+  call.sigma = static_cast<float>(std::sqrt(remaining));
+  call.increment = static_cast<float>(increment);
+  call.sqrt_increment = static_cast<float>(std::sqrt(increment));
+  launch(call, drift_storage == Storage::kBFloat16 ? step_tile_bfloat16 : step_tile_float, threads);
+}
+
+void bridge_target(const Layout& layout, const void* x, Storage x_storage,
+                   const float* mean_scale, const float* noise_scale, const float* remaining,
+                   float* z_t, float* target, std::int64_t rows, const NoiseAddress& address,
+                   int threads) {
+  Call call;
+  call.layout = &layout;
+  call.rows = rows;
+  call.input = x;
+  call.storage = x_storage;
+  call.out = z_t;
+  call.target = target;
+  call.remaining_rows = remaining;
+  call.mean_scale = mean_scale;
+  call.noise_scale = noise_scale;
+  call.address = address;
+  call.stream = 0x8000;  // STREAM_TRAIN
+  launch(call, x_storage == Storage::kBFloat16 ? target_tile_bfloat16 : target_tile_float, threads);
+}
+
+const char* simd_level() {
+#if OB_HAVE_ISA_CLONES
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+    return "avx512";
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+#endif
+  return "baseline";
+}
+
+}  // namespace cpu
+}  // namespace omegabridge

@@ -1,0 +1,119 @@
+// Branch-free float32 exp, expm1, log and sincos(2 pi u) built from +, *, / and bit
+// operations only, so that a loop calling them vectorises (no libm call in the loop), the
+// Triton interpreter and CUDA can use the same formulas, and results do not depend on
+// which libm is installed. Accuracy: a few ulp (checked in tests/test_cpu_kernels.py
+// through the quantities that use them).
+#pragma once
+
+#include <cstdint>
+
+#include "omegabridge/config.h"
+
+namespace omegabridge {
+namespace fastmath {
+
+constexpr float kLn2High = 0.693145751953125f;         // ln 2 with 16 trailing zero bits
+constexpr float kLn2Low = 1.428606765330187045e-06f;   // ln 2 - kLn2High
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kRoundMagic = 12582912.0f;             // 1.5 * 2^23: x + magic - magic rounds x
+
+// Selects written as arithmetic on masks vectorise where a ternary on floats may not.
+OB_INLINE float select(bool condition, float if_true, float if_false) {
+  return condition ? if_true : if_false;
+}
+
+// 2^k for integer k in [-150, 128] as the product of two normal powers (so 2^-149 and
+// 2^128 = inf both come out right without a branch).
+OB_INLINE float power_of_two(std::int32_t k) {
+  const std::int32_t first = k >> 1;
+  const std::int32_t second = k - first;
+  return float_of_bits(static_cast<std::uint32_t>(first + 127) << 23) *
+         float_of_bits(static_cast<std::uint32_t>(second + 127) << 23);
+}
+
+// exp(x): k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2], degree-7 Taylor of
+// exp(r) (relative error < 6e-9 before rounding). NaN propagates; exp(-inf) = 0,
+// exp(+inf) = inf.
+OB_INLINE float exp(float x) {
+  const float clamped = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);  // NaN stays NaN
+  const float k = (clamped * kLog2e + kRoundMagic) - kRoundMagic;
+  const float r = (clamped - k * kLn2High) - k * kLn2Low;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const std::int32_t ki = static_cast<std::int32_t>(k == k ? k : 0.0f);
+  return p * power_of_two(ki);
+}
+
+// exp(x) - 1 without cancellation near 0: Taylor to x^9/9! for |x| < 1/2.
+OB_INLINE float expm1(float x) {
+  float p = 1.0f / 362880.0f;
+  p = p * x + 1.0f / 40320.0f;
+  p = p * x + 1.0f / 5040.0f;
+  p = p * x + 1.0f / 720.0f;
+  p = p * x + 1.0f / 120.0f;
+  p = p * x + 1.0f / 24.0f;
+  p = p * x + 1.0f / 6.0f;
+  p = p * x + 0.5f;
+  p = p * x + 1.0f;
+  const float small = p * x;
+  return select((x > -0.5f) & (x < 0.5f), small, exp(x) - 1.0f);
+}
+
+// log(x) for normal x > 0: x = m 2^e with m in [sqrt(1/2), sqrt 2), then
+// log m = 2 atanh(t), t = (m - 1)/(m + 1), |t| <= 0.172, series to t^11.
+// (Zero, negative and subnormal inputs are not supported; callers never pass them.)
+OB_INLINE float log(float x) {
+  const std::uint32_t bits = bits_of(x);
+  std::int32_t e = static_cast<std::int32_t>(bits >> 23) - 127;
+  float m = float_of_bits((bits & 0x007FFFFFu) | 0x3F800000u);  // [1, 2)
+  const std::int32_t high = m > 1.41421356f;
+  m = m * float_of_bits(static_cast<std::uint32_t>(127 - high) << 23);  // halve m when high
+  e += high;
+  const float t = (m - 1.0f) / (m + 1.0f);
+  const float t2 = t * t;
+  float p = 1.0f / 11.0f;
+  p = p * t2 + 1.0f / 9.0f;
+  p = p * t2 + 1.0f / 7.0f;
+  p = p * t2 + 1.0f / 5.0f;
+  p = p * t2 + 1.0f / 3.0f;
+  p = p * t2 + 1.0f;
+  const float ef = static_cast<float>(e);
+  return ef * kLn2High + (ef * kLn2Low + 2.0f * t * p);
+}
+
+// sin and cos of 2 pi u for u in [0, 1]: u = q/4 + r exactly (q = round(4u), |r| <= 1/8),
+// Taylor polynomials of sin and cos on |2 pi r| <= pi/4, then the quadrant swap.
+OB_INLINE void sincos_two_pi(float u, float* sine, float* cosine) {
+  const float q = (4.0f * u + kRoundMagic) - kRoundMagic;
+  const float r = u - 0.25f * q;
+  const float a = 6.28318530717958647692f * r;
+  const float a2 = a * a;
+  float s = -1.0f / 39916800.0f;
+  s = s * a2 + 1.0f / 362880.0f;
+  s = s * a2 - 1.0f / 5040.0f;
+  s = s * a2 + 1.0f / 120.0f;
+  s = s * a2 - 1.0f / 6.0f;
+  s = a + a * a2 * s;
+  float c = 1.0f / 479001600.0f;
+  c = c * a2 - 1.0f / 3628800.0f;
+  c = c * a2 + 1.0f / 40320.0f;
+  c = c * a2 - 1.0f / 720.0f;
+  c = c * a2 + 1.0f / 24.0f;
+  c = c * a2 - 0.5f;
+  c = 1.0f + a2 * c;
+  const std::int32_t quadrant = static_cast<std::int32_t>(q) & 3;
+  const bool swap = (quadrant & 1) != 0;
+  const float sin_base = select(swap, c, s);
+  const float cos_base = select(swap, s, c);
+  *sine = select(quadrant >= 2, -sin_base, sin_base);
+  *cosine = select((quadrant == 1) | (quadrant == 2), -cos_base, cos_base);
+}
+
+}  // namespace fastmath
+}  // namespace omegabridge

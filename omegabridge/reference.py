@@ -191,8 +191,9 @@ def lattice_weights(z: torch.Tensor, s: torch.Tensor, low, step, points):
     """Softmax weights of the lattice points given z, and the points themselves.
 
     Logits are formed relative to the nearest point n as
-    -(x_k - x_n)(delta_k + delta_n) / (2 s), delta_k = x_k - z, which is exact in
-    float32 wherever two logits are close (a sum of squares would not be).
+    -(x_k - x_n)((x_k - x_n) + 2 delta_n) / (2 s), delta_n = x_n - z: one rounding in the
+    second factor, so it stays exact in float32 near a midpoint where two logits are close
+    (neither a sum of squares nor delta_k + delta_n, which rounds x_k - z first, would be).
     Returns (weights (n, L, Kmax), point offsets x_k - x_n (n, L, Kmax), x_n (n, L)).
     """
     kmax = int(points.max())
@@ -202,11 +203,10 @@ def lattice_weights(z: torch.Tensor, s: torch.Tensor, low, step, points):
     position = torch.round((z.to(torch.float64) - low) / step)
     nearest = torch.minimum(torch.clamp(position, min=0.0), (points - 1).to(torch.float64)).long()
     x_near = torch.gather(grid.expand(z.shape[0], -1, -1), 2, nearest.unsqueeze(-1)).squeeze(-1)
-    delta = grid[None] - z[..., None]
     delta_near = (x_near - z)[..., None]
     offsets = grid[None] - x_near[..., None]
     s3 = s[..., None] if torch.is_tensor(s) and s.dim() else s
-    logits = -offsets * (delta + delta_near) / (2.0 * s3)
+    logits = -offsets * (offsets + 2.0 * delta_near) / (2.0 * s3)
     logits = torch.where(valid[None], logits, torch.full_like(logits, -math.inf))
     return torch.softmax(logits, dim=-1), offsets, x_near
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import reference
+from omegabridge import dispatch, reference
 
 F64 = torch.float64
 
@@ -210,9 +210,19 @@ def _tail_inputs(generator, rows, anchor):
     return z, s
 
 
-def _check_float32(factor, z, s, exact, what):
+# The float32 accuracy contract holds for every backend that computes in float32.
+BACKENDS = ["reference", "cpu"]
+
+
+def _mean(backend, z, table, s):
+    if backend == "reference":
+        return reference.posterior_mean(z, table, s)
+    return dispatch.posterior_mean(z, table, s, backend=backend)
+
+
+def _check_float32(factor, z, s, exact, what, backend):
     table = factor.segment_table()
-    m = reference.posterior_mean(z, table, s[:, None])
+    m = _mean(backend, z, table, s[:, None])
     assert torch.isfinite(m).all(), f"{what}: non-finite float32 m"
     error = (m.to(F64) - exact).abs().max(dim=1).values
     bound = 1e-5 * (exact.abs().max(dim=1).values + torch.sqrt(s.to(F64)))
@@ -222,11 +232,12 @@ def _check_float32(factor, z, s, exact, what):
     )
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "factor", [ob.Interval(-0.5, 1.5), ob.Interval(3.0, 3.001), ob.HalfLine(low=2.0), ob.HalfLine(high=-1.0)],
     ids=["interval", "narrow-interval", "lower-halfline", "upper-halfline"],
 )
-def test_float32_far_tails_continuous(factor, request):
+def test_float32_far_tails_continuous(factor, request, backend):
     generator = _fresh_generator(request)
     segment = factor.segments()[0]
     a = segment.low if segment.kind in (ob.domains.Kind.INTERVAL, ob.domains.Kind.HALFLINE_LOWER) else None
@@ -241,11 +252,12 @@ def test_float32_far_tails_continuous(factor, request):
     a32 = None if a is None else float(torch.tensor(a, dtype=torch.float32))
     b32 = None if b is None else float(torch.tensor(b, dtype=torch.float32))
     exact = torch.tensor([[float(_mp_truncated_mean(float(zi), float(si), a32, b32))] for zi, si in zip(z, s)], dtype=F64)
-    _check_float32(factor, z[:, None], s, exact, repr(factor))
+    _check_float32(factor, z[:, None], s, exact, repr(factor), backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("factor", [ob.Lattice(0, 16, step=1), ob.Lattice(-1.0, 1.0, step=0.25), ob.Binary()], ids=["lattice17", "lattice-quarter", "binary"])
-def test_float32_far_tails_lattice(factor, request):
+def test_float32_far_tails_lattice(factor, request, backend):
     generator = _fresh_generator(request)
     segment = factor.segments()[0]
     points = [float(torch.tensor(segment.low + k * segment.step, dtype=torch.float32)) for k in range(segment.points)]
@@ -255,11 +267,12 @@ def test_float32_far_tails_lattice(factor, request):
     z, s = _tail_inputs(generator, rows, 0.0)
     z = (anchors + z.to(F64)).to(torch.float32)
     exact = torch.tensor([[float(_mp_lattice_mean(float(zi), float(si), points))] for zi, si in zip(z, s)], dtype=F64)
-    _check_float32(factor, z[:, None], s, exact, repr(factor))
+    _check_float32(factor, z[:, None], s, exact, repr(factor), backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("categories", [3, 40])
-def test_float32_far_tails_categorical(categories, request):
+def test_float32_far_tails_categorical(categories, request, backend):
     generator = _fresh_generator(request)
     rows = 200
     s = (10 ** (torch.rand(rows, generator=generator, dtype=F64) * 12 - 10)).to(torch.float32)
@@ -274,11 +287,12 @@ def test_float32_far_tails_categorical(categories, request):
         weights = [mpmath.exp(v - top) for v in logits]
         total = sum(weights)
         exact.append([float(w / total) for w in weights])
-    _check_float32(ob.Categorical(categories), z, s, torch.tensor(exact, dtype=F64), f"Categorical({categories})")
+    _check_float32(ob.Categorical(categories), z, s, torch.tensor(exact, dtype=F64), f"Categorical({categories})", backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dimension", [2, 3, 5])
-def test_float32_far_tails_sphere(dimension, request):
+def test_float32_far_tails_sphere(dimension, request, backend):
     generator = _fresh_generator(request)
     rows = 120
     s = (10 ** (torch.rand(rows, generator=generator, dtype=F64) * 12 - 10)).to(torch.float32)
@@ -292,17 +306,18 @@ def test_float32_far_tails_sphere(dimension, request):
         k = norm / mpmath.mpf(float(s[row]))
         ratio = mpmath.besseli(mpmath.mpf(dimension) / 2, k) / mpmath.besseli(mpmath.mpf(dimension) / 2 - 1, k)
         exact.append([float(ratio * v / norm) for v in vector])
-    _check_float32(ob.Sphere(dimension), z, s, torch.tensor(exact, dtype=F64), f"Sphere({dimension})")
+    _check_float32(ob.Sphere(dimension), z, s, torch.tensor(exact, dtype=F64), f"Sphere({dimension})", backend)
 
 
-def test_extreme_inputs_stay_finite():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_extreme_inputs_stay_finite(backend):
     """Huge |z|, tiny s, z exactly on an end point or at a lattice midpoint: every m finite and in the hull."""
     domain = ob.Product([ob.Interval(-1.0, 1.0), ob.HalfLine(low=0.0), ob.HalfLine(high=0.0), ob.Lattice(0, 4), ob.Binary(), ob.Categorical(3), ob.Sphere(3)])
     table = domain.segment_table()
     values = torch.tensor([-1e6, -1.0, -1e-30, 0.0, 0.5, 1.0, 2.5, 1e6], dtype=torch.float32)
     for s in (1e-10, 1e-4, 1.0, 1e4):
         z = values[:, None].expand(-1, domain.width).contiguous()
-        m = reference.posterior_mean(z, table, s)
+        m = _mean(backend, z, table, s)
         assert torch.isfinite(m).all(), f"non-finite m at s={s}"
         assert (m[:, 0] >= -1).all() and (m[:, 0] <= 1).all()
         assert (m[:, 1] >= 0).all() and (m[:, 2] <= 0).all()
@@ -310,5 +325,5 @@ def test_extreme_inputs_stay_finite():
         assert torch.allclose(m[:, 5:8].sum(1), torch.ones(len(values)), atol=1e-6)
         assert (torch.linalg.vector_norm(m[:, 8:11], dim=1) <= 1 + 1e-6).all()
     # exactly at a lattice midpoint with tiny s, the mean is the midpoint (ties stay ties in float32)
-    m = reference.posterior_mean(torch.tensor([[2.5]]), ob.Lattice(0, 4).segment_table(), 1e-10)
+    m = _mean(backend, torch.tensor([[2.5]]), ob.Lattice(0, 4).segment_table(), 1e-10)
     assert float(m) == 2.5

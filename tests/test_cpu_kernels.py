@@ -1,0 +1,365 @@
+"""The fused C++ CPU kernels (csrc/cpu, backend="cpu") against the torch reference.
+
+Every kernel runs on fresh random inputs (a new seed per run, printed on failure) for every
+domain and a mixed layout, with its outputs poisoned (NaN) before the call so an element the
+kernel forgets to write shows. Tolerances, against the float64 reference:
+
+* posterior mean: |m - m64| <= 1e-5 (|m64| + sqrt(s)) (bridge-math.md section 2);
+* step: the same bound carried through z + db [(m - z)/s + f] + sqrt(db) xi, plus float
+  rounding of each term;
+* training target: z_t to float rounding; the target against the reference evaluated at the
+  kernel's own z_t (a rounding change of z_t moves m by up to dm/dz = Var/s times it);
+* exact last step: every row in the domain; draws equal to the reference's with the same
+  uniforms in at least 99.5% of rows per factor (float32 vs float64 inverse CDFs may split a
+  rare draw that falls on a boundary differently).
+
+Outputs must also be bit-identical for 1 vs 2 threads, for any split of the rows into calls,
+in place vs out of place, and for bfloat16 vs float32 copies of the same drift or data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+import omegabridge as ob
+from omegabridge import _native, cpu_backend, dispatch, noise, reference
+from omegabridge.errors import BackendUnavailableError
+
+ext = _native.load()
+if ext is None:
+    _why = _native.unavailable_reason()
+    if os.environ.get("OMEGABRIDGE_REQUIRE_NATIVE") == "1":
+        raise RuntimeError(f"OMEGABRIDGE_REQUIRE_NATIVE=1 but the native extension is unavailable: {_why}")
+    pytest.skip(f"native extension unavailable: {_why}", allow_module_level=True)
+
+F64 = torch.float64
+NAN = float("nan")
+
+DOMAINS = {
+    "real": ob.Real(),
+    "interval": ob.Interval(-1.0, 2.0),
+    "narrow-interval": ob.Interval(3.0, 3.001),
+    "halfline-low": ob.HalfLine(low=0.5),
+    "halfline-high": ob.HalfLine(high=-0.5),
+    "lattice17": ob.Lattice(0, 16),
+    "lattice256": ob.Lattice(0, 255),
+    "lattice-quarter": ob.Lattice(-1.0, 1.0, step=0.25),
+    "binary": ob.Binary(),
+    "categorical2": ob.Categorical(2),
+    "categorical7": ob.Categorical(7),
+    "categorical4096": ob.Categorical(4096),
+    "sphere2": ob.Sphere(2),
+    "sphere3": ob.Sphere(3),
+    "sphere5": ob.Sphere(5),
+    "many-halflines": ob.Product([ob.HalfLine(low=0.0)] * 37),
+    "mixed": ob.Product(
+        [
+            ob.HalfLine(low=0.0), ob.Interval(0.0, 1.0), ob.HalfLine(low=0.0), ob.Interval(-1.0, 1.0), ob.HalfLine(high=2.0),
+            *[ob.Categorical(k) for k in (9, 7, 16, 15, 6, 5, 2, 42, 2)],
+            ob.Lattice(0, 255), ob.Lattice(0, 255), ob.Binary(), ob.Sphere(3), ob.Real(), ob.Lattice(-1.0, 1.0, step=0.25),
+        ]
+    ),
+}
+ROWS = [1, 3, 700]  # 700 rows of a narrow layout span several tiles of the kernel
+
+
+@pytest.fixture
+def generator(request) -> torch.Generator:
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"{request.node.name}: input seed {seed}")
+    return torch.Generator().manual_seed(seed)
+
+
+def _rows(name: str, rows: int) -> int:
+    return min(rows, 64) if name == "categorical4096" else rows
+
+
+def _states(domain, rows: int, generator) -> torch.Tensor:
+    """float32 states: around the domain at several scales, with some far outliers."""
+    width = domain.width
+    scale = 10 ** (torch.rand(rows, 1, generator=generator) * 4 - 2)  # 0.01 .. 100
+    z = torch.randn(rows, width, generator=generator) * scale
+    z = z + domain.project(torch.randn(rows, width, generator=generator) * 50)
+    outliers = torch.rand(rows, width, generator=generator) < 0.05
+    return torch.where(outliers, torch.randn(rows, width, generator=generator) * 1e4, z).to(torch.float32)
+
+
+def _poisoned(like: torch.Tensor) -> torch.Tensor:
+    return torch.full(like.shape, NAN, dtype=torch.float32)
+
+
+def _threads(threads):
+    return torch.get_num_threads() if threads is None else threads
+
+
+def native_mean(table, z, s, threads=None):
+    out = _poisoned(z)
+    s = s.reshape(-1).to(torch.float32).contiguous()
+    ext.posterior_mean(cpu_backend.layout(table), z.data_ptr(), s.data_ptr(), out.data_ptr(), z.shape[0], _threads(threads))
+    return out
+
+
+def native_step(table, z, f, s, db, seed, step, row_offset=0, threads=None, out=None):
+    out = _poisoned(z) if out is None else out
+    storage = 0 if f is None or f.dtype == torch.float32 else 1
+    ext.step(cpu_backend.layout(table), z.data_ptr(), 0 if f is None else f.data_ptr(), storage, out.data_ptr(), z.shape[0],
+             s, db, seed, step, row_offset, _threads(threads))
+    return out
+
+
+def native_target(table, x, c, sigma, s, seed, step, row_offset=0, threads=None):
+    z_t, target = _poisoned(x), _poisoned(x)
+    storage = 0 if x.dtype == torch.float32 else 1
+    c, sigma, s = (v.reshape(-1).to(torch.float32).contiguous() for v in (c, sigma, s))
+    ext.bridge_target(cpu_backend.layout(table), x.data_ptr(), storage, c.data_ptr(), sigma.data_ptr(), s.data_ptr(),
+                      z_t.data_ptr(), target.data_ptr(), x.shape[0], seed, step, row_offset, _threads(threads))
+    return z_t, target
+
+
+def native_final(table, z, f, s, seed, step, row_offset=0, threads=None):
+    out = _poisoned(z)
+    storage = 0 if f is None or f.dtype == torch.float32 else 1
+    ext.final_step(cpu_backend.layout(table), z.data_ptr(), 0 if f is None else f.data_ptr(), storage, out.data_ptr(),
+                   z.shape[0], s, seed, step, row_offset, _threads(threads))
+    return out
+
+
+def _assert_within(actual, expected, bound, what):
+    assert torch.isfinite(actual).all(), f"{what}: non-finite (unwritten?) output"
+    error = (actual.to(F64) - expected).abs()
+    ratio = error / bound
+    worst = int(torch.argmax(ratio))
+    assert bool((error <= bound).all()), (
+        f"{what}: error {error.flatten()[worst]:.3g} > bound {bound.flatten()[worst]:.3g} at flat index {worst}"
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Against the reference
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("s", [1e-6, 0.04, 3.0])
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("name", list(DOMAINS))
+def test_posterior_mean_matches_reference(name, rows, s, generator):
+    domain = DOMAINS[name]
+    rows = _rows(name, rows)
+    table = domain.segment_table()
+    z = _states(domain, rows, generator)
+    per_row = s * 10 ** (torch.rand(rows, 1, generator=generator) - 0.5)  # per-row s around the given one
+    m = native_mean(table, z, per_row)
+    exact = reference.posterior_mean(z.to(F64), table, per_row.to(F64))
+    _assert_within(m, exact, 1e-5 * (exact.abs() + per_row.to(F64).sqrt()), f"m on {name}")
+
+
+@pytest.mark.parametrize("with_drift", [False, True])
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("name", list(DOMAINS))
+def test_step_matches_reference(name, rows, with_drift, generator):
+    domain = DOMAINS[name]
+    rows = _rows(name, rows)
+    table = domain.segment_table()
+    z = _states(domain, rows, generator)
+    f = torch.randn(z.shape, generator=generator) * 3 if with_drift else None
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    s, db = 0.37, 0.01
+    out = native_step(table, z, f, s, db, seed, 11, row_offset=5)
+    z64 = z.to(F64)
+    expected = reference.step(z64, None if f is None else f.to(F64), table, s, db, seed, 11, row_offset=5)
+    m = reference.posterior_mean(z64, table, s)
+    drift = 0.0 if f is None else (db * f.to(F64)).abs()
+    bound = 2e-5 * (expected.abs() + z64.abs() + db / s * (m.abs() + math.sqrt(s)) + drift + math.sqrt(db)) + 1e-6
+    _assert_within(out, expected, bound, f"step on {name}")
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("name", list(DOMAINS))
+def test_bridge_target_matches_reference(name, rows, generator):
+    domain = DOMAINS[name]
+    rows = _rows(name, rows)
+    table = domain.segment_table()
+    x = domain.project(torch.randn(rows, domain.width, generator=generator) * 20).to(torch.float32)
+    c = torch.rand(rows, 1, generator=generator)
+    sigma = torch.rand(rows, 1, generator=generator) * 2
+    s = 10 ** (torch.rand(rows, 1, generator=generator) * 4 - 4)  # 1e-4 .. 1
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    z_t, target = native_target(table, x, c, sigma, s, seed, 7, row_offset=3)
+    eps = noise.normals(seed, 7, 3, rows, domain.width, noise.STREAM_TRAIN, dtype=F64)
+    expected_z = c.to(F64) * x.to(F64) + sigma.to(F64) * eps
+    _assert_within(z_t, expected_z, 1e-6 * (expected_z.abs() + 1.0), f"z_t on {name}")
+    m = reference.posterior_mean(z_t.to(F64), table, s.to(F64))  # at the kernel's own z_t
+    expected_target = (x.to(F64) - m) / s.to(F64)
+    bound = (1e-5 * (m.abs() + s.to(F64).sqrt()) + 1e-6 * x.to(F64).abs()) / s.to(F64)
+    _assert_within(target, expected_target, bound, f"target on {name}")
+
+
+def _factor_rows_agree(domain, actual, expected, sigma):
+    """Fraction of rows where every factor's draw agrees (continuous: to 1e-3 (sigma + |x|))."""
+    agree = torch.ones(actual.shape[0], dtype=torch.bool)
+    worst = {}
+    offset = 0
+    for factor in domain.factors if isinstance(domain, ob.Product) else [domain]:
+        a = actual[:, offset : offset + factor.width].to(F64)
+        e = expected[:, offset : offset + factor.width]
+        offset += factor.width
+        if isinstance(factor, (ob.Lattice, ob.Binary, ob.Categorical)):
+            same = (a == e).all(1)
+        else:
+            same = ((a - e).abs() <= 1e-3 * (sigma + e.abs())).all(1)
+        worst[repr(factor)] = float(same.to(F64).mean())
+        agree &= same
+    return worst
+
+
+@pytest.mark.parametrize("with_drift", [False, True])
+@pytest.mark.parametrize("s", [1e-4, 0.5])
+@pytest.mark.parametrize("name", list(DOMAINS))
+def test_final_step_matches_reference_and_lands_in_the_domain(name, s, with_drift, generator):
+    domain = DOMAINS[name]
+    rows = _rows(name, 700)
+    table = domain.segment_table()
+    z = _states(domain, rows, generator)
+    f = torch.randn(z.shape, generator=generator) if with_drift else None
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    out = native_final(table, z, f, s, seed, 99, row_offset=2)
+    assert torch.isfinite(out).all(), "unwritten or non-finite output"
+    assert bool(domain.contains(out).all()), "a draw left the domain"
+    expected = reference.final_step(z.to(F64), None if f is None else f.to(F64), table, s, seed, 99, row_offset=2)
+    agreement = _factor_rows_agree(domain, out, expected, math.sqrt(s))
+    assert min(agreement.values()) >= 0.995, agreement
+
+
+# ----------------------------------------------------------------------------------------
+# Determinism: threads, chunking, in place, reduced-precision inputs
+# ----------------------------------------------------------------------------------------
+def _mixed(generator, rows=1500):
+    domain = DOMAINS["mixed"]
+    return domain, domain.segment_table(), _states(domain, rows, generator)
+
+
+def test_outputs_do_not_depend_on_thread_count(generator):
+    domain, table, z = _mixed(generator)
+    f = torch.randn(z.shape, generator=generator)
+    s = torch.full((z.shape[0], 1), 0.3)
+    for run in (
+        lambda t: native_mean(table, z, s, threads=t),
+        lambda t: native_step(table, z, f, 0.3, 0.01, 5, 2, threads=t),
+        lambda t: torch.cat(native_target(table, domain.project(z), s, s, s, 5, 2, threads=t), 1),
+        lambda t: native_final(table, z, f, 0.3, 5, 2, threads=t),
+    ):
+        one, two, three = run(1), run(2), run(3)
+        assert torch.equal(one, two) and torch.equal(one, three)
+
+
+def test_outputs_do_not_depend_on_how_rows_are_split(generator):
+    domain, table, z = _mixed(generator)
+    f = torch.randn(z.shape, generator=generator)
+    x = domain.project(z)
+    s = torch.full((z.shape[0], 1), 0.3)
+    whole_step = native_step(table, z, f, 0.3, 0.01, 9, 4)
+    whole_final = native_final(table, z, f, 0.3, 9, 4)
+    whole_target = native_target(table, x, s, s, s, 9, 4)
+    for cut in (1, 37, 1000):
+        parts = [slice(0, cut), slice(cut, z.shape[0])]
+        step = torch.cat([native_step(table, z[p].contiguous(), f[p].contiguous(), 0.3, 0.01, 9, 4, row_offset=p.start) for p in parts])
+        final = torch.cat([native_final(table, z[p].contiguous(), f[p].contiguous(), 0.3, 9, 4, row_offset=p.start) for p in parts])
+        target = [native_target(table, x[p].contiguous(), s[p], s[p], s[p], 9, 4, row_offset=p.start) for p in parts]
+        assert torch.equal(step, whole_step)
+        assert torch.equal(final, whole_final)
+        assert torch.equal(torch.cat([t[0] for t in target]), whole_target[0])
+        assert torch.equal(torch.cat([t[1] for t in target]), whole_target[1])
+
+
+def test_step_in_place_equals_out_of_place(generator):
+    _, table, z = _mixed(generator)
+    f = torch.randn(z.shape, generator=generator)
+    expected = native_step(table, z, f, 0.3, 0.01, 1, 1)
+    state = z.clone()
+    native_step(table, state, f, 0.3, 0.01, 1, 1, out=state)
+    assert torch.equal(state, expected)
+    via_dispatch = z.clone()
+    returned = dispatch.step(via_dispatch, f, table, remaining=0.3, increment=0.01, seed=1, step_index=1, backend="cpu", out=via_dispatch)
+    assert returned is via_dispatch and torch.equal(via_dispatch, expected)
+
+
+def test_bfloat16_inputs_equal_their_float32_copies(generator):
+    domain, table, z = _mixed(generator)
+    f = torch.randn(z.shape, generator=generator).to(torch.bfloat16)
+    assert torch.equal(native_step(table, z, f, 0.3, 0.01, 3, 3), native_step(table, z, f.float(), 0.3, 0.01, 3, 3))
+    assert torch.equal(native_final(table, z, f, 0.3, 3, 3), native_final(table, z, f.float(), 0.3, 3, 3))
+    x = domain.project(z).to(torch.bfloat16)  # one-hot, lattice and binary values are exact in bfloat16
+    s = torch.full((z.shape[0], 1), 0.2)
+    for a, b in zip(native_target(table, x, s, s, s, 3, 3), native_target(table, x.float(), s, s, s, 3, 3)):
+        assert torch.equal(a, b)
+
+
+def test_step_noise_is_the_contract_stream(generator):
+    """On an unconstrained layout with f = 0 the step adds exactly sqrt(db) xi, xi from stream 0."""
+    domain = ob.Product([ob.Real()] * 13)
+    z = torch.zeros(301, 13)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    out = native_step(domain.segment_table(), z, None, 1.0, 0.25, seed, 17, row_offset=2**32 - 5)
+    xi = noise.normals(seed, 17, 2**32 - 5, 301, 13, noise.STREAM_STEP)
+    assert torch.allclose(out / 0.5, xi, rtol=0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------
+# Dispatch and errors
+# ----------------------------------------------------------------------------------------
+def test_auto_picks_the_cpu_kernels_for_float32_and_the_reference_for_float64(monkeypatch):
+    table = ob.Interval(0.0, 1.0).segment_table()
+    assert dispatch.resolve_backend("auto", torch.device("cpu"), torch.float32) == "cpu"
+    assert dispatch.resolve_backend("auto", torch.device("cpu"), torch.float64) == "reference"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the reference ran")
+
+    monkeypatch.setattr(reference, "step", refuse)
+    dispatch.step(torch.zeros(4, 1), None, table, remaining=1.0, increment=0.1, seed=0, step_index=0)
+    with pytest.raises(AssertionError, match="reference ran"):
+        dispatch.step(torch.zeros(4, 1, dtype=F64), None, table, remaining=1.0, increment=0.1, seed=0, step_index=0)
+
+
+def test_cpu_backend_refuses_float64_with_a_clear_error():
+    table = ob.Interval(0.0, 1.0).segment_table()
+    with pytest.raises(BackendUnavailableError, match="float32"):
+        dispatch.step(torch.zeros(2, 1, dtype=F64), None, table, remaining=1.0, increment=0.1, seed=0, step_index=0, backend="cpu")
+
+
+def test_out_must_match_the_state():
+    table = ob.Interval(0.0, 1.0).segment_table()
+    with pytest.raises(ValueError, match="out must match"):
+        dispatch.step(torch.zeros(2, 1), None, table, remaining=1.0, increment=0.1, seed=0, step_index=0, out=torch.zeros(3, 1))
+
+
+def test_drift_aliasing_the_output_elsewhere_is_copied_first(generator):
+    domain = ob.Product([ob.HalfLine(low=0.0)] * 4)
+    table = domain.segment_table()
+    buffer = torch.randn(9, 4, generator=generator)
+    z, drift = buffer[1:].clone(), buffer[:-1].clone()
+    expected = dispatch.step(z, drift, table, remaining=0.5, increment=0.1, seed=2, step_index=0, backend="cpu")
+    state = buffer[1:]  # drift = buffer[:-1] overlaps the state one row over
+    dispatch.step(state, buffer[:-1], table, remaining=0.5, increment=0.1, seed=2, step_index=0, backend="cpu", out=state)
+    assert torch.equal(state, expected)
+
+
+def test_layout_rejects_an_inconsistent_table():
+    kinds = torch.tensor([9], dtype=torch.int32)
+    offsets = torch.tensor([0], dtype=torch.int64)
+    widths = torch.tensor([1], dtype=torch.int64)
+    points = torch.tensor([1], dtype=torch.int64)
+    parameters = torch.zeros(1, 3, dtype=F64)
+    with pytest.raises(ValueError, match="segment 0 of the table: unknown kind 9"):
+        ext.make_layout(1, kinds.data_ptr(), offsets.data_ptr(), widths.data_ptr(), points.data_ptr(), parameters.data_ptr())
+    offsets[0] = 2
+    kinds[0] = 1
+    with pytest.raises(ValueError, match="segment 0 of the table: offset 2"):
+        ext.make_layout(1, kinds.data_ptr(), offsets.data_ptr(), widths.data_ptr(), points.data_ptr(), parameters.data_ptr())
+
+
+def test_the_extension_reports_its_instruction_set():
+    assert ext.simd in ("avx512", "avx2", "baseline")
+    assert "categorical 5:109" in repr(cpu_backend.layout(DOMAINS["mixed"].segment_table()))

@@ -80,10 +80,13 @@ struct Call {
 // Per-thread buffers; grown once, never inside the tile loop.
 struct Scratch {
   std::vector<float> noise, value, mean, first, second, third, fourth;
+  std::vector<float> fifth, sixth, seventh, eighth, value_aux;
   void reserve(const Call& call) {
     const std::size_t width = static_cast<std::size_t>(call.layout->width);
     noise.resize(static_cast<std::size_t>(call.tile_rows * call.padded_width));
-    for (auto* row : {&value, &mean, &first, &second, &third, &fourth}) row->resize(width);
+    for (auto* row : {&value, &mean, &first, &second, &third, &fourth, &fifth, &sixth, &seventh, &eighth, &value_aux}) {
+      row->resize(width);
+    }
   }
 };
 
@@ -138,9 +141,12 @@ OB_INLINE void fill_normals(float* __restrict noise, const std::uint32_t* __rest
   }
 }
 
-// Lattice run [begin, end): m = x_n + sum_k w_k (x_k - x_n) over the window of points that
-// carry weight, looping over window positions j outside and columns inside, so every lane
-// runs the same trip count.
+// Lattice run [begin, end): m = x_n + sum_j w_j (j d) over the window of points j = -R..R
+// around the nearest point x_n that carry weight. The weights relative to x_n follow
+// w_{j+1} = w_j a b^j with a = exp(-d (d + 2 delta)/(2 s)), b = exp(-d^2 / s) (delta = x_n - z),
+// so a row costs three exponentials per column however wide the window (the rounding of the
+// products grows like j ulp, far inside the 1e-5 accuracy contract). Columns are the inner,
+// vectorised loop, so every lane runs the same trip count.
 OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* __restrict v,
                             float* __restrict m, float sigma, float inverse_s, Scratch& scratch) {
   const std::int64_t begin = run.begin, end = run.end;
@@ -148,34 +154,48 @@ OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* _
   float* __restrict delta_near = scratch.second.data();
   float* __restrict weight_sum = scratch.third.data();
   float* __restrict moment = scratch.fourth.data();
+  float* __restrict up = scratch.fifth.data();
+  float* __restrict up_ratio = scratch.sixth.data();
+  float* __restrict down = scratch.seventh.data();
+  float* __restrict down_ratio = scratch.eighth.data();
+  float* __restrict decay = scratch.value_aux.data();
   const float* __restrict low = layout.low.data();
   const float* __restrict step = layout.lattice_step_float.data();
   const float* __restrict inverse_step = layout.lattice_inverse_step.data();
   const float* __restrict last = layout.lattice_last.data();
+  const float inverse_two_s = 0.5f * inverse_s;
   for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
     float position = (v[c] - low[c]) * inverse_step[c];
     position = (position + fastmath::kRoundMagic) - fastmath::kRoundMagic;
     position = position < 0.0f ? 0.0f : (position > last[c] ? last[c] : position);
     nearest[c] = position;
-    delta_near[c] = (low[c] + position * step[c]) - v[c];
-    weight_sum[c] = 0.0f;
+    const float d = step[c];
+    const float delta = (low[c] + position * d) - v[c];
+    delta_near[c] = delta;
+    weight_sum[c] = 1.0f;
     moment[c] = 0.0f;
+    up[c] = 1.0f;
+    down[c] = 1.0f;
+    up_ratio[c] = fastmath::exp(pm::lattice_logit(d, delta, inverse_two_s));
+    down_ratio[c] = fastmath::exp(pm::lattice_logit(-d, delta, inverse_two_s));
+    decay[c] = fastmath::exp(-d * d * inverse_s);
   });
   const double radius_points = pm::kLatticeWindowSigmas * static_cast<double>(sigma) / run.smallest_step + 1.0;
   const std::int64_t radius = std::min<std::int64_t>(
       run.most_points - 1, radius_points >= static_cast<double>(run.most_points)
                                ? run.most_points
                                : static_cast<std::int64_t>(radius_points) + 1);
-  const float inverse_two_s = 0.5f * inverse_s;
-  for (std::int64_t j = -radius; j <= radius; ++j) {
+  for (std::int64_t j = 1; j <= radius; ++j) {
     const float jf = static_cast<float>(j);
     for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
-      const float k = nearest[c] + jf;
-      const float offset = jf * step[c];
-      const float w = fastmath::exp(pm::lattice_logit(offset, delta_near[c], inverse_two_s));
-      const bool valid = (k >= 0.0f) & (k <= last[c]);
-      weight_sum[c] += valid ? w : 0.0f;
-      moment[c] += valid ? w * offset : 0.0f;
+      up[c] *= up_ratio[c];
+      up_ratio[c] *= decay[c];
+      down[c] *= down_ratio[c];
+      down_ratio[c] *= decay[c];
+      const float w_up = nearest[c] + jf <= last[c] ? up[c] : 0.0f;
+      const float w_down = nearest[c] - jf >= 0.0f ? down[c] : 0.0f;
+      weight_sum[c] += w_up + w_down;
+      moment[c] += (jf * step[c]) * (w_up - w_down);
     });
   }
   for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
@@ -223,6 +243,7 @@ OB_INLINE void mean_row(const Layout& layout, const float* __restrict v, float* 
                         float s, float sigma, float inverse_s, Scratch& scratch) {
   const float* __restrict low = layout.low.data();
   const float* __restrict high = layout.high.data();
+  const float inverse_sigma = 1.0f / sigma;
   for (const Run& run : layout.runs) {
     const std::int64_t begin = run.begin, end = run.end;
     switch (run.kind) {
@@ -230,10 +251,10 @@ OB_INLINE void mean_row(const Layout& layout, const float* __restrict v, float* 
         for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = v[c]; });
         break;
       case pm::kHalfLineLower:
-        for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = pm::lower_halfline_mean(v[c], low[c], sigma); });
+        for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = pm::lower_halfline_mean(v[c], low[c], sigma, inverse_sigma); });
         break;
       case pm::kHalfLineUpper:
-        for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = pm::upper_halfline_mean(v[c], high[c], sigma); });
+        for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = pm::upper_halfline_mean(v[c], high[c], sigma, inverse_sigma); });
         break;
       case pm::kInterval:
         for (std::int64_t c = begin; c < end; ++c) m[c] = pm::interval_mean(v[c], low[c], high[c], sigma);

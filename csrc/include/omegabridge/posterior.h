@@ -33,8 +33,8 @@ constexpr float kLatticeWindowSigmas = 9.0f;
 // [low, inf): with u = (z - low)/sigma, inside (u >= 0) z + sigma phi(u)/Phi(u), written as
 // phi (G + u)/(G + u - phi) (Phi = 1 - phi/(G + u)); outside low + sigma G(-u).
 // Branch-free, so a loop over it vectorises.
-OB_INLINE float lower_halfline_mean(float z, float low, float sigma) {
-  const float u = (z - low) / sigma;
+OB_INLINE float lower_halfline_mean(float z, float low, float sigma, float inverse_sigma) {
+  const float u = (z - low) * inverse_sigma;
   const float t = u < 0.0f ? -u : u;
   const float g = special::mean_excess(t);
   const float phi = special::normal_pdf(t);
@@ -44,8 +44,8 @@ OB_INLINE float lower_halfline_mean(float z, float low, float sigma) {
 }
 
 // (-inf, high]: the mirror image of the lower half-line.
-OB_INLINE float upper_halfline_mean(float z, float high, float sigma) {
-  return -lower_halfline_mean(-z, -high, sigma);
+OB_INLINE float upper_halfline_mean(float z, float high, float sigma, float inverse_sigma) {
+  return -lower_halfline_mean(-z, -high, sigma, inverse_sigma);
 }
 
 // [low, high], written relative to the nearer end (reference.interval_mean): outside, the

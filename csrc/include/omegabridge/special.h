@@ -39,8 +39,9 @@ OB_INLINE float mean_excess_polynomial(float q) {
 // G(x) = 1/R(x) - x for x >= 0 (negative x is treated as 0; NaN propagates). G(inf) = 0.
 OB_INLINE float mean_excess(float x) {
   const float y = x < 0.0f ? 0.0f : x;
-  const float q = 1.0f - 4.0f / (y + 2.0f);  // (y - 2)/(y + 2), and 1 at y = inf
-  return mean_excess_polynomial(q) / (y + 2.0f);
+  const float r = 1.0f / (y + 2.0f);  // one division for both uses
+  const float q = 1.0f - 4.0f * r;    // (y - 2)/(y + 2), and 1 at y = inf
+  return mean_excess_polynomial(q) * r;
 }
 
 // Mills' ratio R(x) = Q(x)/phi(x) for x >= 0 (a sum of positives: no cancellation).

@@ -19,6 +19,7 @@ def layouts(scale: float = 1.0) -> dict[str, tuple[ob.Domain, int]]:
     rows = lambda n: max(1, int(n * scale))  # noqa: E731
     return {
         "half-line 16M": (ob.Product([ob.HalfLine(low=0.0)] * 16), rows(1 << 20)),
+        "unconstrained 16M (noise + update only)": (ob.Product([ob.Real()] * 16), rows(1 << 20)),
         "categorical K=8": (ob.Product([ob.Categorical(8)] * 2), rows(1 << 20)),
         "lattice K=17": (ob.Product([ob.Lattice(0, 16)] * 16), rows(1 << 16)),
         "lattice K=256": (ob.Product([ob.Lattice(0, 255)] * 16), rows(1 << 13)),

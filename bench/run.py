@@ -1,10 +1,18 @@
 """Throughput of the step and the training target per backend, against this machine's copy rate.
 
-Prints one table, writes it as Markdown and CSV under bench/results/, and draws a PNG bar chart.
-A step reads z and f and writes z (12 bytes per element); the copy rate is measured in the
-same run as torch's in-place add of two float32 tensors, which moves the same 12 bytes.
+Backends: ``cpu`` (the fused C++ kernels), ``reference`` (the torch reference, eager),
+``compile`` (torch.compile of the reference, torch.randn noise) and ``per-column`` (log h
+differentiated by autograd one factor at a time, as the paper's public code does; see
+bench/baselines.py). Prints one table, writes it as Markdown and CSV under bench/results/, and
+draws a PNG bar chart. A step reads z and f and writes z (12 bytes per element); the copy rate
+is measured in the same run as torch's in-place add of two float32 tensors, which moves the
+same 12 bytes. The step runs in place (``out=z``), as ``Bridge.sample`` runs it.
 
-    python bench/run.py                 # full sizes (a few minutes on 2 cores)
+A second table times one sampling step end to end on the Adult-like layout with the paper's
+network (one hidden layer of 512): the MLP's forward pass and the step of each backend, and
+the share of the step spent outside the MLP.
+
+    python bench/run.py                 # full sizes (about 10 minutes on 2 cores)
     python bench/run.py --scale 0.05    # quick look
 """
 
@@ -25,8 +33,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import omegabridge as ob  # noqa: E402
-from omegabridge import dispatch  # noqa: E402
-from layouts import layouts  # noqa: E402
+from omegabridge import _native, dispatch  # noqa: E402
+from baselines import compiled_reference, per_column_step, per_column_target  # noqa: E402
+from layouts import adult_like, layouts  # noqa: E402
+
+BACKENDS = ("cpu", "reference", "compile", "per-column")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,6 +59,24 @@ def copy_rate(elements: int, repeats: int) -> float:
     return elements / _time(lambda: z.add_(f), repeats)
 
 
+def _operations(backend: str, domain, table, z, f, x, scale):
+    """(step, target) callables of one backend on these inputs."""
+    if backend in ("cpu", "reference"):
+        state = z.clone()
+        step = lambda: dispatch.step(state, f, table, remaining=0.5, increment=0.01, seed=1, step_index=3, backend=backend, out=state)  # noqa: E731
+        target = lambda: dispatch.bridge_target(x, table, mean_scale=scale, noise_scale=scale, remaining=scale, seed=1, backend=backend)  # noqa: E731
+    elif backend == "compile":
+        compiled_step, compiled_target = compiled_reference("step"), compiled_reference("target")
+        step = lambda: compiled_step(z, f, table, 0.5, 0.01)  # noqa: E731
+        target = lambda: compiled_target(x, table, scale, scale, scale)  # noqa: E731
+    elif backend == "per-column":
+        step = lambda: per_column_step(domain, z, f, 0.5, 0.01)  # noqa: E731
+        target = lambda: per_column_target(domain, x, scale, scale, 0.5)  # noqa: E731
+    else:
+        raise SystemExit(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    return step, target
+
+
 def measure(name: str, domain, rows: int, backend: str, repeats: int) -> dict:
     table = domain.segment_table()
     generator = torch.Generator().manual_seed(0)
@@ -55,9 +84,8 @@ def measure(name: str, domain, rows: int, backend: str, repeats: int) -> dict:
     f = torch.randn(rows, domain.width, generator=generator)
     x = domain.project(torch.randn(rows, domain.width, generator=generator))
     elements = rows * domain.width
-    step = lambda: dispatch.step(z, f, table, remaining=0.5, increment=0.01, seed=1, step_index=3, backend=backend)  # noqa: E731
     scale = torch.full((rows, 1), 0.5)
-    target = lambda: dispatch.bridge_target(x, table, mean_scale=scale, noise_scale=scale, remaining=scale, seed=1, backend=backend)  # noqa: E731
+    step, target = _operations(backend, domain, table, z, f, x, scale)
     return {
         "layout": name,
         "backend": backend,
@@ -66,6 +94,41 @@ def measure(name: str, domain, rows: int, backend: str, repeats: int) -> dict:
         "step_elements_per_s": elements / _time(step, repeats),
         "target_elements_per_s": elements / _time(target, repeats),
     }
+
+
+def paper_mlp(width: int, hidden: int = 512) -> torch.nn.Module:
+    """The paper's tabular network: (z, t) -> one hidden layer of 512 -> drift."""
+
+    class MLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(width + 1, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, width))
+
+        def forward(self, z, t):
+            return self.net(torch.cat([z, t[:, None]], dim=1))
+
+    return MLP()
+
+
+@torch.no_grad()
+def end_to_end(rows: int, repeats: int, backends) -> list[dict]:
+    """Per sampling step on the Adult-like layout: MLP forward vs the step of each backend."""
+    domain = adult_like()
+    table = domain.segment_table()
+    model = paper_mlp(domain.width)
+    z = torch.randn(rows, domain.width)
+    t = torch.full((rows,), 0.5)
+    mlp_seconds = _time(lambda: model(z, t), repeats)
+    f = model(z, t)
+    results = []
+    for backend in backends:
+        step, _ = _operations(backend, domain, table, z, f, z, torch.full((rows, 1), 0.5))
+        step_seconds = _time(step, repeats)
+        results.append({"backend": backend, "rows": rows, "mlp_ms": 1e3 * mlp_seconds, "step_ms": 1e3 * step_seconds,
+                        "outside_mlp": step_seconds / (step_seconds + mlp_seconds)})
+        print(f"end to end {backend:>10}: MLP {1e3 * mlp_seconds:.1f} ms, step {1e3 * step_seconds:.1f} ms, "
+              f"{results[-1]['outside_mlp']:.1%} of the step outside the MLP", flush=True)
+    return results
 
 
 def machine() -> str:
@@ -78,36 +141,52 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    ext = _native.load()
+    simd = f", kernels built for {ext.simd}" if ext is not None else ""
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads){simd}"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every layout's row count")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backends", default="reference", help="comma-separated backends")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, from {', '.join(BACKENDS)}")
+    parser.add_argument("--end-to-end-rows", type=int, default=30000, help="rows of the end-to-end sampling step (0: skip)")
     parser.add_argument("--output", default=str(RESULTS / "cpu"), help="path prefix of the .md, .csv and .png")
     args = parser.parse_args(argv)
 
+    backends = args.backends.split(",")
+    for backend in backends:
+        if backend not in BACKENDS:
+            parser.error(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     rate = copy_rate(1 << 24, args.repeats)
     rows = []
-    for backend in args.backends.split(","):
-        for name, (domain, count) in layouts(args.scale).items():
+    for name, (domain, count) in layouts(args.scale).items():
+        for backend in backends:
             result = measure(name, domain, count, backend, args.repeats)
             rows.append(result)
             print(f"{name:>16} {backend:>10}: step {result['step_elements_per_s'] / 1e9:.4f} G el/s, "
                   f"target {result['target_elements_per_s'] / 1e9:.4f} G el/s", flush=True)
+    end_rows = end_to_end(args.end_to_end_rows, args.repeats, backends) if args.end_to_end_rows > 0 else []
 
     header = (f"Device: {machine()}. Copy rate (z += f, float32, 12 bytes/element): {rate / 1e9:.3f} G elements/s. "
               f"{datetime.date.today()}, omegabridge {ob.__version__}, command: python bench/run.py "
               f"--scale {args.scale} --repeats {args.repeats} --backends {args.backends}")
-    lines = [header, "", "| layout | backend | rows x width | step G el/s | step / copy | target G el/s | target / copy |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [header, "", "| layout | backend | rows x width | step G el/s | step / copy | step / reference | "
+             "target G el/s | target / copy | target / reference |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    baseline = {r["layout"]: r for r in rows if r["backend"] == "reference"}
     for r in rows:
+        ref = baseline.get(r["layout"])
+        versus = (lambda key: f"{r[key] / ref[key]:.1f}x") if ref else (lambda key: "")  # noqa: E731
         lines.append(
             f"| {r['layout']} | {r['backend']} | {r['rows']} x {r['width']} | {r['step_elements_per_s'] / 1e9:.4f} | "
-            f"{r['step_elements_per_s'] / rate:.2%} | {r['target_elements_per_s'] / 1e9:.4f} | {r['target_elements_per_s'] / rate:.2%} |"
+            f"{r['step_elements_per_s'] / rate:.2%} | {versus('step_elements_per_s')} | {r['target_elements_per_s'] / 1e9:.4f} | "
+            f"{r['target_elements_per_s'] / rate:.2%} | {versus('target_elements_per_s')} |"
         )
+    if end_rows:
+        lines += ["", f"One sampling step, Adult-like layout ({end_rows[0]['rows']} rows x 109), paper MLP (one hidden layer of 512):", "",
+                  "| backend | MLP ms | step ms | share of the step outside the MLP |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['backend']} | {r['mlp_ms']:.1f} | {r['step_ms']:.1f} | {r['outside_mlp']:.1%} |" for r in end_rows]
     text = "\n".join(lines)
     print("\n" + text)
     prefix = Path(args.output)

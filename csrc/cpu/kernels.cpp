@@ -211,18 +211,29 @@ OB_INLINE void categorical_mean(const Layout& layout, const Run& run, const floa
   float* __restrict group_scale = scratch.third.data();
   for (std::int64_t g = run.first_group; g < run.end_group; ++g) {
     const Group group = layout.groups[static_cast<std::size_t>(g)];
-    float top = v[group.offset];
-    for (std::int64_t c = group.offset + 1; c < group.offset + group.width; ++c) top = v[c] > top ? v[c] : top;
-    for (std::int64_t c = group.offset; c < group.offset + group.width; ++c) group_max[c] = top;
+    // Four running maxima, not one: a chain of dependent max operations would set the pace.
+    float top[4] = {v[group.offset], v[group.offset], v[group.offset], v[group.offset]};
+    std::int64_t c = group.offset + 1;
+    for (; c + 4 <= group.offset + group.width; c += 4) {
+      for (int k = 0; k < 4; ++k) top[k] = v[c + k] > top[k] ? v[c + k] : top[k];
+    }
+    for (; c < group.offset + group.width; ++c) top[0] = v[c] > top[0] ? v[c] : top[0];
+    const float most = std::max(std::max(top[0], top[1]), std::max(top[2], top[3]));
+    for (c = group.offset; c < group.offset + group.width; ++c) group_max[c] = most;
   }
   for_columns(run.begin, run.end, [&](std::int64_t c) OB_LAMBDA_INLINE {
     exponential[c] = fastmath::exp((v[c] - group_max[c]) * inverse_s);
   });
   for (std::int64_t g = run.first_group; g < run.end_group; ++g) {
     const Group group = layout.groups[static_cast<std::size_t>(g)];
-    float total = 0.0f;
-    for (std::int64_t c = group.offset; c < group.offset + group.width; ++c) total += exponential[c];
-    const float scale = 1.0f / total;
+    // Four partial sums (a fixed order, so still deterministic) instead of one dependent chain.
+    float partial[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    std::int64_t c = group.offset;
+    for (; c + 4 <= group.offset + group.width; c += 4) {
+      for (int k = 0; k < 4; ++k) partial[k] += exponential[c + k];
+    }
+    for (; c < group.offset + group.width; ++c) partial[0] += exponential[c];
+    const float scale = 1.0f / ((partial[0] + partial[1]) + (partial[2] + partial[3]));
     for (std::int64_t c = group.offset; c < group.offset + group.width; ++c) group_scale[c] = scale;
   }
   for_columns(run.begin, run.end, [&](std::int64_t c) OB_LAMBDA_INLINE { m[c] = exponential[c] * group_scale[c]; });

@@ -81,6 +81,9 @@ def _reference_target_torch_noise(x, table, mean_scale, noise_scale, s):
 
 
 _compiled = {}
+# Each layout bakes its segment table into the graph: allow one compiled graph per layout and op
+# instead of falling back to eager after the default 8.
+torch._dynamo.config.cache_size_limit = 64
 
 
 def compiled_reference(op: str):

@@ -203,21 +203,31 @@ def main(argv=None) -> int:
 
 
 def _plot(rows, rate, path):
+    """Two panels (step, target): per layout one bar per backend, as a fraction of the copy rate."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['layout']}\n{r['backend']}" for r in rows]
-    figure, axis = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
-    positions = range(len(rows))
-    axis.bar([p - 0.2 for p in positions], [r["step_elements_per_s"] / rate for r in rows], width=0.4, label="step")
-    axis.bar([p + 0.2 for p in positions], [r["target_elements_per_s"] / rate for r in rows], width=0.4, label="target")
-    axis.set_yscale("log")
-    axis.set_ylabel("fraction of copy rate (log)")
-    axis.set_xticks(list(positions), labels, fontsize=7)
-    axis.legend()
-    axis.set_title("omegabridge throughput vs z += f copy rate")
+    layout_names = list(dict.fromkeys(r["layout"] for r in rows))
+    backend_names = list(dict.fromkeys(r["backend"] for r in rows))
+    by_key = {(r["layout"], r["backend"]): r for r in rows}
+    figure, axes = plt.subplots(1, 2, figsize=(14, 4.8), sharey=True)
+    width = 0.8 / len(backend_names)
+    for axis, key, title in zip(axes, ("step_elements_per_s", "target_elements_per_s"), ("step", "training target")):
+        for j, backend in enumerate(backend_names):
+            heights = [by_key[(name, backend)][key] / rate if (name, backend) in by_key else 0 for name in layout_names]
+            positions = [i + (j - (len(backend_names) - 1) / 2) * width for i in range(len(layout_names))]
+            axis.bar(positions, heights, width=width, label=backend)
+        axis.axhline(0.4, color="black", linestyle="--", linewidth=1)
+        axis.text(len(layout_names) - 0.5, 0.42, "40% of copy", ha="right", va="bottom", fontsize=8)
+        axis.set_yscale("log")
+        axis.set_title(title)
+        axis.set_xticks(range(len(layout_names)), [name.replace(" (", "\n(") for name in layout_names], fontsize=7, rotation=20, ha="right")
+        axis.grid(axis="y", which="major", alpha=0.3)
+    axes[0].set_ylabel("elements/s as a fraction of the copy rate (log)")
+    axes[1].legend(fontsize=8)
+    figure.suptitle(f"omegabridge on {machine()}", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 

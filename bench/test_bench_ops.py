@@ -17,7 +17,7 @@ from omegabridge import dispatch  # noqa: E402
 from layouts import layouts  # noqa: E402
 
 LAYOUTS = layouts(scale=1 / 64)
-BACKENDS = ["reference"]
+BACKENDS = ["cpu", "reference"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

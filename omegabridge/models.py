@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from omegabridge import reference
+from omegabridge import dispatch
 from omegabridge.domains import Kind
 
 __all__ = ["TimeEmbedding", "DriftMLP"]
@@ -127,7 +127,7 @@ class DriftMLP(nn.Module):
         s = s.to(torch.float32)[:, None]
         c = c.to(torch.float32)[:, None]
         with torch.no_grad():
-            m = reference.posterior_mean(z.detach(), self.table, s)
+            m = dispatch.posterior_mean(z.detach(), self.table, s)  # the fused kernel on CPU float32
         features = torch.cat(
             [
                 (z - c * self.data_mean) / scale.to(torch.float32),

@@ -21,20 +21,20 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import _native, cpu_backend, dispatch, noise, reference
+from omegabridge import cpu_backend, dispatch, noise, reference
 from omegabridge.errors import BackendUnavailableError
 
-ext = _native.load()
-if ext is None:
-    _why = _native.unavailable_reason()
-    if os.environ.get("OMEGABRIDGE_REQUIRE_NATIVE") == "1":
-        raise RuntimeError(f"OMEGABRIDGE_REQUIRE_NATIVE=1 but the native extension is unavailable: {_why}")
-    pytest.skip(f"native extension unavailable: {_why}", allow_module_level=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # native_helpers, also under --import-mode=importlib
+from native_helpers import require_extension  # noqa: E402
+
+ext = require_extension()
 
 F64 = torch.float64
 NAN = float("nan")
@@ -86,6 +86,13 @@ def _states(domain, rows: int, generator) -> torch.Tensor:
     z = z + domain.project(torch.randn(rows, width, generator=generator) * 50)
     outliers = torch.rand(rows, width, generator=generator) < 0.05
     return torch.where(outliers, torch.randn(rows, width, generator=generator) * 1e4, z).to(torch.float32)
+
+
+def _case(name: str, rows: int, generator):
+    """(domain, rows, table, float32 states) of one parametrised case."""
+    domain = DOMAINS[name]
+    rows = _rows(name, rows)
+    return domain, rows, domain.segment_table(), _states(domain, rows, generator)
 
 
 def _poisoned(like: torch.Tensor) -> torch.Tensor:
@@ -145,10 +152,7 @@ def _assert_within(actual, expected, bound, what):
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("name", list(DOMAINS))
 def test_posterior_mean_matches_reference(name, rows, s, generator):
-    domain = DOMAINS[name]
-    rows = _rows(name, rows)
-    table = domain.segment_table()
-    z = _states(domain, rows, generator)
+    domain, rows, table, z = _case(name, rows, generator)
     per_row = s * 10 ** (torch.rand(rows, 1, generator=generator) - 0.5)  # per-row s around the given one
     m = native_mean(table, z, per_row)
     exact = reference.posterior_mean(z.to(F64), table, per_row.to(F64))
@@ -159,10 +163,7 @@ def test_posterior_mean_matches_reference(name, rows, s, generator):
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("name", list(DOMAINS))
 def test_step_matches_reference(name, rows, with_drift, generator):
-    domain = DOMAINS[name]
-    rows = _rows(name, rows)
-    table = domain.segment_table()
-    z = _states(domain, rows, generator)
+    domain, rows, table, z = _case(name, rows, generator)
     f = torch.randn(z.shape, generator=generator) * 3 if with_drift else None
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     s, db = 0.37, 0.01
@@ -218,10 +219,7 @@ def _factor_rows_agree(domain, actual, expected, sigma):
 @pytest.mark.parametrize("s", [1e-4, 0.5])
 @pytest.mark.parametrize("name", list(DOMAINS))
 def test_final_step_matches_reference_and_lands_in_the_domain(name, s, with_drift, generator):
-    domain = DOMAINS[name]
-    rows = _rows(name, 700)
-    table = domain.segment_table()
-    z = _states(domain, rows, generator)
+    domain, rows, table, z = _case(name, 700, generator)
     f = torch.randn(z.shape, generator=generator) if with_drift else None
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     out = native_final(table, z, f, s, seed, 99, row_offset=2)

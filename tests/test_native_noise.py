@@ -6,7 +6,8 @@ Skipped when the extension is not built, unless OMEGABRIDGE_REQUIRE_NATIVE=1 (th
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,12 +15,10 @@ import torch
 from omegabridge import _native
 from omegabridge import noise
 
-ext = _native.load()
-if ext is None:
-    _why = _native.unavailable_reason()
-    if os.environ.get("OMEGABRIDGE_REQUIRE_NATIVE") == "1":
-        raise RuntimeError(f"OMEGABRIDGE_REQUIRE_NATIVE=1 but the native extension is unavailable: {_why}")
-    pytest.skip(f"native extension unavailable: {_why}", allow_module_level=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # native_helpers, also under --import-mode=importlib
+from native_helpers import require_extension  # noqa: E402
+
+ext = require_extension()
 
 SENTINEL = -7  # never a uint32 word
 SEEDS = [0, 1, 0xDEADBEEF, 2**32 + 5, 2**63 + 12345, 2**64 - 1]

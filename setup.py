@@ -17,6 +17,8 @@ Compiler flags: ``-O3 -std=c++17 -fno-math-errno -fno-trapping-math`` and ``-fop
 it. Never ``-march=native``: a built wheel must run on any x86-64 machine. The vectorised
 kernels are compiled for AVX-512, AVX2+FMA and baseline x86-64 inside the one extension
 (``target_clones`` in csrc/cpu/kernels.cpp); the CPU picks its clone at load time.
+``OMEGABRIDGE_CPU_BASELINE=1`` builds the baseline only (for compilers without
+``target_clones``, or to test that path).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class OptionalBuildExt(build_ext):
                 ext.extra_link_args = [*ext.extra_link_args, "-fopenmp"]
             else:
                 _warn("the C++ compiler does not accept -fopenmp; the native extension is built single-threaded.")
+        if os.environ.get("OMEGABRIDGE_CPU_BASELINE", "") == "1":
+            ext.define_macros = [*ext.define_macros, ("OB_NO_ISA_CLONES", "1")]
         super().build_extension(ext)
 
     def _accepts_openmp(self) -> bool:

@@ -21,7 +21,8 @@
 #include "omegabridge/philox.h"
 #include "omegabridge/posterior.h"
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && \
+// OB_NO_ISA_CLONES (setup.py: OMEGABRIDGE_CPU_BASELINE=1) builds the baseline only.
+#if !defined(OB_NO_ISA_CLONES) && defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && \
     (!defined(__clang__) || __clang_major__ >= 14)
 #define OB_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define OB_HAVE_ISA_CLONES 1

@@ -201,7 +201,10 @@ def final_step(
     final: str = "exact",
     backend: str = "auto",
 ) -> torch.Tensor:
-    """The exact last step (or ``final="project"``); every output row lies in the domain."""
+    """The exact last step (or ``final="project"``); every output row lies in the domain.
+
+    ``final="project"`` runs on the torch reference whatever the backend (it is a debugging aid).
+    """
     _check_matrix("z", z, table, _STATE_DTYPES)
     _check_drift(drift, z, table)
     s = _check_positive("remaining", remaining)

@@ -128,6 +128,7 @@ def _extensions() -> list[Extension]:
                 *(f"csrc/include/omegabridge/{name}.h" for name in ("config", "fastmath", "philox", "special", "posterior")),
                 "csrc/cpu/layout.h",
                 "csrc/cpu/kernels.h",
+                "csrc/cpu/philox_avx2.h",
             ],
             language="c++",
         )

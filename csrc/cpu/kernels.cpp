@@ -20,6 +20,7 @@
 
 #include "omegabridge/philox.h"
 #include "omegabridge/posterior.h"
+#include "philox_avx2.h"
 
 // OB_NO_ISA_CLONES (setup.py: OMEGABRIDGE_CPU_BASELINE=1) builds the baseline only.
 #if !defined(OB_NO_ISA_CLONES) && defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && \
@@ -82,9 +83,11 @@ struct Call {
 struct Scratch {
   std::vector<float> noise, value, mean, first, second, third, fourth;
   std::vector<float> fifth, sixth, seventh, eighth, value_aux;
+  std::vector<std::uint32_t> words;  // the tile's Philox words, four planar arrays
   void reserve(const Call& call) {
     const std::size_t width = static_cast<std::size_t>(call.layout->width);
     noise.resize(static_cast<std::size_t>(call.tile_rows * call.padded_width));
+    words.resize(static_cast<std::size_t>(call.tile_rows * call.padded_width));
     for (auto* row : {&value, &mean, &first, &second, &third, &fourth, &fifth, &sixth, &seventh, &eighth, &value_aux}) {
       row->resize(width);
     }
@@ -118,28 +121,55 @@ OB_INLINE float load<std::uint16_t>(const std::uint16_t* data, std::int64_t i) {
   return float_of_bfloat16(data[i]);
 }
 
-// Step 1: normals of `count` Philox blocks, four floats per block.
-OB_INLINE void fill_normals(float* __restrict noise, const std::uint32_t* __restrict block_row,
+// Box-Muller on the four words of each block (planar arrays), four floats per block.
+OB_INLINE void normals_from_words(float* __restrict noise, const std::uint32_t* __restrict w0,
+                                  const std::uint32_t* __restrict w1, const std::uint32_t* __restrict w2,
+                                  const std::uint32_t* __restrict w3, std::int64_t count) {
+  OB_SIMD
+  for (std::int64_t b = 0; b < count; ++b) {
+    float n0, n1, n2, n3;
+    philox::box_muller(philox::uniform_from_word(w0[b]), philox::uniform_from_word(w1[b]), &n0, &n1);
+    philox::box_muller(philox::uniform_from_word(w2[b]), philox::uniform_from_word(w3[b]), &n2, &n3);
+    noise[4 * b] = n0;
+    noise[4 * b + 1] = n1;
+    noise[4 * b + 2] = n2;
+    noise[4 * b + 3] = n3;
+  }
+}
+
+// Step 1: normals of `count` Philox blocks, four floats per block. The words come from the
+// AVX2 Philox where the CPU has it, else from the compiler-vectorised one.
+OB_INLINE void fill_normals(float* __restrict noise, std::uint32_t* __restrict words,
+                            const std::uint32_t* __restrict block_row,
                             const std::uint32_t* __restrict block_column, std::int64_t count,
                             std::uint64_t first_row, const philox::Key key, std::uint32_t step,
                             std::uint32_t stream) {
+  std::uint32_t* __restrict w0 = words;
+  std::uint32_t* __restrict w1 = words + count;
+  std::uint32_t* __restrict w2 = words + 2 * count;
+  std::uint32_t* __restrict w3 = words + 3 * count;
+#if OB_HAVE_PHILOX_AVX2
+  if (cpu_has_avx2()) {
+    philox_tile_words_avx2(w0, w1, w2, w3, block_row, block_column, count, first_row, key, step, stream);
+    normals_from_words(noise, w0, w1, w2, w3, count);
+    return;
+  }
+#endif
   const std::uint32_t row_low = static_cast<std::uint32_t>(first_row);
   const std::uint32_t row_high = static_cast<std::uint32_t>(first_row >> 32);
   const std::uint32_t stream_bits = stream << 16;
   OB_SIMD
   for (std::int64_t b = 0; b < count; ++b) {
     const std::uint32_t low = row_low + block_row[b];
-    std::uint32_t w0 = block_column[b], w1 = low;
-    std::uint32_t w2 = (row_high + (low < row_low ? 1u : 0u)) | stream_bits, w3 = step;
-    philox::philox4x32_10_words(w0, w1, w2, w3, key.k[0], key.k[1]);
-    float n0, n1, n2, n3;
-    philox::box_muller(philox::uniform_from_word(w0), philox::uniform_from_word(w1), &n0, &n1);
-    philox::box_muller(philox::uniform_from_word(w2), philox::uniform_from_word(w3), &n2, &n3);
-    noise[4 * b] = n0;
-    noise[4 * b + 1] = n1;
-    noise[4 * b + 2] = n2;
-    noise[4 * b + 3] = n3;
+    std::uint32_t a0 = block_column[b], a1 = low;
+    std::uint32_t a2 = (row_high + (low < row_low ? 1u : 0u)) | stream_bits, a3 = step;
+    philox::philox4x32_10_words(a0, a1, a2, a3, key.k[0], key.k[1]);
+    w0[b] = a0;
+    w1[b] = a1;
+    w2[b] = a2;
+    w3[b] = a3;
   }
+  normals_from_words(noise, w0, w1, w2, w3, count);
 }
 
 // Lattice run [begin, end): m = x_n + sum_j w_j (j d) over the window of points j = -R..R
@@ -295,7 +325,7 @@ OB_INLINE void run_tile(const Call& call, std::int64_t first, std::int64_t count
   const Layout& layout = *call.layout;
   const std::int64_t width = layout.width;
   if (op != Op::kMean) {
-    fill_normals(scratch.noise.data(), call.block_row.data(), call.block_column.data(),
+    fill_normals(scratch.noise.data(), scratch.words.data(), call.block_row.data(), call.block_column.data(),
                  count * call.blocks_per_row, call.address.row_offset + static_cast<std::uint64_t>(first),
                  philox::make_key(call.address.seed), call.address.step, call.stream);
   }

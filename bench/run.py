@@ -6,7 +6,8 @@ differentiated by autograd one factor at a time, as the paper's public code does
 bench/baselines.py). Prints one table, writes it as Markdown and CSV under bench/results/, and
 draws a PNG bar chart. A step reads z and f and writes z (12 bytes per element); the copy rate
 is measured in the same run as torch's in-place add of two float32 tensors, which moves the
-same 12 bytes. The step runs in place (``out=z``), as ``Bridge.sample`` runs it.
+same 12 bytes. The step runs in place (``out=z``), as ``Bridge.sample`` runs it, and the target
+writes into two reused buffers (``out=``), as a training loop can.
 
 A second table times one sampling step end to end on the Adult-like layout with the paper's
 network (one hidden layer of 512): the MLP's forward pass and the step of each backend, and
@@ -64,7 +65,8 @@ def _operations(backend: str, domain, table, z, f, x, scale):
     if backend in ("cpu", "reference"):
         state = z.clone()
         step = lambda: dispatch.step(state, f, table, remaining=0.5, increment=0.01, seed=1, step_index=3, backend=backend, out=state)  # noqa: E731
-        target = lambda: dispatch.bridge_target(x, table, mean_scale=scale, noise_scale=scale, remaining=scale, seed=1, backend=backend)  # noqa: E731
+        buffers = (torch.empty_like(z), torch.empty_like(z))  # reused, as a training loop would
+        target = lambda: dispatch.bridge_target(x, table, mean_scale=scale, noise_scale=scale, remaining=scale, seed=1, backend=backend, out=buffers)  # noqa: E731
     elif backend == "compile":
         compiled_step, compiled_target = compiled_reference("step"), compiled_reference("target")
         step = lambda: compiled_step(z, f, table, 0.5, 0.01)  # noqa: E731

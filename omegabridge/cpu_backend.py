@@ -108,13 +108,16 @@ def final_step(z, drift, table, remaining: float, seed: int, step_index: int, ro
     return out
 
 
-def bridge_target(x, table, mean_scale, noise_scale, remaining, seed: int, step_index: int, row_offset: int):
-    """Z_t and the regression target (see dispatch.bridge_target), float32 outputs."""
+def bridge_target(x, table, mean_scale, noise_scale, remaining, seed: int, step_index: int, row_offset: int, out=None):
+    """Z_t and the regression target (see dispatch.bridge_target), float32 outputs (into ``out`` if given)."""
     x = _reduced(x)
     rows = x.shape[0]
     c, sigma, s = (_per_row(v, rows) for v in (mean_scale, noise_scale, remaining))
-    z_t = torch.empty(x.shape, dtype=torch.float32)
-    target = torch.empty(x.shape, dtype=torch.float32)
+    if out is None:
+        z_t = torch.empty(x.shape, dtype=torch.float32)
+        target = torch.empty(x.shape, dtype=torch.float32)
+    else:
+        z_t, target = out
     _native.load().bridge_target(
         layout(table), x.data_ptr(), _STORAGE[x.dtype], c.data_ptr(), sigma.data_ptr(), s.data_ptr(),
         z_t.data_ptr(), target.data_ptr(), rows, seed, step_index, row_offset, torch.get_num_threads(),

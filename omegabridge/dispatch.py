@@ -227,8 +227,14 @@ def bridge_target(
     step_index: int = 0,
     row_offset: int = 0,
     backend: str = "auto",
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Z_t = c x + sigma_t eps and the target (x - m(Z_t, s)) / s, with per-row (or scalar) c, sigma_t, s."""
+    """Z_t = c x + sigma_t eps and the target (x - m(Z_t, s)) / s, with per-row (or scalar) c, sigma_t, s.
+
+    ``out=(z_t, target)`` (optional) receives the results, so a training loop can reuse two
+    buffers instead of allocating them every minibatch; both must have x's shape and the
+    state dtype (float32 for bfloat16 x).
+    """
     _check_matrix("x", x, table, _DATA_DTYPES)
     if resolve_backend(backend, x.device, torch.float32 if x.dtype == torch.bfloat16 else x.dtype) == "reference":
         x = x if x.dtype in _STATE_DTYPES else x.to(torch.float32)
@@ -238,6 +244,21 @@ def bridge_target(
     if not bool((s > 0).all()) or not bool(torch.isfinite(s).all()):
         raise ValueError("remaining (s) must be finite and > 0 in every row")
     _check_address(seed, step_index, row_offset)
+    state = torch.empty((), dtype=c.dtype, device=x.device).expand(x.shape)  # shape, dtype and device of the outputs
+    if out is not None:
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise TypeError("out must be a pair of tensors (z_t, target)")
+        for tensor in out:
+            _check_out(tensor, state)
     if resolve_backend(backend, x.device, torch.float32 if x.dtype == torch.bfloat16 else x.dtype) == "cpu":
-        return cpu_backend.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset)
-    return reference.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset)
+        direct = out is not None and all(t.is_contiguous() for t in out)
+        result = cpu_backend.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset, out=out if direct else None)
+        if out is None or direct:
+            return result
+    else:
+        result = reference.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset)
+        if out is None:
+            return result
+    out[0].copy_(result[0])
+    out[1].copy_(result[1])
+    return out[0], out[1]

@@ -361,3 +361,38 @@ def test_layout_rejects_an_inconsistent_table():
 def test_the_extension_reports_its_instruction_set():
     assert ext.simd in ("avx512", "avx2", "baseline")
     assert "categorical 5:109" in repr(cpu_backend.layout(DOMAINS["mixed"].segment_table()))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_bridge_target_into_given_buffers(backend, generator):
+    domain, _, table, z = _case("mixed", 300, generator)
+    x = domain.project(z)
+    s = torch.full((300, 1), 0.3)
+    expected = dispatch.bridge_target(x, table, mean_scale=s, noise_scale=s, remaining=s, seed=8, backend=backend)
+    buffers = (torch.full_like(z, NAN), torch.full_like(z, NAN))
+    returned = dispatch.bridge_target(x, table, mean_scale=s, noise_scale=s, remaining=s, seed=8, backend=backend, out=buffers)
+    assert returned[0] is buffers[0] and returned[1] is buffers[1]
+    assert torch.equal(buffers[0], expected[0]) and torch.equal(buffers[1], expected[1])
+    strided = (torch.full((300, 2 * domain.width), NAN)[:, ::2], torch.full((300, 2 * domain.width), NAN)[:, ::2])
+    dispatch.bridge_target(x, table, mean_scale=s, noise_scale=s, remaining=s, seed=8, backend=backend, out=strided)
+    assert torch.equal(strided[0], expected[0]) and torch.equal(strided[1], expected[1])
+    with pytest.raises(ValueError, match="out must match"):
+        dispatch.bridge_target(x, table, mean_scale=s, noise_scale=s, remaining=s, seed=8, backend=backend, out=(z[:5], z[:5]))
+
+
+@pytest.mark.parametrize("name", ["halfline-low", "categorical7", "sphere3", "lattice17", "many-halflines", "mixed"])
+def test_sample_bits_do_not_depend_on_batch_boundaries(name, generator):
+    """Every block's noise must come from the same instructions wherever it falls in a tile or call
+    (a vector loop's scalar remainder would round differently at the last ulp)."""
+    domain, rows, table, z = _case(name, 777, generator)
+    f = torch.randn(z.shape, generator=generator)
+    whole = native_step(table, z, f, 0.3, 0.01, 6, 1)
+    whole_target = native_target(table, domain.project(z), torch.full((rows, 1), 0.5), torch.full((rows, 1), 0.5), torch.full((rows, 1), 0.2), 6, 1)
+    for size in (1, 5, 11, 100, 400):
+        starts = range(0, rows, size)
+        parts = [native_step(table, z[a : a + size].contiguous(), f[a : a + size].contiguous(), 0.3, 0.01, 6, 1, row_offset=a) for a in starts]
+        assert torch.equal(torch.cat(parts), whole), f"step differs with batches of {size}"
+        x = domain.project(z)
+        half = torch.full((rows, 1), 0.5)
+        targets = [native_target(table, x[a : a + size].contiguous(), half[a : a + size], half[a : a + size], torch.full((min(size, rows - a), 1), 0.2), 6, 1, row_offset=a) for a in starts]
+        assert torch.equal(torch.cat([t[1] for t in targets]), whole_target[1]), f"target differs with batches of {size}"

@@ -79,6 +79,16 @@ struct Call {
   float remaining = 0, inverse_remaining = 0, sigma = 0, increment = 0, sqrt_increment = 0;
 };
 
+// Blocks are processed in batches of this many, every batch by the same vectorised code: a
+// scalar remainder loop (or a peeled prologue) would compute some blocks with other
+// instructions (another FMA contraction), and which blocks fall there depends on how the rows
+// are split into tiles and calls, so a sample would depend on the batch size at the last ulp.
+constexpr std::int64_t kBlockBatch = 16;
+
+OB_INLINE std::int64_t padded_blocks(std::int64_t count) {
+  return (count + kBlockBatch - 1) / kBlockBatch * kBlockBatch;
+}
+
 // Per-thread buffers; grown once, never inside the tile loop.
 struct Scratch {
   std::vector<float> noise, value, mean, first, second, third, fourth;
@@ -86,8 +96,9 @@ struct Scratch {
   std::vector<std::uint32_t> words;  // the tile's Philox words, four planar arrays
   void reserve(const Call& call) {
     const std::size_t width = static_cast<std::size_t>(call.layout->width);
-    noise.resize(static_cast<std::size_t>(call.tile_rows * call.padded_width));
-    words.resize(static_cast<std::size_t>(call.tile_rows * call.padded_width));
+    const std::int64_t blocks = padded_blocks(call.tile_rows * call.blocks_per_row);
+    noise.resize(static_cast<std::size_t>(4 * blocks));
+    words.resize(static_cast<std::size_t>(4 * blocks));
     for (auto* row : {&value, &mean, &first, &second, &third, &fourth, &fifth, &sixth, &seventh, &eighth, &value_aux}) {
       row->resize(width);
     }
@@ -121,37 +132,43 @@ OB_INLINE float load<std::uint16_t>(const std::uint16_t* data, std::int64_t i) {
   return float_of_bfloat16(data[i]);
 }
 
-// Box-Muller on the four words of each block (planar arrays), four floats per block.
+// Box-Muller on the four words of each block (planar arrays of `padded` entries), four floats
+// per block; the padding blocks produce finite values that nobody reads.
 OB_INLINE void normals_from_words(float* __restrict noise, const std::uint32_t* __restrict w0,
                                   const std::uint32_t* __restrict w1, const std::uint32_t* __restrict w2,
-                                  const std::uint32_t* __restrict w3, std::int64_t count) {
-  OB_SIMD
-  for (std::int64_t b = 0; b < count; ++b) {
-    float n0, n1, n2, n3;
-    philox::box_muller(philox::uniform_from_word(w0[b]), philox::uniform_from_word(w1[b]), &n0, &n1);
-    philox::box_muller(philox::uniform_from_word(w2[b]), philox::uniform_from_word(w3[b]), &n2, &n3);
-    noise[4 * b] = n0;
-    noise[4 * b + 1] = n1;
-    noise[4 * b + 2] = n2;
-    noise[4 * b + 3] = n3;
+                                  const std::uint32_t* __restrict w3, std::int64_t padded) {
+  for (std::int64_t start = 0; start < padded; start += kBlockBatch) {
+    OB_SIMD
+    for (std::int64_t i = 0; i < kBlockBatch; ++i) {
+      const std::int64_t b = start + i;
+      float n0, n1, n2, n3;
+      philox::box_muller(philox::uniform_from_word(w0[b]), philox::uniform_from_word(w1[b]), &n0, &n1);
+      philox::box_muller(philox::uniform_from_word(w2[b]), philox::uniform_from_word(w3[b]), &n2, &n3);
+      noise[4 * b] = n0;
+      noise[4 * b + 1] = n1;
+      noise[4 * b + 2] = n2;
+      noise[4 * b + 3] = n3;
+    }
   }
 }
 
 // Step 1: normals of `count` Philox blocks, four floats per block. The words come from the
-// AVX2 Philox where the CPU has it, else from the compiler-vectorised one.
+// AVX2 Philox where the CPU has it, else from the compiler-vectorised one (integer math:
+// the same words either way).
 OB_INLINE void fill_normals(float* __restrict noise, std::uint32_t* __restrict words,
                             const std::uint32_t* __restrict block_row,
                             const std::uint32_t* __restrict block_column, std::int64_t count,
                             std::uint64_t first_row, const philox::Key key, std::uint32_t step,
                             std::uint32_t stream) {
+  const std::int64_t padded = padded_blocks(count);
   std::uint32_t* __restrict w0 = words;
-  std::uint32_t* __restrict w1 = words + count;
-  std::uint32_t* __restrict w2 = words + 2 * count;
-  std::uint32_t* __restrict w3 = words + 3 * count;
+  std::uint32_t* __restrict w1 = words + padded;
+  std::uint32_t* __restrict w2 = words + 2 * padded;
+  std::uint32_t* __restrict w3 = words + 3 * padded;
 #if OB_HAVE_PHILOX_AVX2
   if (cpu_has_avx2()) {
     philox_tile_words_avx2(w0, w1, w2, w3, block_row, block_column, count, first_row, key, step, stream);
-    normals_from_words(noise, w0, w1, w2, w3, count);
+    normals_from_words(noise, w0, w1, w2, w3, padded);
     return;
   }
 #endif
@@ -169,7 +186,7 @@ OB_INLINE void fill_normals(float* __restrict noise, std::uint32_t* __restrict w
     w2[b] = a2;
     w3[b] = a3;
   }
-  normals_from_words(noise, w0, w1, w2, w3, count);
+  normals_from_words(noise, w0, w1, w2, w3, padded);
 }
 
 // Lattice run [begin, end): m = x_n + sum_j w_j (j d) over the window of points j = -R..R

@@ -228,9 +228,10 @@ def _plot(rows, rate, path):
         axis.set_xticks(range(len(layout_names)), [name.replace(" (", "\n(") for name in layout_names], fontsize=7, rotation=20, ha="right")
         axis.grid(axis="y", which="major", alpha=0.3)
     axes[0].set_ylabel("elements/s as a fraction of the copy rate (log)")
-    axes[1].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(backend_names), fontsize=8, frameon=False)
     figure.suptitle(f"omegabridge on {machine()}", fontsize=9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
     figure.savefig(path, dpi=120)
 
 

@@ -109,9 +109,13 @@ def _check_out(out, z: torch.Tensor) -> None:
         )
 
 
+def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
 def _overlaps_elsewhere(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether a and b share storage at different offsets (same tensor memory is fine in place)."""
-    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() and a.data_ptr() != b.data_ptr()
+    return _shares_storage(a, b) and a.data_ptr() != b.data_ptr()
 
 
 def _check_positive(name: str, value) -> float:
@@ -178,7 +182,7 @@ def step(
     if out is not None and drift is not None and _overlaps_elsewhere(drift, out):
         drift = drift.clone()  # the kernel reads f[i] and writes out[i] element by element
     if resolve_backend(backend, z.device, z.dtype) == "cpu":
-        if out is not None and out.is_contiguous() and z.is_contiguous():
+        if out is not None and out.is_contiguous() and z.is_contiguous() and not _overlaps_elsewhere(z, out):
             return cpu_backend.step(z, drift, table, s, db, seed, step_index, row_offset, out=out)
         result = cpu_backend.step(z, drift, table, s, db, seed, step_index, row_offset)
     else:
@@ -251,7 +255,14 @@ def bridge_target(
         for tensor in out:
             _check_out(tensor, state)
     if resolve_backend(backend, x.device, torch.float32 if x.dtype == torch.bfloat16 else x.dtype) == "cpu":
-        direct = out is not None and all(t.is_contiguous() for t in out)
+        # Write straight into out only when no output shares memory with x or with the other
+        # output: the kernel reads x again after writing z_t.
+        direct = (
+            out is not None
+            and all(t.is_contiguous() for t in out)
+            and not any(_shares_storage(t, x) for t in out)
+            and not _shares_storage(out[0], out[1])
+        )
         result = cpu_backend.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset, out=out if direct else None)
         if out is None or direct:
             return result

@@ -396,3 +396,18 @@ def test_sample_bits_do_not_depend_on_batch_boundaries(name, generator):
         half = torch.full((rows, 1), 0.5)
         targets = [native_target(table, x[a : a + size].contiguous(), half[a : a + size], half[a : a + size], torch.full((min(size, rows - a), 1), 0.2), 6, 1, row_offset=a) for a in starts]
         assert torch.equal(torch.cat([t[1] for t in targets]), whole_target[1]), f"target differs with batches of {size}"
+
+
+def test_outputs_that_share_memory_with_inputs_are_handled(generator):
+    domain, rows, table, z = _case("mixed", 40, generator)
+    x = domain.project(z)
+    s = torch.full((rows, 1), 0.3)
+    expected = dispatch.bridge_target(x, table, mean_scale=s, noise_scale=s, remaining=s, seed=3, backend="cpu")
+    data = x.clone()
+    result = dispatch.bridge_target(data, table, mean_scale=s, noise_scale=s, remaining=s, seed=3, backend="cpu", out=(data, torch.empty_like(x)))
+    assert torch.equal(result[0], expected[0]) and torch.equal(result[1], expected[1])
+    # a state stepped into a view of itself one row over
+    buffer = torch.cat([z, z[:1]]).contiguous()
+    expected_step = dispatch.step(z, None, table, remaining=0.5, increment=0.1, seed=4, step_index=0, backend="cpu")
+    dispatch.step(buffer[:-1], None, table, remaining=0.5, increment=0.1, seed=4, step_index=0, backend="cpu", out=buffer[1:])
+    assert torch.equal(buffer[1:], expected_step)

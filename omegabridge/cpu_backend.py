@@ -77,7 +77,7 @@ def posterior_mean(z: torch.Tensor, table: SegmentTable, remaining: torch.Tensor
     return out
 
 
-def _drift(drift, z):
+def _drift(drift):
     if drift is None:
         return None, 0, 0
     drift = _reduced(drift)
@@ -87,7 +87,7 @@ def _drift(drift, z):
 def step(z, drift, table, remaining: float, increment: float, seed: int, step_index: int, row_offset: int, out=None):
     """One Euler step (see dispatch.step); ``out`` may be ``z`` itself (in place)."""
     z = _float32(z)
-    drift, drift_address, storage = _drift(drift, z)
+    drift, drift_address, storage = _drift(drift)
     out = torch.empty_like(z) if out is None else out
     _native.load().step(
         layout(table), z.data_ptr(), drift_address, storage, out.data_ptr(), z.shape[0],
@@ -99,7 +99,7 @@ def step(z, drift, table, remaining: float, increment: float, seed: int, step_in
 def final_step(z, drift, table, remaining: float, seed: int, step_index: int, row_offset: int):
     """The exact last step (see dispatch.final_step)."""
     z = _float32(z)
-    drift, drift_address, storage = _drift(drift, z)
+    drift, drift_address, storage = _drift(drift)
     out = torch.empty_like(z)
     _native.load().final_step(
         layout(table), z.data_ptr(), drift_address, storage, out.data_ptr(), z.shape[0],

@@ -240,7 +240,8 @@ def bridge_target(
     state dtype (float32 for bfloat16 x).
     """
     _check_matrix("x", x, table, _DATA_DTYPES)
-    if resolve_backend(backend, x.device, torch.float32 if x.dtype == torch.bfloat16 else x.dtype) == "reference":
+    chosen = resolve_backend(backend, x.device, torch.float32 if x.dtype == torch.bfloat16 else x.dtype)
+    if chosen == "reference":
         x = x if x.dtype in _STATE_DTYPES else x.to(torch.float32)
     c = _check_per_row("mean_scale", mean_scale, x)
     sigma = _check_per_row("noise_scale", noise_scale, x)
@@ -254,7 +255,7 @@ def bridge_target(
             raise TypeError("out must be a pair of tensors (z_t, target)")
         for tensor in out:
             _check_out(tensor, state)
-    if resolve_backend(backend, x.device, torch.float32 if x.dtype == torch.bfloat16 else x.dtype) == "cpu":
+    if chosen == "cpu":
         # Write straight into out only when no output shares memory with x or with the other
         # output: the kernel reads x again after writing z_t.
         direct = (

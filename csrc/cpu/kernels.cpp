@@ -69,7 +69,6 @@ struct Call {
   // Inputs and outputs (row-major contiguous, `width` columns).
   const float* z = nullptr;  // state (mean, step)
   const void* input = nullptr;  // drift f (step) or data x (target)
-  Storage storage = Storage::kFloat32;
   float* out = nullptr;  // mean, new state, or z_t
   float* target = nullptr;  // target only
   const float* remaining_rows = nullptr;  // per-row s (mean, target)
@@ -153,8 +152,8 @@ OB_INLINE void normals_from_words(float* __restrict noise, const std::uint32_t* 
 }
 
 // Step 1: normals of `count` Philox blocks, four floats per block. The words come from the
-// AVX2 Philox where the CPU has it, else from the compiler-vectorised one (integer math:
-// the same words either way).
+// AVX2 Philox (whole groups of 8 blocks) where the CPU has it, and from the compiler-vectorised
+// one for the rest (integer math: the same words either way).
 OB_INLINE void fill_normals(float* __restrict noise, std::uint32_t* __restrict words,
                             const std::uint32_t* __restrict block_row,
                             const std::uint32_t* __restrict block_column, std::int64_t count,
@@ -165,18 +164,17 @@ OB_INLINE void fill_normals(float* __restrict noise, std::uint32_t* __restrict w
   std::uint32_t* __restrict w1 = words + padded;
   std::uint32_t* __restrict w2 = words + 2 * padded;
   std::uint32_t* __restrict w3 = words + 3 * padded;
+  std::int64_t done = 0;  // blocks whose words are written
 #if OB_HAVE_PHILOX_AVX2
   if (cpu_has_avx2()) {
-    philox_tile_words_avx2(w0, w1, w2, w3, block_row, block_column, count, first_row, key, step, stream);
-    normals_from_words(noise, w0, w1, w2, w3, padded);
-    return;
+    done = philox_tile_words_avx2(w0, w1, w2, w3, block_row, block_column, count, first_row, key, step, stream);
   }
 #endif
   const std::uint32_t row_low = static_cast<std::uint32_t>(first_row);
   const std::uint32_t row_high = static_cast<std::uint32_t>(first_row >> 32);
   const std::uint32_t stream_bits = stream << 16;
   OB_SIMD
-  for (std::int64_t b = 0; b < count; ++b) {
+  for (std::int64_t b = done; b < count; ++b) {
     const std::uint32_t low = row_low + block_row[b];
     std::uint32_t a0 = block_column[b], a1 = low;
     std::uint32_t a2 = (row_high + (low < row_low ? 1u : 0u)) | stream_bits, a3 = step;
@@ -228,11 +226,9 @@ OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* _
     down_ratio[c] = fastmath::exp(pm::lattice_logit(-d, delta, inverse_two_s));
     decay[c] = fastmath::exp(-d * d * inverse_s);
   });
-  const double radius_points = pm::kLatticeWindowSigmas * static_cast<double>(sigma) / run.smallest_step + 1.0;
-  const std::int64_t radius = std::min<std::int64_t>(
-      run.most_points - 1, radius_points >= static_cast<double>(run.most_points)
-                               ? run.most_points
-                               : static_cast<std::int64_t>(radius_points) + 1);
+  // The widest window of the run's columns; at most K - 1 points on either side.
+  const std::int64_t radius =
+      std::min<std::int64_t>(run.most_points - 1, pm::lattice_radius(sigma, run.smallest_step, run.most_points));
   for (std::int64_t j = 1; j <= radius; ++j) {
     const float jf = static_cast<float>(j);
     for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
@@ -464,7 +460,6 @@ void step(const Layout& layout, const float* z, const void* drift, Storage drift
   call.rows = rows;
   call.z = z;
   call.input = drift;
-  call.storage = drift_storage;
   call.out = out;
   call.address = address;
   call.stream = 0;  // STREAM_STEP
@@ -484,7 +479,6 @@ void bridge_target(const Layout& layout, const void* x, Storage x_storage,
   call.layout = &layout;
   call.rows = rows;
   call.input = x;
-  call.storage = x_storage;
   call.out = z_t;
   call.target = target;
   call.remaining_rows = remaining;

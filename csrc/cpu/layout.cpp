@@ -43,7 +43,6 @@ Layout Layout::from_segments(std::int64_t count, const std::int32_t* kinds,
       throw std::invalid_argument(segment_error(i, "lattice needs step > 0 and points >= 1"));
     }
     for (std::int64_t c = 0; c < width; ++c) {
-      layout.kind.push_back(kind);
       layout.low.push_back(static_cast<float>(low));
       layout.high.push_back(static_cast<float>(high));
       const bool lattice = kind == posterior::kLattice;
@@ -53,7 +52,6 @@ Layout Layout::from_segments(std::int64_t count, const std::int32_t* kinds,
       layout.lattice_step_float.push_back(lattice ? static_cast<float>(step) : 1.0f);
       layout.lattice_inverse_step.push_back(lattice ? static_cast<float>(1.0 / step) : 1.0f);
       layout.lattice_last.push_back(lattice ? static_cast<float>(points[i] - 1) : 0.0f);
-      layout.group_of_column.push_back(elementwise(kind) ? -1 : static_cast<std::int32_t>(layout.groups.size()));
     }
     if (!elementwise(kind)) layout.groups.push_back(Group{column, width});
 

@@ -35,7 +35,6 @@ struct Run {
 
 struct Layout {
   std::int64_t width = 0;
-  std::vector<std::int32_t> kind;  // per column
   // Per column (unused entries are 0): interval / half-line bounds, lattice low and step.
   std::vector<float> low, high;
   std::vector<double> lattice_low, lattice_step;
@@ -43,7 +42,6 @@ struct Layout {
   std::vector<float> lattice_step_float, lattice_inverse_step, lattice_last;  // last = K - 1
   std::vector<Run> runs;
   std::vector<Group> groups;
-  std::vector<std::int32_t> group_of_column;  // -1 for elementwise columns
 
   // From the segment arrays (n segments): kinds, offsets, widths, points and the
   // parameters (low, high, step) row-major (n, 3). Throws std::invalid_argument naming the

@@ -36,18 +36,17 @@ __attribute__((target("avx2"), always_inline)) inline void mulhilo8(__m256i a, _
   *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
 }
 
-// The four words of each block b < count of a tile, in planar arrays: the block's counter is
+// The four words of the blocks of a tile, in planar arrays, for the largest multiple of 8
+// blocks <= count; returns how many it wrote (the caller does the rest). Block b's counter is
 // (block_column[b], first_row + block_row[b] (low, high | stream << 16), step).
-__attribute__((target("avx2"))) inline void philox_tile_words_avx2(
+__attribute__((target("avx2"))) inline std::int64_t philox_tile_words_avx2(
     std::uint32_t* __restrict w0, std::uint32_t* __restrict w1, std::uint32_t* __restrict w2,
     std::uint32_t* __restrict w3, const std::uint32_t* __restrict block_row,
     const std::uint32_t* __restrict block_column, std::int64_t count, std::uint64_t first_row,
     const philox::Key key, std::uint32_t step, std::uint32_t stream) {
-  const std::uint32_t row_low = static_cast<std::uint32_t>(first_row);
-  const std::uint32_t row_high = static_cast<std::uint32_t>(first_row >> 32);
   const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
-  const __m256i row_low_vector = _mm256_set1_epi32(static_cast<int>(row_low));
-  const __m256i high_bits = _mm256_set1_epi32(static_cast<int>(row_high));
+  const __m256i row_low_vector = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first_row)));
+  const __m256i high_bits = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(first_row >> 32)));
   const __m256i stream_bits = _mm256_set1_epi32(static_cast<int>(stream << 16));
   const __m256i m0 = _mm256_set1_epi32(static_cast<int>(philox::kM0));
   const __m256i m1 = _mm256_set1_epi32(static_cast<int>(philox::kM1));
@@ -77,16 +76,7 @@ __attribute__((target("avx2"))) inline void philox_tile_words_avx2(
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(w2 + b), c2);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(w3 + b), c3);
   }
-  for (; b < count; ++b) {
-    const std::uint32_t low = row_low + block_row[b];
-    std::uint32_t a0 = block_column[b], a1 = low;
-    std::uint32_t a2 = (row_high + (low < row_low ? 1u : 0u)) | (stream << 16), a3 = step;
-    philox::philox4x32_10_words(a0, a1, a2, a3, key.k[0], key.k[1]);
-    w0[b] = a0;
-    w1[b] = a1;
-    w2[b] = a2;
-    w3[b] = a3;
-  }
+  return b;
 }
 
 }  // namespace cpu

@@ -32,7 +32,7 @@ def _log_h(factor, z: torch.Tensor, s: float) -> torch.Tensor:
         return torch.log(torch.special.ndtr(beta) - torch.special.ndtr(alpha)).sum()
     if isinstance(factor, (ob.Lattice, ob.Binary)):
         segment = factor.segments()[0]
-        points = segment.low + segment.step * torch.arange(segment.points, dtype=z.dtype)
+        points = segment.low + segment.step * torch.arange(segment.points, dtype=z.dtype, device=z.device)
         return torch.logsumexp(-((points - z) ** 2) / (2 * s), dim=-1).sum()
     if isinstance(factor, ob.Categorical):
         return torch.logsumexp(z / s, dim=-1).sum()
@@ -58,13 +58,13 @@ def per_column_score(domain, z: torch.Tensor, s: float) -> torch.Tensor:
 
 def per_column_step(domain, z, f, s: float, db: float, generator=None) -> torch.Tensor:
     """z + db (grad log h + f) + sqrt(db) xi with the score from per-column autograd."""
-    xi = torch.randn(z.shape, generator=generator)
+    xi = torch.randn(z.shape, generator=generator, device=z.device)
     return z + db * (per_column_score(domain, z, s) + f) + math.sqrt(db) * xi
 
 
 def per_column_target(domain, x, mean_scale, noise_scale, s: float, generator=None):
     """Z_t = c x + sigma eps and y = (x - m)/s = (x - Z_t)/s - grad log h (per-column autograd)."""
-    z_t = mean_scale * x + noise_scale * torch.randn(x.shape, generator=generator)
+    z_t = mean_scale * x + noise_scale * torch.randn(x.shape, generator=generator, device=x.device)
     return z_t, (x - z_t) / s - per_column_score(domain, z_t, s)
 
 
@@ -86,9 +86,10 @@ _compiled = {}
 torch._dynamo.config.cache_size_limit = 64
 
 
-def compiled_reference(op: str):
-    """torch.compile of the reference step (op='step') or target (op='target'), with torch.randn noise; built once."""
-    if op not in _compiled:
+def compiled_reference(op: str, mode: str | None = None):
+    """torch.compile (``mode``: None for the default, or e.g. 'max-autotune-no-cudagraphs') of the
+    reference step (op='step') or target (op='target'), with torch.randn noise; built once per (op, mode)."""
+    if (op, mode) not in _compiled:
         function = _reference_step_torch_noise if op == "step" else _reference_target_torch_noise
-        _compiled[op] = torch.compile(function, dynamic=False)
-    return _compiled[op]
+        _compiled[op, mode] = torch.compile(function, dynamic=False, mode=mode)
+    return _compiled[op, mode]

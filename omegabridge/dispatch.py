@@ -4,7 +4,10 @@ Ops: ``posterior_mean``, ``step``, ``final_step`` and ``bridge_target``. Backend
 
 * ``"reference"``: the torch reference, any device, float32 or float64;
 * ``"cpu"``: the fused C++ kernels (csrc/cpu) on CPU tensors with float32 state;
-* ``"auto"``: ``"cpu"`` for float32 CPU tensors when the extension is built, else the reference.
+* ``"triton"``: the fused Triton kernels (kernels/) on CUDA tensors with float32 state (and on
+  CPU tensors under ``TRITON_INTERPRET=1``, which is how the tests run them without a GPU);
+* ``"auto"``: ``"cpu"`` for float32 CPU tensors when the extension is built, ``"triton"`` for
+  float32 CUDA tensors when triton is installed, else the reference.
 
 Asking for a backend that cannot run raises ``BackendUnavailableError`` with the reason.
 
@@ -23,7 +26,7 @@ import math
 
 import torch
 
-from omegabridge import cpu_backend, reference
+from omegabridge import cpu_backend, reference, triton_backend
 from omegabridge.domains import SegmentTable
 from omegabridge.errors import BackendUnavailableError
 
@@ -32,11 +35,11 @@ __all__ = ["BACKENDS", "check_device", "resolve_backend", "posterior_mean", "ste
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
 _STATE_DTYPES = (torch.float32, torch.float64)
 _DRIFT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-_DATA_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+_DATA_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 _PLANNED = {
     "cuda": "the CUDA C++ kernels are not part of this build yet",
-    "triton": "the Triton kernels are not part of this build yet",
 }
+_FUSED = ("cpu", "triton")  # backends whose kernels keep the state in float32
 
 
 def check_device(device) -> torch.device:
@@ -62,7 +65,19 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
     if backend == "auto":
         if device.type == "cpu" and dtype == torch.float32 and cpu_backend.is_available():
             return "cpu"
+        if device.type == "cuda" and dtype == torch.float32 and triton_backend.is_available(device):
+            return "triton"
         return "reference"
+    if backend == "triton":
+        reason = triton_backend.unavailable_reason(device)
+        if reason:
+            raise BackendUnavailableError(f"backend='triton' cannot run: {reason}")
+        if dtype != torch.float32:
+            raise BackendUnavailableError(
+                f"backend='triton' keeps the state in float32, got {str(dtype).replace('torch.', '')}; "
+                "use backend='reference' for float64"
+            )
+        return "triton"
     if backend == "cpu":
         if not cpu_backend.is_available():
             raise BackendUnavailableError(f"backend='cpu' cannot run: {cpu_backend.unavailable_reason()}")
@@ -109,6 +124,11 @@ def _check_out(out, z: torch.Tensor) -> None:
         )
 
 
+def _columns_contiguous(tensor: torch.Tensor) -> bool:
+    """Columns adjacent in memory (rows may have any stride): what the Triton kernels address directly."""
+    return tensor.shape[1] <= 1 or tensor.stride(1) == 1
+
+
 def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
@@ -148,8 +168,11 @@ def posterior_mean(z: torch.Tensor, table: SegmentTable, remaining, backend: str
     s = _check_per_row("remaining", remaining, z)
     if not bool((s > 0).all()) or not bool(torch.isfinite(s).all()):
         raise ValueError("remaining (s) must be finite and > 0 in every row")
-    if resolve_backend(backend, z.device, z.dtype) == "cpu":
+    chosen = resolve_backend(backend, z.device, z.dtype)
+    if chosen == "cpu":
         return cpu_backend.posterior_mean(z, table, s)
+    if chosen == "triton":
+        return triton_backend.posterior_mean(z, table, s)
     return reference.posterior_mean(z, table, s)
 
 
@@ -181,10 +204,15 @@ def step(
     _check_out(out, z)
     if out is not None and drift is not None and _overlaps_elsewhere(drift, out):
         drift = drift.clone()  # the kernel reads f[i] and writes out[i] element by element
-    if resolve_backend(backend, z.device, z.dtype) == "cpu":
+    chosen = resolve_backend(backend, z.device, z.dtype)
+    if chosen == "cpu":
         if out is not None and out.is_contiguous() and z.is_contiguous() and not _overlaps_elsewhere(z, out):
             return cpu_backend.step(z, drift, table, s, db, seed, step_index, row_offset, out=out)
         result = cpu_backend.step(z, drift, table, s, db, seed, step_index, row_offset)
+    elif chosen == "triton":
+        if out is not None and _columns_contiguous(out) and _columns_contiguous(z) and not _overlaps_elsewhere(z, out):
+            return triton_backend.step(z, drift, table, s, db, seed, step_index, row_offset, out=out)
+        result = triton_backend.step(z, drift, table, s, db, seed, step_index, row_offset)
     else:
         result = reference.step(z, drift, table, s, db, seed, step_index, row_offset)
     if out is None:
@@ -215,8 +243,11 @@ def final_step(
     _check_address(seed, step_index, row_offset)
     if final not in ("exact", "project"):
         raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
-    if resolve_backend(backend, z.device, z.dtype) == "cpu" and final == "exact":
+    chosen = resolve_backend(backend, z.device, z.dtype)
+    if chosen == "cpu" and final == "exact":
         return cpu_backend.final_step(z, drift, table, s, seed, step_index, row_offset)
+    if chosen == "triton" and final == "exact":
+        return triton_backend.final_step(z, drift, table, s, seed, step_index, row_offset)
     return reference.final_step(z, drift, table, s, seed, step_index, row_offset, final)
 
 
@@ -240,7 +271,7 @@ def bridge_target(
     state dtype (float32 for bfloat16 x).
     """
     _check_matrix("x", x, table, _DATA_DTYPES)
-    chosen = resolve_backend(backend, x.device, torch.float32 if x.dtype == torch.bfloat16 else x.dtype)
+    chosen = resolve_backend(backend, x.device, x.dtype if x.dtype in _STATE_DTYPES else torch.float32)
     if chosen == "reference":
         x = x if x.dtype in _STATE_DTYPES else x.to(torch.float32)
     c = _check_per_row("mean_scale", mean_scale, x)
@@ -255,16 +286,18 @@ def bridge_target(
             raise TypeError("out must be a pair of tensors (z_t, target)")
         for tensor in out:
             _check_out(tensor, state)
-    if chosen == "cpu":
+    if chosen in _FUSED:
         # Write straight into out only when no output shares memory with x or with the other
-        # output: the kernel reads x again after writing z_t.
+        # output: the kernels read x again after writing z_t.
+        layout_ok = _columns_contiguous if chosen == "triton" else torch.Tensor.is_contiguous
         direct = (
             out is not None
-            and all(t.is_contiguous() for t in out)
+            and all(layout_ok(t) for t in out)
             and not any(_shares_storage(t, x) for t in out)
             and not _shares_storage(out[0], out[1])
         )
-        result = cpu_backend.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset, out=out if direct else None)
+        kernels = cpu_backend if chosen == "cpu" else triton_backend
+        result = kernels.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset, out=out if direct else None)
         if out is None or direct:
             return result
     else:

@@ -183,6 +183,8 @@ def oracle_drift(bridge: ob.Bridge, support: torch.Tensor, probabilities: torch.
     total = bridge.time_grid.beta_end
 
     def drift(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        nonlocal support, log_p
+        support, log_p = support.to(z.device), log_p.to(z.device)
         z64 = z.to(F64)
         beta = bridge.schedule.beta(t.detach().to(F64))[:, None]
         s = total - beta

@@ -32,6 +32,7 @@ from omegabridge import cpu_backend, dispatch, noise, reference
 from omegabridge.errors import BackendUnavailableError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # native_helpers, also under --import-mode=importlib
+from kernel_cases import DOMAINS, assert_within, factor_rows_agree, states  # noqa: E402
 from native_helpers import require_extension  # noqa: E402
 
 ext = require_extension()
@@ -39,31 +40,6 @@ ext = require_extension()
 F64 = torch.float64
 NAN = float("nan")
 
-DOMAINS = {
-    "real": ob.Real(),
-    "interval": ob.Interval(-1.0, 2.0),
-    "narrow-interval": ob.Interval(3.0, 3.001),
-    "halfline-low": ob.HalfLine(low=0.5),
-    "halfline-high": ob.HalfLine(high=-0.5),
-    "lattice17": ob.Lattice(0, 16),
-    "lattice256": ob.Lattice(0, 255),
-    "lattice-quarter": ob.Lattice(-1.0, 1.0, step=0.25),
-    "binary": ob.Binary(),
-    "categorical2": ob.Categorical(2),
-    "categorical7": ob.Categorical(7),
-    "categorical4096": ob.Categorical(4096),
-    "sphere2": ob.Sphere(2),
-    "sphere3": ob.Sphere(3),
-    "sphere5": ob.Sphere(5),
-    "many-halflines": ob.Product([ob.HalfLine(low=0.0)] * 37),
-    "mixed": ob.Product(
-        [
-            ob.HalfLine(low=0.0), ob.Interval(0.0, 1.0), ob.HalfLine(low=0.0), ob.Interval(-1.0, 1.0), ob.HalfLine(high=2.0),
-            *[ob.Categorical(k) for k in (9, 7, 16, 15, 6, 5, 2, 42, 2)],
-            ob.Lattice(0, 255), ob.Lattice(0, 255), ob.Binary(), ob.Sphere(3), ob.Real(), ob.Lattice(-1.0, 1.0, step=0.25),
-        ]
-    ),
-}
 ROWS = [1, 3, 700]  # 700 rows of a narrow layout span several tiles of the kernel
 
 
@@ -78,21 +54,11 @@ def _rows(name: str, rows: int) -> int:
     return min(rows, 64) if name == "categorical4096" else rows
 
 
-def _states(domain, rows: int, generator) -> torch.Tensor:
-    """float32 states: around the domain at several scales, with some far outliers."""
-    width = domain.width
-    scale = 10 ** (torch.rand(rows, 1, generator=generator) * 4 - 2)  # 0.01 .. 100
-    z = torch.randn(rows, width, generator=generator) * scale
-    z = z + domain.project(torch.randn(rows, width, generator=generator) * 50)
-    outliers = torch.rand(rows, width, generator=generator) < 0.05
-    return torch.where(outliers, torch.randn(rows, width, generator=generator) * 1e4, z).to(torch.float32)
-
-
 def _case(name: str, rows: int, generator):
     """(domain, rows, table, float32 states) of one parametrised case."""
     domain = DOMAINS[name]
     rows = _rows(name, rows)
-    return domain, rows, domain.segment_table(), _states(domain, rows, generator)
+    return domain, rows, domain.segment_table(), states(domain, rows, generator)
 
 
 def _poisoned(like: torch.Tensor) -> torch.Tensor:
@@ -135,16 +101,6 @@ def native_final(table, z, f, s, seed, step, row_offset=0, threads=None):
     return out
 
 
-def _assert_within(actual, expected, bound, what):
-    assert torch.isfinite(actual).all(), f"{what}: non-finite (unwritten?) output"
-    error = (actual.to(F64) - expected).abs()
-    ratio = error / bound
-    worst = int(torch.argmax(ratio))
-    assert bool((error <= bound).all()), (
-        f"{what}: error {error.flatten()[worst]:.3g} > bound {bound.flatten()[worst]:.3g} at flat index {worst}"
-    )
-
-
 # ----------------------------------------------------------------------------------------
 # Against the reference
 # ----------------------------------------------------------------------------------------
@@ -156,7 +112,7 @@ def test_posterior_mean_matches_reference(name, rows, s, generator):
     per_row = s * 10 ** (torch.rand(rows, 1, generator=generator) - 0.5)  # per-row s around the given one
     m = native_mean(table, z, per_row)
     exact = reference.posterior_mean(z.to(F64), table, per_row.to(F64))
-    _assert_within(m, exact, 1e-5 * (exact.abs() + per_row.to(F64).sqrt()), f"m on {name}")
+    assert_within(m, exact, 1e-5 * (exact.abs() + per_row.to(F64).sqrt()), f"m on {name}")
 
 
 @pytest.mark.parametrize("with_drift", [False, True])
@@ -173,7 +129,7 @@ def test_step_matches_reference(name, rows, with_drift, generator):
     m = reference.posterior_mean(z64, table, s)
     drift = 0.0 if f is None else (db * f.to(F64)).abs()
     bound = 2e-5 * (expected.abs() + z64.abs() + db / s * (m.abs() + math.sqrt(s)) + drift + math.sqrt(db)) + 1e-6
-    _assert_within(out, expected, bound, f"step on {name}")
+    assert_within(out, expected, bound, f"step on {name}")
 
 
 @pytest.mark.parametrize("rows", ROWS)
@@ -190,27 +146,11 @@ def test_bridge_target_matches_reference(name, rows, generator):
     z_t, target = native_target(table, x, c, sigma, s, seed, 7, row_offset=3)
     eps = noise.normals(seed, 7, 3, rows, domain.width, noise.STREAM_TRAIN, dtype=F64)
     expected_z = c.to(F64) * x.to(F64) + sigma.to(F64) * eps
-    _assert_within(z_t, expected_z, 1e-6 * (expected_z.abs() + 1.0), f"z_t on {name}")
+    assert_within(z_t, expected_z, 1e-6 * (expected_z.abs() + 1.0), f"z_t on {name}")
     m = reference.posterior_mean(z_t.to(F64), table, s.to(F64))  # at the kernel's own z_t
     expected_target = (x.to(F64) - m) / s.to(F64)
     bound = (1e-5 * (m.abs() + s.to(F64).sqrt()) + 1e-6 * x.to(F64).abs()) / s.to(F64)
-    _assert_within(target, expected_target, bound, f"target on {name}")
-
-
-def _factor_rows_agree(domain, actual, expected, sigma):
-    """Per factor, the fraction of rows whose draw agrees (continuous: to 1e-3 (sigma + |x|))."""
-    worst = {}
-    offset = 0
-    for factor in domain.factors if isinstance(domain, ob.Product) else [domain]:
-        a = actual[:, offset : offset + factor.width].to(F64)
-        e = expected[:, offset : offset + factor.width]
-        offset += factor.width
-        if isinstance(factor, (ob.Lattice, ob.Binary, ob.Categorical)):
-            same = (a == e).all(1)
-        else:
-            same = ((a - e).abs() <= 1e-3 * (sigma + e.abs())).all(1)
-        worst[repr(factor)] = float(same.to(F64).mean())
-    return worst
+    assert_within(target, expected_target, bound, f"target on {name}")
 
 
 @pytest.mark.parametrize("with_drift", [False, True])
@@ -224,7 +164,7 @@ def test_final_step_matches_reference_and_lands_in_the_domain(name, s, with_drif
     assert torch.isfinite(out).all(), "unwritten or non-finite output"
     assert bool(domain.contains(out).all()), "a draw left the domain"
     expected = reference.final_step(z.to(F64), None if f is None else f.to(F64), table, s, seed, 99, row_offset=2)
-    agreement = _factor_rows_agree(domain, out, expected, math.sqrt(s))
+    agreement = factor_rows_agree(domain, out, expected, math.sqrt(s))
     assert min(agreement.values()) >= 0.995, agreement
 
 
@@ -233,7 +173,7 @@ def test_final_step_matches_reference_and_lands_in_the_domain(name, s, with_drif
 # ----------------------------------------------------------------------------------------
 def _mixed(generator, rows=1500):
     domain = DOMAINS["mixed"]
-    return domain, domain.segment_table(), _states(domain, rows, generator)
+    return domain, domain.segment_table(), states(domain, rows, generator)
 
 
 def test_outputs_do_not_depend_on_thread_count(generator):

@@ -85,18 +85,26 @@ def _sample(domain_key: str, schedule_key: str, steps: int, rows: int, seed: int
     if model_key == "oracle":
         _, support, probabilities, _ = ORACLE_TARGETS[domain_key]
         model = H.oracle_drift(bridge, support, probabilities)
-    x = bridge.sample(model, n=rows, seed=seed, progress=False, backend=backend)
+    device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+    x = bridge.sample(model, n=rows, seed=seed, progress=False, backend=backend, device=device).cpu()
     assert bool(domain.contains(x).all()), "a sample row left the domain"
     return x
 
 
 def sample(domain_key, schedule_key, steps, rows, seed, model_key="none", backend="reference"):
     kernels = (reference.step, reference.final_step)
+    if backend == "triton" and not torch.cuda.is_available():
+        # The interpreter is slow: fewer rows (the thresholds follow the sample size) and fewer
+        # steps (the Euler bias at N = 25 stays far below the KS and chi-square thresholds at n = 1000).
+        rows, steps = min(rows, INTERPRETER_ROWS), min(steps, INTERPRETER_STEPS)
     return _sample(domain_key, schedule_key, steps, rows, seed, model_key, backend, kernels)
 
 
-# The fused CPU kernels are required wherever they are built (make test sets OMEGABRIDGE_REQUIRE_NATIVE=1).
-BACKENDS = ["reference", "cpu"]
+# The fused kernels are required wherever they are built (make test sets OMEGABRIDGE_REQUIRE_NATIVE=1).
+# Triton runs on the GPU when there is one, else in its CPU interpreter at a reduced size.
+BACKENDS = ["reference", "cpu", "triton"]
+INTERPRETER_ROWS = 1000
+INTERPRETER_STEPS = 25
 
 
 SCHEDULES = {"exp3_1": F0_SCHEDULE, "exp3_30": ob.schedules.Exp(a=3.0, b=30.0)}

@@ -1,0 +1,272 @@
+"""The fused posterior mean, Euler step and training target of a whole layout in one Triton launch.
+
+One kernel, three modes (``MEAN``, ``STEP``, ``TARGET``). The grid is (work items) x (row
+blocks), work item fastest, so the programs running together read the same rows and share
+their cache lines. Each program handles one item (see kernels/plan.py) for ``ROWS_PER_PROGRAM``
+rows, in tiles of ``TILE`` elements:
+
+* STEP:   out = z + db [(m(z, s) - z)/s + f] + sqrt(db) xi, xi from stream 0 (in place allowed);
+* TARGET: z_t = c x + sigma_t eps (eps from stream 0x8000) and y = (x - m(z_t, s))/s, per-row c, sigma_t, s;
+* MEAN:   m(z, s) with per-row s.
+
+Rows may be strided (any row stride, columns contiguous); f and x may be float32, bfloat16 or
+float16 and are widened on load; the state and every output are float32.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from . import philox, posterior
+from .plan import ELEMENTWISE_BLOCKS, GROUP_BLOCKS, WIDE_CHUNK, WIDE_GROUP_CLASS, Plan
+
+# The kernel's class branches are written out for these tiles; plan.py must agree.
+assert ELEMENTWISE_BLOCKS == (4, 16) and GROUP_BLOCKS == (8, 32, 64, 256, 1024)
+assert WIDE_GROUP_CLASS == 7 and WIDE_CHUNK == 1024
+
+MEAN = tl.constexpr(0)
+STEP = tl.constexpr(1)
+TARGET = tl.constexpr(2)
+STREAM_STEP = tl.constexpr(0)
+STREAM_TRAIN = tl.constexpr(0x8000)
+NEGATIVE_HUGE = tl.constexpr(-3.0e38)
+
+
+@triton.jit
+def _row_scale(s_ptr, remaining, rows, row_mask, MODE: tl.constexpr):
+    """(s, sigma): the scalar of the step, or the per-row column (TILE rows x 1) of the other modes."""
+    if MODE == STEP:
+        s = remaining + tl.zeros(rows.shape, tl.float32)
+    else:
+        s = tl.load(s_ptr + rows, mask=row_mask, other=1.0)
+    return s, tl.sqrt_rn(s)
+
+
+@triton.jit
+def _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask, row_mask, row_low, row_high,
+           seed_low, seed_high, step_index, first_column, MODE: tl.constexpr, BLOCK: tl.constexpr):
+    """(v, x): the state the mean is taken at (z, or z_t = c x + sigma_t eps) and the data x (TARGET)."""
+    values = tl.load(input_ptr + rows.to(tl.int64) * input_stride + columns, mask=mask, other=0.0).to(tl.float32)
+    if MODE == TARGET:
+        eps = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_TRAIN, first_column, BLOCK)
+        c = tl.load(c_ptr + rows, mask=row_mask, other=0.0)
+        noise_scale = tl.load(noise_scale_ptr + rows, mask=row_mask, other=0.0)
+        return c * values + noise_scale * eps, values
+    return values, values
+
+
+@triton.jit
+def _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
+            drift_ptr, drift_stride, increment, seed_low, seed_high, step_index, first_column,
+            MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, BLOCK: tl.constexpr):
+    """Write the mode's outputs for one tile."""
+    rows64 = rows.to(tl.int64)
+    if MODE == MEAN:
+        tl.store(out_ptr + rows64 * out_stride + columns, m, mask=mask)
+    elif MODE == STEP:
+        velocity = (m - v) / s
+        if HAS_DRIFT:
+            velocity += tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+        xi = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP, first_column, BLOCK)
+        tl.store(out_ptr + rows64 * out_stride + columns, v + increment * velocity + tl.sqrt_rn(increment) * xi, mask=mask)
+    else:
+        tl.store(out_ptr + rows64 * out_stride + columns, v, mask=mask)
+        tl.store(target_ptr + rows64 * target_stride + columns, (x - m) / s, mask=mask)
+
+
+@triton.jit
+def _tile_item(kind, start, end, first_row, rows_total,
+               input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr, target_stride,
+               s_ptr, c_ptr, noise_scale_ptr, parameters_ptr, parameters_stride, quadrature_ptr,
+               remaining, increment, seed_low, seed_high, step_index, offset_low, offset_high,
+               MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, IS_GROUP: tl.constexpr,
+               BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
+    """One item whose columns fit one tile width: element-wise columns, or one group per row."""
+    SUB_ROWS: tl.constexpr = TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM
+    first_column = start - start % 4
+    columns = first_column + tl.arange(0, BLOCK)[None, :]
+    column_mask = (columns >= start) & (columns < end)
+    if not IS_GROUP:
+        low = tl.load(parameters_ptr + columns, mask=column_mask, other=0.0)
+        high = tl.load(parameters_ptr + parameters_stride + columns, mask=column_mask, other=1.0)
+        step = tl.load(parameters_ptr + 2 * parameters_stride + columns, mask=column_mask, other=1.0)
+        inverse_step = tl.load(parameters_ptr + 3 * parameters_stride + columns, mask=column_mask, other=1.0)
+        last = tl.load(parameters_ptr + 4 * parameters_stride + columns, mask=column_mask, other=0.0)
+    last_row = tl.minimum(first_row + ROWS_PER_PROGRAM, rows_total)
+    for row0 in range(first_row, last_row, SUB_ROWS):
+        rows = row0 + tl.arange(0, SUB_ROWS)[:, None]
+        row_mask = rows < last_row
+        mask = row_mask & column_mask
+        row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
+        s, sigma = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
+        v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask, row_mask, row_low, row_high,
+                      seed_low, seed_high, step_index, first_column, MODE, BLOCK)
+        if IS_GROUP:
+            m = posterior.group_mean(kind, v, s, mask, (end - start).to(tl.float32), KINDS)
+        else:
+            m = posterior.elementwise_mean(kind, v, low, high, step, inverse_step, last, s, sigma, mask, quadrature_ptr, KINDS)
+        _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
+                drift_ptr, drift_stride, increment, seed_low, seed_high, step_index, first_column, MODE, HAS_DRIFT, BLOCK)
+
+
+@triton.jit
+def _wide_group_item(kind, start, end, first_row, rows_total,
+                     input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr, target_stride,
+                     s_ptr, c_ptr, noise_scale_ptr,
+                     remaining, increment, seed_low, seed_high, step_index, offset_low, offset_high,
+                     MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr,
+                     BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
+    """A group wider than the widest tile: pass 1 reduces over chunks (online softmax, or the squared
+    norm of a sphere), pass 2 recomputes each chunk's state and writes it."""
+    SUB_ROWS: tl.constexpr = TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM
+    first_column = start - start % 4
+    last_row = tl.minimum(first_row + ROWS_PER_PROGRAM, rows_total)
+    for row0 in range(first_row, last_row, SUB_ROWS):
+        rows = row0 + tl.arange(0, SUB_ROWS)[:, None]
+        row_mask = rows < last_row
+        row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
+        s, sigma = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
+        top = tl.full((SUB_ROWS, 1), NEGATIVE_HUGE, tl.float32)
+        total = tl.zeros((SUB_ROWS, 1), tl.float32)
+        for chunk in range(first_column, end, BLOCK):
+            columns = chunk + tl.arange(0, BLOCK)[None, :]
+            mask = row_mask & (columns >= start) & (columns < end)
+            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask, row_mask, row_low,
+                          row_high, seed_low, seed_high, step_index, chunk, MODE, BLOCK)
+            if kind == posterior.CATEGORICAL:
+                new_top = tl.maximum(top, tl.max(tl.where(mask, v, NEGATIVE_HUGE), axis=1)[:, None])
+                weights = tl.where(mask, tl.exp((v - new_top) / s), 0.0)
+                total = total * tl.exp((top - new_top) / s) + tl.sum(weights, axis=1)[:, None]
+                top = new_top
+            else:
+                total += tl.sum(tl.where(mask, v * v, 0.0), axis=1)[:, None]
+        for chunk in range(first_column, end, BLOCK):
+            columns = chunk + tl.arange(0, BLOCK)[None, :]
+            mask = row_mask & (columns >= start) & (columns < end)
+            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask, row_mask, row_low,
+                          row_high, seed_low, seed_high, step_index, chunk, MODE, BLOCK)
+            if kind == posterior.CATEGORICAL:
+                m = tl.exp((v - top) / s) / total
+            else:
+                m = posterior.sphere_mean(v, s, (end - start).to(tl.float32), total)
+            _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
+                    drift_ptr, drift_stride, increment, seed_low, seed_high, step_index, chunk, MODE, HAS_DRIFT, BLOCK)
+
+
+@triton.jit(do_not_specialize=["rows_total", "item_count", "seed_low", "seed_high", "step_index", "offset_low", "offset_high"])
+def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr, target_stride,
+                  s_ptr, c_ptr, noise_scale_ptr, items_ptr, parameters_ptr, parameters_stride, quadrature_ptr,
+                  rows_total, item_count, remaining, increment, seed_low, seed_high, step_index, offset_low, offset_high,
+                  MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, CLASSES: tl.constexpr,
+                  ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
+    """Mean, step or target of every factor of the layout; CLASSES and KINDS mask the branches compiled in."""
+    program = tl.program_id(0)
+    item = program % item_count
+    first_row = (program // item_count) * ROWS_PER_PROGRAM
+    kind = tl.load(items_ptr + 4 * item)
+    start = tl.load(items_ptr + 4 * item + 1)
+    end = tl.load(items_ptr + 4 * item + 2)
+    item_class = tl.load(items_ptr + 4 * item + 3)
+    # One branch per tile class of kernels/plan.py (ELEMENTWISE_BLOCKS, then GROUP_BLOCKS).
+    if CLASSES & (1 << 0):
+        if item_class == 0:
+            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
+                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
+                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
+                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, False, 4, ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 1):
+        if item_class == 1:
+            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
+                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
+                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
+                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, False, 16, ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 2):
+        if item_class == 2:
+            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
+                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
+                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
+                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 8, ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 3):
+        if item_class == 3:
+            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
+                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
+                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
+                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 32, ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 4):
+        if item_class == 4:
+            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
+                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
+                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
+                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 64, ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 5):
+        if item_class == 5:
+            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
+                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
+                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
+                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 256, ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 6):
+        if item_class == 6:
+            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
+                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
+                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
+                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 1024, ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 7):
+        if item_class == 7:
+            _wide_group_item(kind, start, end, first_row, rows_total,
+                             input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr,
+                             target_stride, s_ptr, c_ptr, noise_scale_ptr, remaining, increment, seed_low,
+                             seed_high, step_index, offset_low, offset_high, MODE, HAS_DRIFT, KINDS,
+                             1024, ROWS_PER_PROGRAM, TILE)
+
+
+# Rows per program, elements per tile and warps on a GPU. TILE = 1024 with 4 warps keeps 8
+# elements of each live tensor per thread: the half-line step needs 72 registers and no
+# variant of the benchmark layouts spills (bench/triton_resources.py, sm_90); TILE = 2048
+# spills in the lattice target. bench/run_gpu.py can sweep these.
+GPU_SETTINGS = {"ROWS_PER_PROGRAM": 256, "TILE": 1024, "num_warps": 4}
+# The interpreter runs each program as numpy calls: few, large programs are fastest.
+INTERPRETER_SETTINGS = {"ROWS_PER_PROGRAM": 1024, "TILE": 4096}
+
+
+def _signed(word: int) -> int:
+    """A 32-bit word as the int32 with the same bits, so every launch passes i32 arguments
+    (Triton types an int argument by its value: one compiled variant, not one per range)."""
+    return word - (1 << 32) if word >= 1 << 31 else word
+
+
+def address_words(seed: int, step_index: int, row_offset: int) -> tuple[int, int, int, int, int]:
+    """(seed low, seed high, step, row offset low, row offset high) as int32-typed kernel arguments."""
+    words = (seed & 0xFFFFFFFF, seed >> 32, step_index, row_offset & 0xFFFFFFFF, row_offset >> 32)
+    return tuple(_signed(word) for word in words)
+
+
+def launch_settings(device) -> dict:
+    """Launch settings for tensors on ``device`` (the interpreter's for CPU tensors)."""
+    return dict(INTERPRETER_SETTINGS if device.type == "cpu" else GPU_SETTINGS)
+
+
+def launch(mode: int, plan: Plan, inputs, drift, out, target, s_rows, c_rows, noise_rows,
+           remaining: float, increment: float, seed: int, step_index: int, row_offset: int) -> None:
+    """Launch ``bridge_kernel`` over every row of ``inputs`` (z, or x for the target).
+
+    ``inputs``, ``drift``, ``out`` and ``target`` are 2-D with contiguous columns (any row stride);
+    ``s_rows``, ``c_rows`` and ``noise_rows`` are contiguous float32 vectors of one value per row
+    (unused ones may be any float32 tensor). The caller has validated everything.
+    """
+    rows = inputs.shape[0]
+    if rows == 0 or plan.width == 0:
+        return
+    settings = launch_settings(inputs.device)
+    item_count = plan.items.shape[0]
+    row_blocks = triton.cdiv(rows, settings["ROWS_PER_PROGRAM"])
+    drift_tensor = drift if drift is not None else inputs
+    target_tensor = target if target is not None else out
+    bridge_kernel[(item_count * row_blocks,)](
+        inputs, inputs.stride(0), drift_tensor, drift_tensor.stride(0), out, out.stride(0),
+        target_tensor, target_tensor.stride(0), s_rows, c_rows, noise_rows,
+        plan.items, plan.parameters, plan.parameters.stride(0), plan.quadrature,
+        rows, item_count, float(remaining), float(increment),
+        *address_words(seed, step_index, row_offset),
+        MODE=mode, HAS_DRIFT=drift is not None, KINDS=plan.kinds, CLASSES=plan.classes, **settings,
+    )

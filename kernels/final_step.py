@@ -1,0 +1,319 @@
+"""The exact last step of a whole layout in one Triton launch: a draw from N(z + s f, s I)
+restricted to every factor (bridge-math.md section 3), with the uniforms and normals of the
+noise contract (docs/noise.md) at step ``step_index``.
+
+Same work items and tiles as kernels/bridge.py. Every output lies in the domain exactly:
+canonical lattice points (rounded once from float64), exact one-hot vectors, values clamped
+into [low, high], unit vectors on spheres (Wood's vMF sampler, at most 64 attempts, as the
+reference and the CPU kernel).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from . import philox, posterior, special
+from .plan import ELEMENTWISE_BLOCKS, GROUP_BLOCKS, WIDE_CHUNK, WIDE_GROUP_CLASS, Plan
+
+assert ELEMENTWISE_BLOCKS == (4, 16) and GROUP_BLOCKS == (8, 32, 64, 256, 1024)
+assert WIDE_GROUP_CLASS == 7 and WIDE_CHUNK == 1024
+
+STREAM_STEP = tl.constexpr(0)
+STREAM_FINAL_UNIFORM = tl.constexpr(1)
+STREAM_SPHERE_DIRECTION = tl.constexpr(2)
+STREAM_VMF_FIRST = tl.constexpr(3)
+VMF_MAX_ATTEMPTS = tl.constexpr(64)
+NEGATIVE_HUGE = tl.constexpr(-3.0e38)
+ROUND_MAGIC_64 = tl.constexpr(6755399441055744.0)  # 1.5 * 2^52: rounds a float64 half to even
+
+
+@triton.jit
+def _lattice_draw(mean, sigma, s, low64, step64, last, valid, u):
+    """Inverse-CDF draw over the window of lattice points that carry weight; canonical float32 point."""
+    position = (mean.to(tl.float64) - low64) / step64
+    position = tl.minimum(tl.maximum(position, -1.0), last.to(tl.float64) + 1.0)
+    position = tl.where(position == position, position, 0.0)  # NaN -> 0
+    position = (position + ROUND_MAGIC_64) - ROUND_MAGIC_64
+    nearest = tl.minimum(tl.maximum(position, 0.0), last.to(tl.float64))
+    radius = tl.floor(sigma.to(tl.float64) * 9.0 / step64 + 1.0) + 1.0
+    first = tl.maximum(nearest - radius, 0.0)
+    final = tl.minimum(nearest + radius, last.to(tl.float64))
+    x_near = (low64 + nearest * step64).to(tl.float32)
+    delta_near = x_near - mean
+    inverse_two_s = 0.5 / s
+    count = tl.max(tl.where(valid, final - first + 1.0, 0.0)).to(tl.int32)
+    total = tl.zeros(mean.shape, tl.float32)
+    k = first
+    for _ in range(0, count):
+        offset = (low64 + k * step64).to(tl.float32) - x_near
+        total += tl.where(k <= final, tl.exp(posterior.lattice_logit(offset, delta_near, inverse_two_s)), 0.0)
+        k += 1.0
+    threshold = u * total
+    running = tl.zeros(mean.shape, tl.float32)
+    chosen = final
+    found = mean != mean  # all False
+    k = first
+    for _ in range(0, count):
+        offset = (low64 + k * step64).to(tl.float32) - x_near
+        running += tl.where(k <= final, tl.exp(posterior.lattice_logit(offset, delta_near, inverse_two_s)), 0.0)
+        hit = (running >= threshold) & (k <= final) & (~found)
+        chosen = tl.where(hit, k, chosen)
+        found = found | hit
+        k += 1.0
+    return (low64 + chosen * step64).to(tl.float32)
+
+
+@triton.jit
+def _elementwise_draw(kind, mean, sigma, s, low, high, last, low64, step64, valid, u, xi, KINDS: tl.constexpr):
+    """The draw of an element-wise tile of one kind (uniforms u from stream 1, normals xi from stream 0)."""
+    x = mean + sigma * xi  # Real
+    CONTINUOUS: tl.constexpr = (KINDS >> posterior.INTERVAL.value) & 7  # interval and the two half-lines
+    if CONTINUOUS:
+        if (kind >= posterior.INTERVAL) & (kind <= posterior.HALFLINE_UPPER):
+            # One inlined truncated normal for the three kinds (an infinite end for a half-line).
+            lower = tl.where(kind == posterior.HALFLINE_UPPER, float("-inf"), low)
+            upper = tl.where(kind == posterior.HALFLINE_LOWER, float("inf"), high)
+            x = special.truncated_normal(mean, sigma, lower, upper, u)
+    if (KINDS >> posterior.BINARY.value) & 1:
+        if kind == posterior.BINARY:
+            x = tl.where(u <= posterior.binary_mean(mean, s), 1.0, 0.0)
+    if (KINDS >> posterior.LATTICE.value) & 1:
+        if kind == posterior.LATTICE:
+            x = _lattice_draw(mean, sigma, s, low64, step64, last, valid, u)
+    return x
+
+
+@triton.jit
+def _von_mises_fisher(mean, s, columns, start, end, valid, row_valid, row_low, row_high, seed_low, seed_high,
+                      step_index, first_column, BLOCK: tl.constexpr):
+    """Wood's (1994) rejection sampler for vMF(mean/|mean|, |mean|/s), one group per row of the tile."""
+    dimension = (end - start).to(tl.float32)
+    mean = tl.where(valid, mean, 0.0)
+    norm = tl.sqrt_rn(tl.sum(mean * mean, axis=1))[:, None]
+    unit = tl.where(columns == start, 1.0, 0.0)
+    direction = tl.where(norm > 0.0, mean / tl.where(norm > 0.0, norm, 1.0), unit)
+    kappa = norm / s
+    dm1 = dimension - 1.0
+    b = dm1 / (2.0 * kappa + tl.sqrt_rn(4.0 * kappa * kappa + dm1 * dm1))
+    one_minus_x0 = 2.0 * b / (1.0 + b)
+    x0 = 1.0 - one_minus_x0
+    log_term = special.log(one_minus_x0) + special.log1p(x0)
+    chi_columns = valid & (columns < end - 1)
+    one_minus_w = tl.full(norm.shape, 1.0, tl.float32)
+    pending = row_valid
+    attempt = tl.zeros((), tl.int32)
+    while (attempt < VMF_MAX_ATTEMPTS) & (tl.sum(pending.to(tl.int32)) > 0):
+        stream = STREAM_VMF_FIRST + 3 * attempt
+        normals_a = philox.normals(seed_low, seed_high, step_index, row_low, row_high, stream, first_column, BLOCK)
+        normals_b = philox.normals(seed_low, seed_high, step_index, row_low, row_high, stream + 1, first_column, BLOCK)
+        uniforms = philox.uniforms(seed_low, seed_high, step_index, row_low, row_high, stream + 2, first_column, BLOCK)
+        chi_a = tl.sum(tl.where(chi_columns, normals_a * normals_a, 0.0), axis=1)[:, None]
+        chi_b = tl.sum(tl.where(chi_columns, normals_b * normals_b, 0.0), axis=1)[:, None]
+        uniform = tl.sum(tl.where(columns == start, uniforms, 0.0), axis=1)[:, None]
+        beta_draw = chi_a / (chi_a + chi_b)
+        candidate = 2.0 * b * beta_draw / (1.0 - (1.0 - b) * beta_draw)  # 1 - W
+        w = 1.0 - candidate
+        log_ratio = special.log(candidate + w * one_minus_x0) - log_term
+        accept = kappa * (one_minus_x0 - candidate) + dm1 * log_ratio >= special.log(uniform)
+        one_minus_w = tl.where(accept & pending, candidate, one_minus_w)
+        pending = pending & (~accept)
+        attempt += 1
+    w = 1.0 - one_minus_w
+    xi = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_SPHERE_DIRECTION, first_column, BLOCK)
+    xi = tl.where(valid, xi, 0.0)
+    along = tl.sum(xi * direction, axis=1)[:, None]
+    tangent = xi - along * direction
+    tangent_norm = tl.sqrt_rn(tl.sum(tangent * tangent, axis=1))[:, None]
+    spread = tl.sqrt_rn(tl.maximum(one_minus_w * (1.0 + w), 0.0))
+    sample = w * direction + spread * (tangent / tl.maximum(tangent_norm, special.TINY))
+    sample = tl.where(valid, sample, 0.0)
+    return sample / tl.sqrt_rn(tl.sum(sample * sample, axis=1))[:, None]
+
+
+@triton.jit
+def _categorical_draw(mean, s, columns, start, valid, u_group):
+    """One-hot of the first class whose running probability reaches u * total."""
+    top = tl.max(tl.where(valid, mean, float("-inf")), axis=1)[:, None]
+    weights = tl.where(valid, tl.exp((mean - top) / s), 0.0)
+    threshold = u_group * tl.sum(weights, axis=1)[:, None]
+    below = (tl.cumsum(weights, axis=1) < threshold) & valid
+    index = tl.sum(below.to(tl.int32), axis=1)[:, None]
+    index = tl.minimum(index, tl.sum(valid.to(tl.int32), axis=1)[:, None] - 1)
+    return tl.where(columns - start == index, 1.0, 0.0)
+
+
+@triton.jit
+def _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr, out_stride,
+               parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+               seed_low, seed_high, step_index, offset_low, offset_high,
+               HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, IS_GROUP: tl.constexpr, BLOCK: tl.constexpr,
+               ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
+    SUB_ROWS: tl.constexpr = TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM
+    first_column = start - start % 4
+    columns = first_column + tl.arange(0, BLOCK)[None, :]
+    column_mask = (columns >= start) & (columns < end)
+    low = tl.load(parameters_ptr + columns, mask=column_mask, other=0.0)
+    high = tl.load(parameters_ptr + parameters_stride + columns, mask=column_mask, other=1.0)
+    last = tl.load(parameters_ptr + 4 * parameters_stride + columns, mask=column_mask, other=0.0)
+    low64 = tl.load(lattice_ptr + columns, mask=column_mask, other=0.0)
+    step64 = tl.load(lattice_ptr + lattice_stride + columns, mask=column_mask, other=1.0)
+    s = remaining
+    sigma = tl.sqrt_rn(remaining + tl.zeros((1, 1), tl.float32))
+    last_row = tl.minimum(first_row + ROWS_PER_PROGRAM, rows_total)
+    for row0 in range(first_row, last_row, SUB_ROWS):
+        rows = row0 + tl.arange(0, SUB_ROWS)[:, None]
+        rows64 = rows.to(tl.int64)
+        row_mask = rows < last_row
+        mask = row_mask & column_mask
+        row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
+        mean = tl.load(z_ptr + rows64 * z_stride + columns, mask=mask, other=0.0)
+        if HAS_DRIFT:
+            mean += s * tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+        u = philox.uniforms(seed_low, seed_high, step_index, row_low, row_high, STREAM_FINAL_UNIFORM, first_column, BLOCK)
+        if IS_GROUP:
+            x = mean
+            if (KINDS >> posterior.CATEGORICAL.value) & 1:
+                if kind == posterior.CATEGORICAL:
+                    u_group = tl.sum(tl.where(columns == start, u, 0.0), axis=1)[:, None]
+                    x = _categorical_draw(mean, s, columns, start, mask, u_group)
+            if (KINDS >> posterior.SPHERE.value) & 1:
+                if kind == posterior.SPHERE:
+                    x = _von_mises_fisher(mean, s, columns, start, end, mask, row_mask, row_low, row_high, seed_low,
+                                          seed_high, step_index, first_column, BLOCK)
+        else:
+            xi = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP, first_column, BLOCK)
+            x = _elementwise_draw(kind, mean, sigma, s, low, high, last, low64, step64, mask, u, xi, KINDS)
+        tl.store(out_ptr + rows64 * out_stride + columns, x, mask=mask)
+
+
+@triton.jit
+def _wide_categorical_item(start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                           out_stride, remaining, seed_low, seed_high, step_index, offset_low, offset_high,
+                           HAS_DRIFT: tl.constexpr, BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr,
+                           TILE: tl.constexpr):
+    """A categorical group wider than the widest tile: online softmax, then a chunked running sum, then the one-hot."""
+    SUB_ROWS: tl.constexpr = TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM
+    first_column = start - start % 4
+    s = remaining
+    last_row = tl.minimum(first_row + ROWS_PER_PROGRAM, rows_total)
+    for row0 in range(first_row, last_row, SUB_ROWS):
+        rows = row0 + tl.arange(0, SUB_ROWS)[:, None]
+        rows64 = rows.to(tl.int64)
+        row_mask = rows < last_row
+        row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
+        u = philox.uniforms(seed_low, seed_high, step_index, row_low, row_high, STREAM_FINAL_UNIFORM, first_column, BLOCK)
+        columns = first_column + tl.arange(0, BLOCK)[None, :]
+        u_group = tl.sum(tl.where(columns == start, u, 0.0), axis=1)[:, None]
+        top = tl.full((SUB_ROWS, 1), NEGATIVE_HUGE, tl.float32)
+        total = tl.zeros((SUB_ROWS, 1), tl.float32)
+        for chunk in range(first_column, end, BLOCK):
+            columns = chunk + tl.arange(0, BLOCK)[None, :]
+            mask = row_mask & (columns >= start) & (columns < end)
+            mean = tl.load(z_ptr + rows64 * z_stride + columns, mask=mask, other=0.0)
+            if HAS_DRIFT:
+                mean += s * tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+            new_top = tl.maximum(top, tl.max(tl.where(mask, mean, NEGATIVE_HUGE), axis=1)[:, None])
+            total = total * tl.exp((top - new_top) / s) + tl.sum(tl.where(mask, tl.exp((mean - new_top) / s), 0.0), axis=1)[:, None]
+            top = new_top
+        threshold = u_group * total
+        carried = tl.zeros((SUB_ROWS, 1), tl.float32)
+        index = tl.zeros((SUB_ROWS, 1), tl.int32)
+        for chunk in range(first_column, end, BLOCK):
+            columns = chunk + tl.arange(0, BLOCK)[None, :]
+            mask = row_mask & (columns >= start) & (columns < end)
+            mean = tl.load(z_ptr + rows64 * z_stride + columns, mask=mask, other=0.0)
+            if HAS_DRIFT:
+                mean += s * tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+            weights = tl.where(mask, tl.exp((mean - top) / s), 0.0)
+            below = ((carried + tl.cumsum(weights, axis=1)) < threshold) & mask
+            index += tl.sum(below.to(tl.int32), axis=1)[:, None]
+            carried += tl.sum(weights, axis=1)[:, None]
+        index = tl.minimum(index, end - start - 1)
+        for chunk in range(first_column, end, BLOCK):
+            columns = chunk + tl.arange(0, BLOCK)[None, :]
+            mask = row_mask & (columns >= start) & (columns < end)
+            tl.store(out_ptr + rows64 * out_stride + columns, tl.where(columns - start == index, 1.0, 0.0), mask=mask)
+
+
+@triton.jit(do_not_specialize=["rows_total", "item_count", "seed_low", "seed_high", "step_index", "offset_low", "offset_high"])
+def final_step_kernel(z_ptr, z_stride, drift_ptr, drift_stride, out_ptr, out_stride, items_ptr, parameters_ptr,
+                      parameters_stride, lattice_ptr, lattice_stride, rows_total, item_count, remaining,
+                      seed_low, seed_high, step_index, offset_low, offset_high,
+                      HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, CLASSES: tl.constexpr,
+                      ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
+    """The exact last step of every factor; CLASSES and KINDS mask the branches compiled in."""
+    program = tl.program_id(0)
+    item = program % item_count
+    first_row = (program // item_count) * ROWS_PER_PROGRAM
+    kind = tl.load(items_ptr + 4 * item)
+    start = tl.load(items_ptr + 4 * item + 1)
+    end = tl.load(items_ptr + 4 * item + 2)
+    item_class = tl.load(items_ptr + 4 * item + 3)
+    # One branch per tile class of kernels/plan.py (ELEMENTWISE_BLOCKS, then GROUP_BLOCKS).
+    if CLASSES & (1 << 0):
+        if item_class == 0:
+            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, False, 4,
+                       ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 1):
+        if item_class == 1:
+            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, False, 16,
+                       ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 2):
+        if item_class == 2:
+            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 8,
+                       ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 3):
+        if item_class == 3:
+            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 32,
+                       ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 4):
+        if item_class == 4:
+            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 64,
+                       ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 5):
+        if item_class == 5:
+            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 256,
+                       ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 6):
+        if item_class == 6:
+            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 1024,
+                       ROWS_PER_PROGRAM, TILE)
+    if CLASSES & (1 << 7):
+        if item_class == 7:
+            _wide_categorical_item(start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride,
+                                   out_ptr, out_stride, remaining, seed_low, seed_high, step_index, offset_low,
+                                   offset_high, HAS_DRIFT, 1024, ROWS_PER_PROGRAM, TILE)
+
+
+def launch(plan: Plan, z, drift, out, remaining: float, seed: int, step_index: int, row_offset: int) -> None:
+    """Launch ``final_step_kernel`` over every row of ``z`` (columns contiguous, any row stride)."""
+    from .bridge import address_words, launch_settings
+
+    rows = z.shape[0]
+    if rows == 0 or plan.width == 0:
+        return
+    settings = launch_settings(z.device)
+    item_count = plan.items.shape[0]
+    row_blocks = triton.cdiv(rows, settings["ROWS_PER_PROGRAM"])
+    drift_tensor = drift if drift is not None else z
+    final_step_kernel[(item_count * row_blocks,)](
+        z, z.stride(0), drift_tensor, drift_tensor.stride(0), out, out.stride(0), plan.items, plan.parameters,
+        plan.parameters.stride(0), plan.lattice, plan.lattice.stride(0), rows, item_count, float(remaining),
+        *address_words(seed, step_index, row_offset),
+        HAS_DRIFT=drift is not None, KINDS=plan.kinds, CLASSES=plan.classes, **settings,
+    )

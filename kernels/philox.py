@@ -1,0 +1,91 @@
+"""The noise contract (docs/noise.md) in Triton: Philox4x32-10 words, uniforms and normals of a tile.
+
+A tile covers rows ``rows`` (global row = row_offset + local row, carried into the high word)
+and columns ``first_column .. first_column + BLOCK`` with ``first_column`` a multiple of 4, so
+each Philox call yields the four words of four neighbouring columns and is computed once, not
+once per column. Box-Muller pairs columns (2j, 2j + 1) of one call; the four normals are then
+interleaved back into column order.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .special import log, sincos_two_pi
+
+PHILOX_M0 = tl.constexpr(0xD2511F53)
+PHILOX_M1 = tl.constexpr(0xCD9E8D57)
+PHILOX_W0 = tl.constexpr(0x9E3779B9)
+PHILOX_W1 = tl.constexpr(0xBB67AE85)
+UNIFORM_SCALE = tl.constexpr(5.9604644775390625e-08)  # 2^-24
+
+
+@triton.jit
+def philox4x32_10(c0, c1, c2, c3, k0, k1):
+    """Ten Philox rounds on uint32 tensors (counter c0..c3, key k0, k1); returns the four words."""
+    m0 = tl.full(c0.shape, PHILOX_M0, tl.uint32)
+    m1 = tl.full(c0.shape, PHILOX_M1, tl.uint32)
+    for round_index in tl.static_range(10):
+        if round_index > 0:
+            k0 = k0 + PHILOX_W0
+            k1 = k1 + PHILOX_W1
+        hi0 = tl.umulhi(m0, c0)
+        lo0 = m0 * c0
+        hi1 = tl.umulhi(m1, c2)
+        lo1 = m1 * c2
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+@triton.jit
+def uniform(word):
+    """((word >> 8) + 1) * 2^-24 in (0, 1], exact in float32."""
+    return ((word >> 8) + 1).to(tl.float32) * UNIFORM_SCALE
+
+
+@triton.jit
+def global_rows(rows, offset_low, offset_high):
+    """(low, high) uint32 words of row_offset + rows (rows: int32 local indices, offset split in words)."""
+    base = tl.cast(offset_low, tl.uint32)
+    low = base + rows.to(tl.uint32)
+    carry = (low < base).to(tl.uint32)
+    return low, tl.cast(offset_high, tl.uint32) + carry
+
+
+@triton.jit
+def words(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK: tl.constexpr):
+    """The four Philox words of the calls covering columns first_column .. + BLOCK (shape rows x BLOCK/4 each)."""
+    calls = (first_column // 4 + tl.arange(0, BLOCK // 4)).to(tl.uint32)[None, :]
+    zero = row_low * 0 + calls * 0  # uint32 zeros of the tile's shape (rows x BLOCK/4), by broadcasting
+    c0 = calls + zero
+    c1 = row_low + zero
+    c2 = (row_high | (tl.cast(stream, tl.uint32) << 16)) + zero
+    c3 = zero + tl.cast(step, tl.uint32)
+    k0 = zero + tl.cast(seed_low, tl.uint32)
+    k1 = zero + tl.cast(seed_high, tl.uint32)
+    return philox4x32_10(c0, c1, c2, c3, k0, k1)
+
+
+@triton.jit
+def interleave(a, b, c, d, BLOCK: tl.constexpr):
+    """Columns 4j..4j+3 from a[j], b[j], c[j], d[j] (each rows x BLOCK/4) -> rows x BLOCK."""
+    return tl.reshape(tl.join(tl.join(a, c), tl.join(b, d)), (a.shape[0], BLOCK))
+
+
+@triton.jit
+def uniforms(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK: tl.constexpr):
+    """Uniforms of the tile, rows x BLOCK, in column order."""
+    w0, w1, w2, w3 = words(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK)
+    return interleave(uniform(w0), uniform(w1), uniform(w2), uniform(w3), BLOCK)
+
+
+@triton.jit
+def normals(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK: tl.constexpr):
+    """Box-Muller normals of the tile, rows x BLOCK: column 2j gets r cos(2 pi u_{2j+1}), 2j+1 gets r sin."""
+    w0, w1, w2, w3 = words(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK)
+    radius_a = tl.sqrt_rn(-2.0 * log(uniform(w0)))
+    sin_a, cos_a = sincos_two_pi(uniform(w1))
+    radius_b = tl.sqrt_rn(-2.0 * log(uniform(w2)))
+    sin_b, cos_b = sincos_two_pi(uniform(w3))
+    return interleave(radius_a * cos_a, radius_a * sin_a, radius_b * cos_b, radius_b * sin_b, BLOCK)

@@ -1,0 +1,183 @@
+"""Per-domain posterior means m(z, s) of bridge-math.md section 2 on Triton tiles.
+
+The same formulas as ``csrc/include/omegabridge/posterior.h`` (C++/CUDA) and
+``omegabridge/reference.py`` (torch): element-wise kinds take per-column parameters broadcast
+over the tile's rows; group kinds (categorical, sphere) reduce over the tile's columns, one
+group per tile. ``sigma`` and ``s`` are scalars (the step) or per-row columns (the target).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from . import special
+
+# Segment kinds (omegabridge.domains.Kind).
+REAL = tl.constexpr(0)
+INTERVAL = tl.constexpr(1)
+HALFLINE_LOWER = tl.constexpr(2)
+HALFLINE_UPPER = tl.constexpr(3)
+LATTICE = tl.constexpr(4)
+BINARY = tl.constexpr(5)
+CATEGORICAL = tl.constexpr(6)
+SPHERE = tl.constexpr(7)
+# Lattice points beyond this many sqrt(s) (plus one step) from the nearest carry < exp(-40).
+LATTICE_WINDOW_SIGMAS = tl.constexpr(9.0)
+
+
+@triton.jit
+def lower_halfline_mean(z, low, sigma):
+    """[low, inf): z + sigma phi(u)/Phi(u) inside (u = (z - low)/sigma), low + sigma G(-u) outside."""
+    u = (z - low) / sigma
+    t = tl.abs(u)
+    g = special.mean_excess(t)
+    phi = special.normal_pdf(t)
+    inside = z + sigma * (phi * (g + t) / (g + t - phi))
+    outside = low + sigma * g
+    return tl.where(u >= 0.0, inside, outside)
+
+
+@triton.jit
+def interval_mean(z, low, high, sigma, valid, quadrature_ptr):
+    """[low, high], relative to the nearer end; quadrature for short intervals seen from outside."""
+    above = z > 0.5 * (low + high)
+    sign = tl.where(above, -1.0, 1.0)
+    near = tl.where(above, high, low)
+    far = tl.where(above, low, high)
+    alpha = sign * (near - z) / sigma  # >= 0: z lies beyond `near`
+    beta = sign * (far - z) / sigma
+    width = (high - low) / sigma
+    outside = alpha >= 0.0
+    a = tl.maximum(alpha, 0.0)
+    b = a + width
+    ratio_tail = tl.exp(-0.5 * width * (a + b))
+    r_a = special.mills_ratio(a)
+    r_b = special.mills_ratio(b)
+    numerator = r_a * special.mean_excess(a) - ratio_tail * r_b * (special.mean_excess(b) + width)
+    offset = numerator / (r_a - ratio_tail * r_b)
+    short = outside & (width <= 1.0) & (a * width <= 40.0) & valid
+    if tl.sum(short.to(tl.int32)) > 0:  # the 24-point rule only where some element needs it
+        quadrature = special.short_tail_mean(tl.where(short, a, 0.0), tl.where(short, width, 1.0), quadrature_ptr)
+        offset = tl.where(short, quadrature, offset)
+    offset = tl.minimum(tl.maximum(offset, 0.0), width)
+    from_outside = near + sign * sigma * offset
+    al = tl.where(outside, -1.0, alpha)
+    be = tl.where(outside, 1.0, beta)
+    difference_pdf = special.normal_pdf(al) * -special.expm1(-0.5 * width * (be + al))
+    from_inside = z + sign * sigma * difference_pdf / special.normal_mass(al, be)
+    return tl.where(outside, from_outside, from_inside)
+
+
+@triton.jit
+def binary_mean(z, s):
+    """{0, 1}: logistic((z - 1/2)/s)."""
+    return 1.0 / (1.0 + tl.exp(-(z - 0.5) / s))
+
+
+@triton.jit
+def lattice_logit(offset, delta_near, inverse_two_s):
+    """Logit of x_n + offset relative to the nearest point x_n (delta_near = x_n - z)."""
+    return -offset * (offset + 2.0 * delta_near) * inverse_two_s
+
+
+@triton.jit
+def lattice_nearest(z, low, inverse_step, last):
+    """Index (as float) of the lattice point nearest to z, clamped to [0, last]."""
+    position = tl.minimum(tl.maximum((z - low) * inverse_step, -1.0), last + 1.0)
+    position = (position + special.ROUND_MAGIC) - special.ROUND_MAGIC
+    return tl.minimum(tl.maximum(position, 0.0), last)
+
+
+@triton.jit
+def lattice_radius(sigma_max, step_min, last_max):
+    """Half-width (points) of the window carrying weight, for the widest sigma and finest step of a tile."""
+    radius = tl.floor(sigma_max * LATTICE_WINDOW_SIGMAS / step_min + 1.0) + 1.0
+    return tl.minimum(radius, last_max).to(tl.int32)
+
+
+@triton.jit
+def lattice_mean(z, low, step, inverse_step, last, s, sigma, valid):
+    """m = x_n + sum_j w_j (j d) over the window j = -R..R around the nearest point x_n.
+
+    Weights relative to x_n follow w_{j+1} = w_j a b^j (a = exp(logit of one step), b =
+    exp(-d^2/s)): three exponentials per element however wide the window, as the CPU kernel.
+    """
+    nearest = lattice_nearest(z, low, inverse_step, last)
+    delta = (low + nearest * step) - z
+    inverse_two_s = 0.5 / s
+    up_ratio = tl.exp(lattice_logit(step, delta, inverse_two_s))
+    down_ratio = tl.exp(lattice_logit(-step, delta, inverse_two_s))
+    decay = tl.exp(-step * step / s)
+    up = tl.full(z.shape, 1.0, tl.float32)
+    down = tl.full(z.shape, 1.0, tl.float32)
+    weight_sum = tl.full(z.shape, 1.0, tl.float32)
+    moment = tl.zeros(z.shape, tl.float32)
+    sigma_max = tl.max(tl.where(valid, sigma + tl.zeros(z.shape, tl.float32), 0.0))
+    step_min = tl.min(tl.where(valid, step + tl.zeros(z.shape, tl.float32), float("inf")))
+    last_max = tl.max(tl.where(valid, last + tl.zeros(z.shape, tl.float32), 0.0))
+    radius = lattice_radius(sigma_max, step_min, last_max)
+    jf = tl.zeros((), tl.float32)
+    for _ in range(0, radius):
+        jf += 1.0
+        up = up * up_ratio
+        up_ratio = up_ratio * decay
+        down = down * down_ratio
+        down_ratio = down_ratio * decay
+        w_up = tl.where(nearest + jf <= last, up, 0.0)
+        w_down = tl.where(nearest - jf >= 0.0, down, 0.0)
+        weight_sum += w_up + w_down
+        moment += (jf * step) * (w_up - w_down)
+    return (z + delta) + moment / weight_sum
+
+
+@triton.jit
+def elementwise_mean(kind, z, low, high, step, inverse_step, last, s, sigma, valid, quadrature_ptr, KINDS: tl.constexpr):
+    """m for a tile of one element-wise kind (``kind`` uniform over the tile); KINDS masks the kinds compiled in."""
+    m = z
+    if (KINDS >> INTERVAL.value) & 1:
+        if kind == INTERVAL:
+            m = interval_mean(z, low, high, sigma, valid, quadrature_ptr)
+    if (KINDS >> HALFLINE_LOWER.value) & 1:
+        if kind == HALFLINE_LOWER:
+            m = lower_halfline_mean(z, low, sigma)
+    if (KINDS >> HALFLINE_UPPER.value) & 1:
+        if kind == HALFLINE_UPPER:
+            m = -lower_halfline_mean(-z, -high, sigma)
+    if (KINDS >> LATTICE.value) & 1:
+        if kind == LATTICE:
+            m = lattice_mean(z, low, step, inverse_step, last, s, sigma, valid)
+    if (KINDS >> BINARY.value) & 1:
+        if kind == BINARY:
+            m = binary_mean(z, s)
+    return m
+
+
+@triton.jit
+def categorical_mean(z, s, valid):
+    """softmax(z / s) over each row of the tile (one group), the max subtracted first."""
+    logits = tl.where(valid, z, float("-inf"))
+    top = tl.max(logits, axis=1)[:, None]
+    weights = tl.where(valid, tl.exp((z - top) / s), 0.0)
+    return weights / tl.sum(weights, axis=1)[:, None]
+
+
+@triton.jit
+def sphere_mean(z, s, dimension, squared_norm):
+    """A_d(kappa) z/|z| = z / (s T(kappa)), kappa = |z|/s (finite at z = 0)."""
+    kappa = tl.sqrt_rn(squared_norm) / s
+    return z / (s * special.bessel_ratio_denominator(kappa, dimension))
+
+
+@triton.jit
+def group_mean(kind, z, s, valid, dimension, KINDS: tl.constexpr):
+    """m for a tile holding one categorical or sphere group per row."""
+    m = z
+    if (KINDS >> CATEGORICAL.value) & 1:
+        if kind == CATEGORICAL:
+            m = categorical_mean(z, s, valid)
+    if (KINDS >> SPHERE.value) & 1:
+        if kind == SPHERE:
+            squared = tl.sum(tl.where(valid, z * z, 0.0), axis=1)[:, None]
+            m = sphere_mean(z, s, dimension, squared)
+    return m

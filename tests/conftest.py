@@ -1,0 +1,15 @@
+"""Test-session setup shared by every test module.
+
+Without a CUDA GPU the Triton kernels run in Triton's CPU interpreter, which must be chosen
+before ``triton`` is first imported: so it is set here, before any test module loads. With a
+GPU the Triton tests run the compiled kernels on it instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -1,0 +1,79 @@
+"""Inputs and comparisons shared by the kernel tests of every backend (CPU C++, Triton).
+
+``DOMAINS``: every domain kind alone (including K = 4096 and narrow intervals) and a mixed
+layout of all of them; ``states``: float32 states around a domain at several scales with far
+outliers; ``assert_within`` and ``factor_rows_agree``: the comparisons against the float64
+torch reference that the kernel tests state their tolerances in.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import omegabridge as ob
+
+F64 = torch.float64
+
+DOMAINS = {
+    "real": ob.Real(),
+    "interval": ob.Interval(-1.0, 2.0),
+    "narrow-interval": ob.Interval(3.0, 3.001),
+    "halfline-low": ob.HalfLine(low=0.5),
+    "halfline-high": ob.HalfLine(high=-0.5),
+    "lattice17": ob.Lattice(0, 16),
+    "lattice256": ob.Lattice(0, 255),
+    "lattice-quarter": ob.Lattice(-1.0, 1.0, step=0.25),
+    "binary": ob.Binary(),
+    "categorical2": ob.Categorical(2),
+    "categorical7": ob.Categorical(7),
+    "categorical200": ob.Categorical(200),
+    "categorical1000": ob.Categorical(1000),
+    "categorical4096": ob.Categorical(4096),
+    "sphere2": ob.Sphere(2),
+    "sphere3": ob.Sphere(3),
+    "sphere5": ob.Sphere(5),
+    "many-halflines": ob.Product([ob.HalfLine(low=0.0)] * 37),
+    "mixed": ob.Product(
+        [
+            ob.HalfLine(low=0.0), ob.Interval(0.0, 1.0), ob.HalfLine(low=0.0), ob.Interval(-1.0, 1.0), ob.HalfLine(high=2.0),
+            *[ob.Categorical(k) for k in (9, 7, 16, 15, 6, 5, 2, 42, 2)],
+            ob.Lattice(0, 255), ob.Lattice(0, 255), ob.Binary(), ob.Sphere(3), ob.Real(), ob.Lattice(-1.0, 1.0, step=0.25),
+        ]
+    ),
+}
+
+
+def states(domain, rows: int, generator) -> torch.Tensor:
+    """float32 states: around the domain at several scales, with some far outliers."""
+    width = domain.width
+    scale = 10 ** (torch.rand(rows, 1, generator=generator) * 4 - 2)  # 0.01 .. 100
+    z = torch.randn(rows, width, generator=generator) * scale
+    z = z + domain.project(torch.randn(rows, width, generator=generator) * 50)
+    outliers = torch.rand(rows, width, generator=generator) < 0.05
+    return torch.where(outliers, torch.randn(rows, width, generator=generator) * 1e4, z).to(torch.float32)
+
+
+def assert_within(actual, expected, bound, what):
+    assert torch.isfinite(actual).all(), f"{what}: non-finite (unwritten?) output"
+    error = (actual.to(F64) - expected).abs()
+    ratio = error / bound
+    worst = int(torch.argmax(ratio))
+    assert bool((error <= bound).all()), (
+        f"{what}: error {error.flatten()[worst]:.3g} > bound {bound.flatten()[worst]:.3g} at flat index {worst}"
+    )
+
+
+def factor_rows_agree(domain, actual, expected, sigma):
+    """Per factor, the fraction of rows whose draw agrees (continuous: to 1e-3 (sigma + |x|))."""
+    worst = {}
+    offset = 0
+    for factor in domain.factors if isinstance(domain, ob.Product) else [domain]:
+        a = actual[:, offset : offset + factor.width].to(F64)
+        e = expected[:, offset : offset + factor.width]
+        offset += factor.width
+        if isinstance(factor, (ob.Lattice, ob.Binary, ob.Categorical)):
+            same = (a == e).all(1)
+        else:
+            same = ((a - e).abs() <= 1e-3 * (sigma + e.abs())).all(1)
+        worst[repr(factor)] = float(same.to(F64).mean())
+    return worst

@@ -20,7 +20,7 @@ import triton.language as tl
 LN2_HIGH = tl.constexpr(0.693145751953125)
 LN2_LOW = tl.constexpr(1.428606765330187045e-06)
 INV_SQRT_TWO_PI = tl.constexpr(0.398942280401432678)
-TINY = tl.constexpr(1.17549435e-38)  # smallest normal float32
+TINY = tl.constexpr(2.0**-126)  # smallest normal float32 (exactly: a literal below it would be typed float64)
 LOG_TINY = tl.constexpr(-87.3365447)  # log(TINY)
 ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2^23: (x + magic) - magic rounds x to an integer
 QUADRATURE_POINTS = tl.constexpr(24)

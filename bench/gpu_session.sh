@@ -10,9 +10,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/device.txt"
 OMEGABRIDGE_BUILD_NATIVE=0 python3 -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
 echo "== tests (GPU) =="
-timeout "${TEST_SECONDS:-220}" python3 -m pytest -q -n 16 -p no:cacheprovider --durations=5 \
-  tests/test_triton_kernels.py tests/test_posterior_mean.py tests/test_statistics.py -k "triton" > "$OUT/gpu-tests.log" 2>&1
+timeout "${TEST_SECONDS:-220}" python3 -m pytest -q -n 16 -p no:cacheprovider -rfE --durations=5 -W ignore::UserWarning \
+  tests/test_triton_kernels.py tests/test_posterior_mean.py tests/test_statistics.py -k "${TEST_SELECTION:-triton}" > "$OUT/gpu-tests.log" 2>&1
 echo "tests exit $?"; grep -E "passed|failed|error" "$OUT/gpu-tests.log" | tail -3; grep -E "^(FAILED|ERROR)" "$OUT/gpu-tests.log" | head -20
 echo "== bench =="
+[ "${BENCH_SECONDS:-320}" = 0 ] && exit 0
 timeout "${BENCH_SECONDS:-320}" python3 bench/run_gpu.py --out "$OUT" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
 echo "bench exit $?"; tail -45 "$OUT/bench.log"

@@ -166,7 +166,7 @@ def main() -> None:
     header = (
         f"Device: {device}, torch {torch.__version__}, triton {triton.__version__}. Copy bandwidth (1 GiB "
         f"device-to-device, read + write): {bandwidth / 1e12:.3f} TB/s = {bandwidth / 12e9:.1f} G elements/s at 12 "
-        f"bytes/element. {datetime.date.today()}, command: {command}. Triton launch settings: {triton_bridge.GPU_SETTINGS}."
+        f"bytes/element. {datetime.date.today()}, command: {command}. Triton launch settings: {triton_bridge.GPU_SETTINGS}, tile {triton_bridge.MIXED_LAYOUT_TILE} for layouts mixing kinds."
     )
     print(header, flush=True)
     report = Report(arguments.out, header)
@@ -209,6 +209,8 @@ def main() -> None:
     if arguments.no_sweep:
         return
     default = dict(triton_bridge.GPU_SETTINGS)
+    mixed_tile = triton_bridge.MIXED_LAYOUT_TILE
+    triton_bridge.MIXED_LAYOUT_TILE = 0  # the sweep sets the tile of every layout itself
     for name in ("adult-like 1M", "half-line 16M", "lattice K=256"):
         domain, rows = gpu_layouts()[name]
         table = domain.segment_table()
@@ -223,6 +225,7 @@ def main() -> None:
             report.write()
         triton_bridge.GPU_SETTINGS.clear()
         triton_bridge.GPU_SETTINGS.update(default)
+    triton_bridge.MIXED_LAYOUT_TILE = mixed_tile
 
 
 if __name__ == "__main__":

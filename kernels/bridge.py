@@ -223,8 +223,12 @@ def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out
 # Rows per program, elements per tile and warps on a GPU. TILE = 1024 with 4 warps keeps 8
 # elements of each live tensor per thread: the half-line step needs 72 registers and no
 # variant of the benchmark layouts spills (bench/triton_resources.py, sm_90); TILE = 2048
-# spills in the lattice target. bench/run_gpu.py can sweep these.
+# spills in the lattice target. A layout mixing kinds compiles every kind's branch into one
+# kernel, which needs more registers (184 for the Adult-like step): it runs with half the
+# tile. Measured on an H200 (bench/results/triton-gpu.md, launch settings sweep): Adult-like
+# step 67 G el/s at TILE 512 vs 47 at 1024; half-line 146 vs 168; lattice K=256 81 vs 82.
 GPU_SETTINGS = {"ROWS_PER_PROGRAM": 256, "TILE": 1024, "num_warps": 4}
+MIXED_LAYOUT_TILE = 512
 # The interpreter runs each program as numpy calls: few, large programs are fastest.
 INTERPRETER_SETTINGS = {"ROWS_PER_PROGRAM": 1024, "TILE": 4096}
 
@@ -241,9 +245,14 @@ def address_words(seed: int, step_index: int, row_offset: int) -> tuple[int, int
     return tuple(_signed(word) for word in words)
 
 
-def launch_settings(device) -> dict:
-    """Launch settings for tensors on ``device`` (the interpreter's for CPU tensors)."""
-    return dict(INTERPRETER_SETTINGS if device.type == "cpu" else GPU_SETTINGS)
+def launch_settings(device, plan: Plan | None = None) -> dict:
+    """Launch settings for tensors on ``device`` (the interpreter's for CPU tensors), for ``plan``'s layout."""
+    if device.type == "cpu":
+        return dict(INTERPRETER_SETTINGS)
+    settings = dict(GPU_SETTINGS)
+    if plan is not None and bin(plan.kinds).count("1") > 1 and MIXED_LAYOUT_TILE:
+        settings["TILE"] = min(settings["TILE"], MIXED_LAYOUT_TILE)
+    return settings
 
 
 def launch(mode: int, plan: Plan, inputs, drift, out, target, s_rows, c_rows, noise_rows,
@@ -257,7 +266,7 @@ def launch(mode: int, plan: Plan, inputs, drift, out, target, s_rows, c_rows, no
     rows = inputs.shape[0]
     if rows == 0 or plan.width == 0:
         return
-    settings = launch_settings(inputs.device)
+    settings = launch_settings(inputs.device, plan)
     item_count = plan.items.shape[0]
     row_blocks = triton.cdiv(rows, settings["ROWS_PER_PROGRAM"])
     drift_tensor = drift if drift is not None else inputs

@@ -307,7 +307,7 @@ def launch(plan: Plan, z, drift, out, remaining: float, seed: int, step_index: i
     rows = z.shape[0]
     if rows == 0 or plan.width == 0:
         return
-    settings = launch_settings(z.device)
+    settings = launch_settings(z.device, plan)
     item_count = plan.items.shape[0]
     row_blocks = triton.cdiv(rows, settings["ROWS_PER_PROGRAM"])
     drift_tensor = drift if drift is not None else z

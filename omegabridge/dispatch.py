@@ -162,12 +162,20 @@ def _check_per_row(name: str, value, x: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def _check_remaining_rows(s: torch.Tensor) -> None:
+    """Per-row s must be finite and > 0. On a GPU this check would wait for the device every call
+    (a training step's worth of idle time), so it runs on CPU tensors only; on a GPU a row with
+    s <= 0 or non-finite s gets non-finite outputs (s enters through sqrt(s) and 1/s), never
+    finite wrong ones."""
+    if s.device.type == "cpu" and not bool(((s > 0) & torch.isfinite(s)).all()):
+        raise ValueError("remaining (s) must be finite and > 0 in every row")
+
+
 def posterior_mean(z: torch.Tensor, table: SegmentTable, remaining, backend: str = "auto") -> torch.Tensor:
     """m(z, s) for every column; ``remaining`` (s) is a scalar or per-row, all > 0."""
     _check_matrix("z", z, table, _STATE_DTYPES)
     s = _check_per_row("remaining", remaining, z)
-    if not bool((s > 0).all()) or not bool(torch.isfinite(s).all()):
-        raise ValueError("remaining (s) must be finite and > 0 in every row")
+    _check_remaining_rows(s)
     chosen = resolve_backend(backend, z.device, z.dtype)
     if chosen == "cpu":
         return cpu_backend.posterior_mean(z, table, s)
@@ -277,8 +285,7 @@ def bridge_target(
     c = _check_per_row("mean_scale", mean_scale, x)
     sigma = _check_per_row("noise_scale", noise_scale, x)
     s = _check_per_row("remaining", remaining, x)
-    if not bool((s > 0).all()) or not bool(torch.isfinite(s).all()):
-        raise ValueError("remaining (s) must be finite and > 0 in every row")
+    _check_remaining_rows(s)
     _check_address(seed, step_index, row_offset)
     state = torch.empty((), dtype=c.dtype, device=x.device).expand(x.shape)  # shape, dtype and device of the outputs
     if out is not None:

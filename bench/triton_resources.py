@@ -8,6 +8,8 @@ spent; spills show up as a nonzero ``stack`` column (local memory).
 
     python bench/triton_resources.py              # sm_90
     python bench/triton_resources.py --arch 80    # A100
+
+The last report is bench/results/triton-resources-sm90.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 
@@ -34,8 +37,7 @@ from omegabridge.kernels import bridge, final_step  # noqa: E402
 from omegabridge.kernels.plan import build_plan  # noqa: E402
 from layouts import adult_like, layouts  # noqa: E402
 
-GPU_SETTINGS = {"ROWS_PER_PROGRAM": 256, "TILE": int(os.environ.get("TILE", "1024"))}
-NUM_WARPS = 4
+NUM_WARPS = bridge.GPU_SETTINGS["num_warps"]
 
 POINTER = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16"}
 
@@ -98,7 +100,8 @@ def variants():
     ]).segment_table()
     for name, table in tables.items():
         plan = build_plan(table, "cpu")
-        common = {"KINDS": plan.kinds, "CLASSES": plan.classes, **GPU_SETTINGS}
+        settings = bridge.launch_settings(torch.device("cuda"), plan)  # what a launch on a GPU would use
+        common = {"KINDS": plan.kinds, "CLASSES": plan.classes, "ROWS_PER_PROGRAM": settings["ROWS_PER_PROGRAM"], "TILE": settings["TILE"]}
         for mode, mode_name in ((bridge.STEP.value, "step"), (bridge.TARGET.value, "target"), (bridge.MEAN.value, "mean")):
             yield name, f"{mode_name} f32", bridge.bridge_kernel, _bridge_signature("fp32", "fp32"), {"MODE": mode, "HAS_DRIFT": mode == 1, **common}
         yield name, "step bf16 drift", bridge.bridge_kernel, _bridge_signature("fp32", "bf16"), {"MODE": 1, "HAS_DRIFT": True, **common}
@@ -111,7 +114,8 @@ def main() -> None:
     parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 (H100/H200) or 80 (A100)")
     arguments = parser.parse_args()
     target = GPUTarget("cuda", arguments.arch, 32)
-    print(f"triton {triton.__version__}, target sm_{arguments.arch}, num_warps {NUM_WARPS}, {GPU_SETTINGS}")
+    print(f"triton {triton.__version__}, target sm_{arguments.arch}, launch settings {bridge.GPU_SETTINGS}, "
+          f"tile {bridge.MIXED_LAYOUT_TILE} for layouts mixing kinds")
     print("| layout | kernel | registers | stack (bytes) | shared (bytes) | compile s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for layout, what, kernel, signature, constexprs in variants():

@@ -1,8 +1,20 @@
 """Triton kernels of omegabridge (installed as ``omegabridge.kernels``).
 
-The GPU kernels written in Triton will live here; they follow the same Philox noise
-contract as the torch reference (docs/noise.md). Triton is optional: this package imports
-without it, and :func:`is_available` says whether it can be used.
+* ``plan``: the work items of a segment table (runs and groups, each with a tile class);
+* ``bridge``: one kernel and its launcher for the posterior mean, the Euler step and the
+  training target of a whole layout;
+* ``final_step``: the exact last step of a whole layout;
+* ``posterior``, ``special``, ``philox``: the per-domain means, the special functions and the
+  noise contract (docs/noise.md) as Triton device functions.
+
+Use them through ``omegabridge.dispatch`` (``backend="triton"``, or ``"auto"`` on float32 CUDA
+tensors), which validates inputs. Triton is optional: this package imports without it (the
+submodules need it), and :func:`is_available` says whether it can be imported.
+
+Example:
+    >>> from omegabridge import kernels
+    >>> isinstance(kernels.is_available(), bool)
+    True
 """
 
 from __future__ import annotations

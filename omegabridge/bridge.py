@@ -190,9 +190,10 @@ class Bridge:
         Row r's noise depends only on (seed, step, r, column), so the sample does
         not depend on ``batch_size`` (as long as the model treats rows independently).
         ``model=None`` samples the pure Omega-bridge (zero neural drift). ``backend="auto"``
-        runs the fused C++ kernels on CPU when they are built (``"cpu"`` insists on them)
-        and the torch reference otherwise (``"reference"`` insists on it); both give the
-        same sample up to float rounding.
+        runs the fused C++ kernels on CPU when they are built (``"cpu"`` insists on them),
+        the Triton kernels on a CUDA device (``"triton"``), and the torch reference
+        otherwise (``"reference"`` insists on it); all give the same sample up to float
+        rounding.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")

@@ -19,11 +19,8 @@ import triton
 import triton.language as tl
 
 from . import philox, posterior
-from .plan import ELEMENTWISE_BLOCKS, GROUP_BLOCKS, WIDE_CHUNK, WIDE_GROUP_CLASS, Plan
+from .plan import FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, program_item
 
-# The kernel's class branches are written out for these tiles; plan.py must agree.
-assert ELEMENTWISE_BLOCKS == (4, 16) and GROUP_BLOCKS == (8, 32, 64, 256, 1024)
-assert WIDE_GROUP_CLASS == 7 and WIDE_CHUNK == 1024
 
 MEAN = tl.constexpr(0)
 STEP = tl.constexpr(1)
@@ -83,7 +80,7 @@ def _tile_item(kind, start, end, first_row, rows_total,
                MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, IS_GROUP: tl.constexpr,
                BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
     """One item whose columns fit one tile width: element-wise columns, or one group per row."""
-    SUB_ROWS: tl.constexpr = TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM
+    SUB_ROWS: tl.constexpr = 1 if TILE < BLOCK else (TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM)
     first_column = start - start % 4
     columns = first_column + tl.arange(0, BLOCK)[None, :]
     column_mask = (columns >= start) & (columns < end)
@@ -119,7 +116,7 @@ def _wide_group_item(kind, start, end, first_row, rows_total,
                      BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
     """A group wider than the widest tile: pass 1 reduces over chunks (online softmax, or the squared
     norm of a sphere), pass 2 recomputes each chunk's state and writes it."""
-    SUB_ROWS: tl.constexpr = TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM
+    SUB_ROWS: tl.constexpr = 1 if TILE < BLOCK else (TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM)
     first_column = start - start % 4
     last_row = tl.minimum(first_row + ROWS_PER_PROGRAM, rows_total)
     for row0 in range(first_row, last_row, SUB_ROWS):
@@ -161,63 +158,23 @@ def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out
                   MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, CLASSES: tl.constexpr,
                   ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
     """Mean, step or target of every factor of the layout; CLASSES and KINDS mask the branches compiled in."""
-    program = tl.program_id(0)
-    item = program % item_count
-    first_row = (program // item_count) * ROWS_PER_PROGRAM
-    kind = tl.load(items_ptr + 4 * item)
-    start = tl.load(items_ptr + 4 * item + 1)
-    end = tl.load(items_ptr + 4 * item + 2)
-    item_class = tl.load(items_ptr + 4 * item + 3)
-    # One branch per tile class of kernels/plan.py (ELEMENTWISE_BLOCKS, then GROUP_BLOCKS).
-    if CLASSES & (1 << 0):
-        if item_class == 0:
-            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
-                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
-                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
-                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, False, 4, ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 1):
-        if item_class == 1:
-            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
-                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
-                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
-                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, False, 16, ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 2):
-        if item_class == 2:
-            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
-                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
-                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
-                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 8, ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 3):
-        if item_class == 3:
-            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
-                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
-                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
-                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 32, ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 4):
-        if item_class == 4:
-            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
-                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
-                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
-                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 64, ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 5):
-        if item_class == 5:
-            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
-                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
-                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
-                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 256, ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 6):
-        if item_class == 6:
-            _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
-                       out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
-                       parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
-                       offset_low, offset_high, MODE, HAS_DRIFT, KINDS, True, 1024, ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 7):
-        if item_class == 7:
+    kind, start, end, item_class, first_row = program_item(items_ptr, item_count, ROWS_PER_PROGRAM)
+    # One branch per tile class of kernels/plan.py present in the layout, then the chunked wide groups.
+    for index in tl.static_range(WIDE_CLASS):
+        if (CLASSES >> index) & 1:
+            if item_class == index:
+                _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
+                           out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
+                           parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
+                           offset_low, offset_high, MODE, HAS_DRIFT, KINDS, index >= FIRST_GROUP_CLASS.value,
+                           TILE_WIDTHS[index], ROWS_PER_PROGRAM, TILE)
+    if (CLASSES >> WIDE_CLASS.value) & 1:
+        if item_class == WIDE_CLASS:
             _wide_group_item(kind, start, end, first_row, rows_total,
                              input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr,
                              target_stride, s_ptr, c_ptr, noise_scale_ptr, remaining, increment, seed_low,
                              seed_high, step_index, offset_low, offset_high, MODE, HAS_DRIFT, KINDS,
-                             1024, ROWS_PER_PROGRAM, TILE)
+                             WIDE_TILE, ROWS_PER_PROGRAM, TILE)
 
 
 # Rows per program, elements per tile and warps on a GPU. TILE = 1024 with 4 warps keeps 8

@@ -14,10 +14,8 @@ import triton
 import triton.language as tl
 
 from . import philox, posterior, special
-from .plan import ELEMENTWISE_BLOCKS, GROUP_BLOCKS, WIDE_CHUNK, WIDE_GROUP_CLASS, Plan
+from .plan import FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, program_item
 
-assert ELEMENTWISE_BLOCKS == (4, 16) and GROUP_BLOCKS == (8, 32, 64, 256, 1024)
-assert WIDE_GROUP_CLASS == 7 and WIDE_CHUNK == 1024
 
 STREAM_STEP = tl.constexpr(0)
 STREAM_FINAL_UNIFORM = tl.constexpr(1)
@@ -26,6 +24,15 @@ STREAM_VMF_FIRST = tl.constexpr(3)
 VMF_MAX_ATTEMPTS = tl.constexpr(64)
 NEGATIVE_HUGE = tl.constexpr(-3.0e38)
 ROUND_MAGIC_64 = tl.constexpr(6755399441055744.0)  # 1.5 * 2^52: rounds a float64 half to even
+
+
+@triton.jit
+def _endpoint_mean(z_ptr, z_stride, drift_ptr, drift_stride, rows64, columns, mask, s, HAS_DRIFT: tl.constexpr):
+    """z + s f on a tile: the mean of the endpoint law N(z + s f, s I)."""
+    mean = tl.load(z_ptr + rows64 * z_stride + columns, mask=mask, other=0.0)
+    if HAS_DRIFT:
+        mean += s * tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+    return mean
 
 
 @triton.jit
@@ -149,7 +156,7 @@ def _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_p
                seed_low, seed_high, step_index, offset_low, offset_high,
                HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, IS_GROUP: tl.constexpr, BLOCK: tl.constexpr,
                ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
-    SUB_ROWS: tl.constexpr = TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM
+    SUB_ROWS: tl.constexpr = 1 if TILE < BLOCK else (TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM)
     first_column = start - start % 4
     columns = first_column + tl.arange(0, BLOCK)[None, :]
     column_mask = (columns >= start) & (columns < end)
@@ -167,9 +174,7 @@ def _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_p
         row_mask = rows < last_row
         mask = row_mask & column_mask
         row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
-        mean = tl.load(z_ptr + rows64 * z_stride + columns, mask=mask, other=0.0)
-        if HAS_DRIFT:
-            mean += s * tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+        mean = _endpoint_mean(z_ptr, z_stride, drift_ptr, drift_stride, rows64, columns, mask, s, HAS_DRIFT)
         u = philox.uniforms(seed_low, seed_high, step_index, row_low, row_high, STREAM_FINAL_UNIFORM, first_column, BLOCK)
         if IS_GROUP:
             x = mean
@@ -193,7 +198,7 @@ def _wide_categorical_item(start, end, first_row, rows_total, z_ptr, z_stride, d
                            HAS_DRIFT: tl.constexpr, BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr,
                            TILE: tl.constexpr):
     """A categorical group wider than the widest tile: online softmax, then a chunked running sum, then the one-hot."""
-    SUB_ROWS: tl.constexpr = TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM
+    SUB_ROWS: tl.constexpr = 1 if TILE < BLOCK else (TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM)
     first_column = start - start % 4
     s = remaining
     last_row = tl.minimum(first_row + ROWS_PER_PROGRAM, rows_total)
@@ -210,9 +215,7 @@ def _wide_categorical_item(start, end, first_row, rows_total, z_ptr, z_stride, d
         for chunk in range(first_column, end, BLOCK):
             columns = chunk + tl.arange(0, BLOCK)[None, :]
             mask = row_mask & (columns >= start) & (columns < end)
-            mean = tl.load(z_ptr + rows64 * z_stride + columns, mask=mask, other=0.0)
-            if HAS_DRIFT:
-                mean += s * tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+            mean = _endpoint_mean(z_ptr, z_stride, drift_ptr, drift_stride, rows64, columns, mask, s, HAS_DRIFT)
             new_top = tl.maximum(top, tl.max(tl.where(mask, mean, NEGATIVE_HUGE), axis=1)[:, None])
             total = total * tl.exp((top - new_top) / s) + tl.sum(tl.where(mask, tl.exp((mean - new_top) / s), 0.0), axis=1)[:, None]
             top = new_top
@@ -222,9 +225,7 @@ def _wide_categorical_item(start, end, first_row, rows_total, z_ptr, z_stride, d
         for chunk in range(first_column, end, BLOCK):
             columns = chunk + tl.arange(0, BLOCK)[None, :]
             mask = row_mask & (columns >= start) & (columns < end)
-            mean = tl.load(z_ptr + rows64 * z_stride + columns, mask=mask, other=0.0)
-            if HAS_DRIFT:
-                mean += s * tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+            mean = _endpoint_mean(z_ptr, z_stride, drift_ptr, drift_stride, rows64, columns, mask, s, HAS_DRIFT)
             weights = tl.where(mask, tl.exp((mean - top) / s), 0.0)
             below = ((carried + tl.cumsum(weights, axis=1)) < threshold) & mask
             index += tl.sum(below.to(tl.int32), axis=1)[:, None]
@@ -243,61 +244,20 @@ def final_step_kernel(z_ptr, z_stride, drift_ptr, drift_stride, out_ptr, out_str
                       HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, CLASSES: tl.constexpr,
                       ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
     """The exact last step of every factor; CLASSES and KINDS mask the branches compiled in."""
-    program = tl.program_id(0)
-    item = program % item_count
-    first_row = (program // item_count) * ROWS_PER_PROGRAM
-    kind = tl.load(items_ptr + 4 * item)
-    start = tl.load(items_ptr + 4 * item + 1)
-    end = tl.load(items_ptr + 4 * item + 2)
-    item_class = tl.load(items_ptr + 4 * item + 3)
-    # One branch per tile class of kernels/plan.py (ELEMENTWISE_BLOCKS, then GROUP_BLOCKS).
-    if CLASSES & (1 << 0):
-        if item_class == 0:
-            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
-                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
-                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, False, 4,
-                       ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 1):
-        if item_class == 1:
-            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
-                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
-                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, False, 16,
-                       ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 2):
-        if item_class == 2:
-            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
-                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
-                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 8,
-                       ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 3):
-        if item_class == 3:
-            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
-                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
-                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 32,
-                       ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 4):
-        if item_class == 4:
-            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
-                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
-                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 64,
-                       ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 5):
-        if item_class == 5:
-            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
-                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
-                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 256,
-                       ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 6):
-        if item_class == 6:
-            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
-                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
-                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True, 1024,
-                       ROWS_PER_PROGRAM, TILE)
-    if CLASSES & (1 << 7):
-        if item_class == 7:
+    kind, start, end, item_class, first_row = program_item(items_ptr, item_count, ROWS_PER_PROGRAM)
+    # One branch per tile class of kernels/plan.py present in the layout, then the chunked wide groups.
+    for index in tl.static_range(WIDE_CLASS):
+        if (CLASSES >> index) & 1:
+            if item_class == index:
+                _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                           out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+                           seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, index >= FIRST_GROUP_CLASS.value,
+                           TILE_WIDTHS[index], ROWS_PER_PROGRAM, TILE)
+    if (CLASSES >> WIDE_CLASS.value) & 1:
+        if item_class == WIDE_CLASS:
             _wide_categorical_item(start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride,
                                    out_ptr, out_stride, remaining, seed_low, seed_high, step_index, offset_low,
-                                   offset_high, HAS_DRIFT, 1024, ROWS_PER_PROGRAM, TILE)
+                                   offset_high, HAS_DRIFT, WIDE_TILE, ROWS_PER_PROGRAM, TILE)
 
 
 def launch(plan: Plan, z, drift, out, remaining: float, seed: int, step_index: int, row_offset: int) -> None:

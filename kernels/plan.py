@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import triton
+import triton.language as tl
 
 from omegabridge.domains import Kind, SegmentTable
 
@@ -28,6 +30,11 @@ ELEMENTWISE_BLOCKS = (4, 16)  # classes 0, 1
 GROUP_BLOCKS = (8, 32, 64, 256, 1024)  # classes 2..6
 WIDE_GROUP_CLASS = len(ELEMENTWISE_BLOCKS) + len(GROUP_BLOCKS)  # class 7: chunks of WIDE_CHUNK
 WIDE_CHUNK = 1024
+# The same, as constexprs for the kernels' class branches.
+TILE_WIDTHS = tl.constexpr(ELEMENTWISE_BLOCKS + GROUP_BLOCKS)
+FIRST_GROUP_CLASS = tl.constexpr(len(ELEMENTWISE_BLOCKS))
+WIDE_CLASS = tl.constexpr(WIDE_GROUP_CLASS)
+WIDE_TILE = tl.constexpr(WIDE_CHUNK)
 GROUP_KINDS = (Kind.CATEGORICAL, Kind.SPHERE)
 # Per-column float32 parameters, one row each of Plan.parameters.
 LOW, HIGH, STEP, INVERSE_STEP, LAST = range(5)
@@ -44,6 +51,19 @@ QUADRATURE_WEIGHTS = (
     6.396909767e-02, 6.291872817e-02, 6.083523646e-02, 5.775283403e-02, 5.372213506e-02, 4.880932605e-02,
     4.309508077e-02, 3.667324071e-02, 2.964929246e-02, 2.213871941e-02, 1.426569431e-02, 6.170614900e-03,
 )
+
+
+@triton.jit
+def program_item(items_ptr, item_count, ROWS_PER_PROGRAM: tl.constexpr):
+    """(kind, first column, end column, class, first row) of this program: the grid is
+    items x row blocks, item fastest, so programs running together share rows."""
+    program = tl.program_id(0)
+    item = program % item_count
+    kind = tl.load(items_ptr + 4 * item)
+    start = tl.load(items_ptr + 4 * item + 1)
+    end = tl.load(items_ptr + 4 * item + 2)
+    item_class = tl.load(items_ptr + 4 * item + 3)
+    return kind, start, end, item_class, (program // item_count) * ROWS_PER_PROGRAM
 
 
 @dataclass

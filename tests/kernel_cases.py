@@ -77,3 +77,28 @@ def factor_rows_agree(domain, actual, expected, sigma):
             same = ((a - e).abs() <= 1e-3 * (sigma + e.abs())).all(1)
         worst[repr(factor)] = float(same.to(F64).mean())
     return worst
+
+
+def check_step(out, z, f, table, s: float, db: float, seed: int, step: int, row_offset: int, what: str) -> None:
+    """A kernel's step against the float64 reference: the mean's bound carried through the update."""
+    from omegabridge import reference
+
+    z64 = z.to(F64)
+    expected = reference.step(z64, None if f is None else f.to(F64), table, s, db, seed, step, row_offset=row_offset)
+    m = reference.posterior_mean(z64, table, s)
+    drift = 0.0 if f is None else (db * f.to(F64)).abs()
+    bound = 2e-5 * (expected.abs() + z64.abs() + db / s * (m.abs() + s**0.5) + drift + db**0.5) + 1e-6
+    assert_within(out, expected, bound, what)
+
+
+def check_target(z_t, target, x, table, c, sigma, s, seed: int, step: int, row_offset: int, what: str) -> None:
+    """A kernel's (z_t, target): z_t to float rounding, the target against the reference at the kernel's own z_t."""
+    from omegabridge import noise, reference
+
+    eps = noise.normals(seed, step, row_offset, x.shape[0], x.shape[1], noise.STREAM_TRAIN, dtype=F64)
+    expected_z = c.to(F64) * x.to(F64) + sigma.to(F64) * eps
+    assert_within(z_t, expected_z, 1e-6 * (expected_z.abs() + 1.0), f"z_t on {what}")
+    m = reference.posterior_mean(z_t.to(F64), table, s.to(F64))
+    expected_target = (x.to(F64) - m) / s.to(F64)
+    bound = (1e-5 * (m.abs() + s.to(F64).sqrt()) + 1e-6 * x.to(F64).abs()) / s.to(F64)
+    assert_within(target, expected_target, bound, f"target on {what}")

@@ -32,7 +32,7 @@ from omegabridge import cpu_backend, dispatch, noise, reference
 from omegabridge.errors import BackendUnavailableError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # native_helpers, also under --import-mode=importlib
-from kernel_cases import DOMAINS, assert_within, factor_rows_agree, states  # noqa: E402
+from kernel_cases import DOMAINS, assert_within, check_step, check_target, factor_rows_agree, states  # noqa: E402
 from native_helpers import require_extension  # noqa: E402
 
 ext = require_extension()
@@ -124,12 +124,7 @@ def test_step_matches_reference(name, rows, with_drift, generator):
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     s, db = 0.37, 0.01
     out = native_step(table, z, f, s, db, seed, 11, row_offset=5)
-    z64 = z.to(F64)
-    expected = reference.step(z64, None if f is None else f.to(F64), table, s, db, seed, 11, row_offset=5)
-    m = reference.posterior_mean(z64, table, s)
-    drift = 0.0 if f is None else (db * f.to(F64)).abs()
-    bound = 2e-5 * (expected.abs() + z64.abs() + db / s * (m.abs() + math.sqrt(s)) + drift + math.sqrt(db)) + 1e-6
-    assert_within(out, expected, bound, f"step on {name}")
+    check_step(out, z, f, table, s, db, seed, 11, 5, f"step on {name}")
 
 
 @pytest.mark.parametrize("rows", ROWS)
@@ -144,13 +139,7 @@ def test_bridge_target_matches_reference(name, rows, generator):
     s = 10 ** (torch.rand(rows, 1, generator=generator) * 4 - 4)  # 1e-4 .. 1
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     z_t, target = native_target(table, x, c, sigma, s, seed, 7, row_offset=3)
-    eps = noise.normals(seed, 7, 3, rows, domain.width, noise.STREAM_TRAIN, dtype=F64)
-    expected_z = c.to(F64) * x.to(F64) + sigma.to(F64) * eps
-    assert_within(z_t, expected_z, 1e-6 * (expected_z.abs() + 1.0), f"z_t on {name}")
-    m = reference.posterior_mean(z_t.to(F64), table, s.to(F64))  # at the kernel's own z_t
-    expected_target = (x.to(F64) - m) / s.to(F64)
-    bound = (1e-5 * (m.abs() + s.to(F64).sqrt()) + 1e-6 * x.to(F64).abs()) / s.to(F64)
-    assert_within(target, expected_target, bound, f"target on {name}")
+    check_target(z_t, target, x, table, c, sigma, s, seed, 7, 3, name)
 
 
 @pytest.mark.parametrize("with_drift", [False, True])

@@ -29,7 +29,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, also under --import-mode=importlib
-from kernel_cases import DOMAINS, F64, assert_within, factor_rows_agree, states  # noqa: E402
+from kernel_cases import DOMAINS, F64, assert_within, check_step, check_target, factor_rows_agree, states  # noqa: E402
 from triton_helpers import on_gpu, require_triton  # noqa: E402
 
 DEVICE = require_triton()
@@ -41,7 +41,7 @@ import omegabridge as ob  # noqa: E402
 from omegabridge import dispatch, noise, reference, triton_backend  # noqa: E402
 from omegabridge.errors import BackendUnavailableError  # noqa: E402
 from omegabridge.kernels import bridge, final_step, philox  # noqa: E402
-from omegabridge.kernels.plan import build_plan  # noqa: E402
+from omegabridge.kernels.plan import ELEMENTWISE_BLOCKS, GROUP_BLOCKS, build_plan  # noqa: E402
 
 NAN = float("nan")
 # The interpreter runs each program in Python: a few hundred rows per case keep the suite quick.
@@ -131,12 +131,7 @@ def test_step_matches_reference(name, rows, generator):
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     s, db = 0.37, 0.01
     out = kernel_step(table, z, f, s, db, seed, 11, row_offset=5)
-    z64 = z.to(F64)
-    expected = reference.step(z64, None if f is None else f.to(F64), table, s, db, seed, 11, row_offset=5)
-    m = reference.posterior_mean(z64, table, s)
-    drift = 0.0 if f is None else (db * f.to(F64)).abs()
-    bound = 2e-5 * (expected.abs() + z64.abs() + db / s * (m.abs() + math.sqrt(s)) + drift + math.sqrt(db)) + 1e-6
-    assert_within(out, expected, bound, f"step on {name}")
+    check_step(out, z, f, table, s, db, seed, 11, 5, f"step on {name}")
 
 
 @pytest.mark.parametrize("rows", ROWS)
@@ -151,13 +146,7 @@ def test_bridge_target_matches_reference(name, rows, generator):
     s = 10 ** (torch.rand(rows, 1, generator=generator) * 4 - 4)  # 1e-4 .. 1
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     z_t, target = kernel_target(table, x, c, sigma, s, seed, 7, row_offset=3)
-    eps = noise.normals(seed, 7, 3, rows, domain.width, noise.STREAM_TRAIN, dtype=F64)
-    expected_z = c.to(F64) * x.to(F64) + sigma.to(F64) * eps
-    assert_within(z_t, expected_z, 1e-6 * (expected_z.abs() + 1.0), f"z_t on {name}")
-    m = reference.posterior_mean(z_t.to(F64), table, s.to(F64))  # at the kernel's own z_t
-    expected_target = (x.to(F64) - m) / s.to(F64)
-    bound = (1e-5 * (m.abs() + s.to(F64).sqrt()) + 1e-6 * x.to(F64).abs()) / s.to(F64)
-    assert_within(target, expected_target, bound, f"target on {name}")
+    check_target(z_t, target, x, table, c, sigma, s, seed, 7, 3, name)
 
 
 @pytest.mark.parametrize("s", [1e-4, 0.5])
@@ -300,6 +289,24 @@ def test_cpu_and_triton_backends_agree_on_a_sample(generator):
     assert min(agreement.values()) >= 0.99, agreement
 
 
+@pytest.mark.parametrize("tile", [512, 1024])
+def test_gpu_launch_settings_match_the_reference(tile, monkeypatch, generator):
+    """The GPU's tile sizes (smaller than the interpreter's) on a layout mixing kinds with groups
+    wider than a tile: a tile of 512 gives a 1024-wide group one row per iteration."""
+    if not on_gpu():
+        monkeypatch.setattr(bridge, "INTERPRETER_SETTINGS", {"ROWS_PER_PROGRAM": 256, "TILE": tile})
+    else:
+        monkeypatch.setitem(bridge.GPU_SETTINGS, "TILE", tile)
+    domain = ob.Product([ob.HalfLine(low=0.0), ob.Categorical(1000), ob.Lattice(0, 20), ob.Categorical(1500), ob.Sphere(3)])
+    table = domain.segment_table()
+    z = states(domain, 6, generator)
+    check_step(kernel_step(table, z, None, 0.37, 0.01, 77, 4), z, None, table, 0.37, 0.01, 77, 4, 0, f"step with tile {tile}")
+    final = kernel_final(table, z, None, 0.2, 77, 5)
+    assert bool(domain.contains(final).all()), "a draw left the domain"
+    agreement = factor_rows_agree(domain, final, reference.final_step(z.to(F64), None, table, 0.2, 77, 5), math.sqrt(0.2))
+    assert min(agreement.values()) >= 0.83, agreement  # 6 rows: at most one may split a boundary differently
+
+
 # ----------------------------------------------------------------------------------------
 # Dispatch
 # ----------------------------------------------------------------------------------------
@@ -335,5 +342,5 @@ def test_plan_covers_every_column_once():
         covered = torch.zeros(domain.width, dtype=torch.int64)
         for kind, start, end, item_class in plan.items.tolist():
             covered[start:end] += 1
-            assert end - (start - start % 4) <= (4, 16, 8, 32, 64, 256, 1024, 10**9)[item_class], name
+            assert end - (start - start % 4) <= (ELEMENTWISE_BLOCKS + GROUP_BLOCKS + (10**9,))[item_class], name
         assert bool((covered == 1).all()), f"{name}: columns covered {covered.tolist()}"

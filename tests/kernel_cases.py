@@ -22,6 +22,7 @@ DOMAINS = {
     "halfline-high": ob.HalfLine(high=-0.5),
     "lattice17": ob.Lattice(0, 16),
     "lattice256": ob.Lattice(0, 255),
+    "lattice4096": ob.Lattice(0, 4095),
     "lattice-quarter": ob.Lattice(-1.0, 1.0, step=0.25),
     "binary": ob.Binary(),
     "categorical2": ob.Categorical(2),

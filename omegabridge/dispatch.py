@@ -276,7 +276,7 @@ def bridge_target(
 
     ``out=(z_t, target)`` (optional) receives the results, so a training loop can reuse two
     buffers instead of allocating them every minibatch; both must have x's shape and the
-    state dtype (float32 for bfloat16 x).
+    state dtype (float32 for bfloat16 or float16 x).
     """
     _check_matrix("x", x, table, _DATA_DTYPES)
     chosen = resolve_backend(backend, x.device, x.dtype if x.dtype in _STATE_DTYPES else torch.float32)

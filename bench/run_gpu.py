@@ -170,7 +170,7 @@ def main() -> None:
     )
     print(header, flush=True)
     report = Report(arguments.out, header)
-    backends = arguments.backends.split(",")
+    backends = sorted(arguments.backends.split(","), key=lambda name: name != "reference")  # the ratios need it first
     compile_layouts = set(arguments.compile_layouts.split(","))
     chosen = set(arguments.layouts.split(",")) if arguments.layouts else None
     compile_spent = 0.0

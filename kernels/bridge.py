@@ -34,9 +34,12 @@ NEGATIVE_HUGE = tl.constexpr(-3.0e38)
 def _row_scale(s_ptr, remaining, rows, row_mask, MODE: tl.constexpr):
     """(s, sigma): the scalar of the step, or the per-row column (TILE rows x 1) of the other modes."""
     if MODE == STEP:
-        s = remaining + tl.zeros(rows.shape, tl.float32)
+        s = remaining + tl.zeros(rows.shape, tl.float32)  # checked on the host
     else:
         s = tl.load(s_ptr + rows, mask=row_mask, other=1.0)
+        # Per-row s is not checked on the host for GPU tensors (that would synchronise every
+        # call): a row whose s is not finite and > 0 gets NaN in every output that depends on s.
+        s = tl.where((s > 0.0) & (s < float("inf")), s, float("nan"))
     return s, tl.sqrt_rn(s)
 
 

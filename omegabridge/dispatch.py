@@ -164,9 +164,9 @@ def _check_per_row(name: str, value, x: torch.Tensor) -> torch.Tensor:
 
 def _check_remaining_rows(s: torch.Tensor) -> None:
     """Per-row s must be finite and > 0. On a GPU this check would wait for the device every call
-    (a training step's worth of idle time), so it runs on CPU tensors only; on a GPU a row with
-    s <= 0 or non-finite s gets non-finite outputs (s enters through sqrt(s) and 1/s), never
-    finite wrong ones."""
+    (a training step's worth of idle time), so it runs on CPU tensors only; on a GPU the Triton
+    kernels give a row with such an s NaN in every output that depends on s (the reference, on
+    GPU tensors, computes with it as given)."""
     if s.device.type == "cpu" and not bool(((s > 0) & torch.isfinite(s)).all()):
         raise ValueError("remaining (s) must be finite and > 0 in every row")
 

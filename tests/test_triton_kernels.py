@@ -307,6 +307,23 @@ def test_gpu_launch_settings_match_the_reference(tile, monkeypatch, generator):
     assert min(agreement.values()) >= 0.83, agreement  # 6 rows: at most one may split a boundary differently
 
 
+@pytest.mark.parametrize("bad", [0.0, -0.5, float("inf"), float("nan")])
+def test_a_row_with_an_invalid_s_gets_nan_not_finite_numbers(bad, generator):
+    """On a GPU per-row s is not checked on the host (it would synchronise): the kernel marks the row instead."""
+    domain = DOMAINS["mixed"]
+    table = domain.segment_table()
+    z = states(domain, 5, generator)
+    s = torch.full((5, 1), 0.3)
+    s[2] = bad
+    m = kernel_mean(table, z, s)
+    depends_on_s = table.column_kinds != int(ob.domains.Kind.REAL)  # m = z on Real columns
+    assert torch.isnan(m[2, depends_on_s]).all() and torch.isfinite(m[[0, 1, 3, 4]]).all()
+    x = domain.project(z)
+    z_t, target = kernel_target(table, x, torch.full((5, 1), 0.5), torch.full((5, 1), 0.5), s, 3, 1)
+    assert torch.isnan(target[2]).all() and torch.isfinite(target[[0, 1, 3, 4]]).all()
+    assert torch.isfinite(z_t).all(), "z_t = c x + sigma eps does not depend on s"
+
+
 # ----------------------------------------------------------------------------------------
 # Dispatch
 # ----------------------------------------------------------------------------------------

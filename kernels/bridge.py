@@ -19,15 +19,14 @@ import triton
 import triton.language as tl
 
 from . import philox, posterior
+from .philox import STREAM_STEP, STREAM_TRAIN
+from .special import NEGATIVE_HUGE
 from .plan import FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, program_item
 
 
 MEAN = tl.constexpr(0)
 STEP = tl.constexpr(1)
 TARGET = tl.constexpr(2)
-STREAM_STEP = tl.constexpr(0)
-STREAM_TRAIN = tl.constexpr(0x8000)
-NEGATIVE_HUGE = tl.constexpr(-3.0e38)
 
 
 @triton.jit
@@ -215,6 +214,12 @@ def launch_settings(device, plan: Plan | None = None) -> dict:
     return settings
 
 
+def launch_grid(plan: Plan, rows: int, device) -> tuple[tuple[int], dict]:
+    """(grid, settings) of a launch over ``rows`` rows: one program per (work item, block of rows)."""
+    settings = launch_settings(device, plan)
+    return (plan.items.shape[0] * triton.cdiv(rows, settings["ROWS_PER_PROGRAM"]),), settings
+
+
 def launch(mode: int, plan: Plan, inputs, drift, out, target, s_rows, c_rows, noise_rows,
            remaining: float, increment: float, seed: int, step_index: int, row_offset: int) -> None:
     """Launch ``bridge_kernel`` over every row of ``inputs`` (z, or x for the target).
@@ -226,16 +231,14 @@ def launch(mode: int, plan: Plan, inputs, drift, out, target, s_rows, c_rows, no
     rows = inputs.shape[0]
     if rows == 0 or plan.width == 0:
         return
-    settings = launch_settings(inputs.device, plan)
-    item_count = plan.items.shape[0]
-    row_blocks = triton.cdiv(rows, settings["ROWS_PER_PROGRAM"])
+    grid, settings = launch_grid(plan, rows, inputs.device)
     drift_tensor = drift if drift is not None else inputs
     target_tensor = target if target is not None else out
-    bridge_kernel[(item_count * row_blocks,)](
+    bridge_kernel[grid](
         inputs, inputs.stride(0), drift_tensor, drift_tensor.stride(0), out, out.stride(0),
         target_tensor, target_tensor.stride(0), s_rows, c_rows, noise_rows,
         plan.items, plan.parameters, plan.parameters.stride(0), plan.quadrature,
-        rows, item_count, float(remaining), float(increment),
+        rows, plan.items.shape[0], float(remaining), float(increment),
         *address_words(seed, step_index, row_offset),
         MODE=mode, HAS_DRIFT=drift is not None, KINDS=plan.kinds, CLASSES=plan.classes, **settings,
     )

@@ -14,15 +14,13 @@ import triton
 import triton.language as tl
 
 from . import philox, posterior, special
+from .bridge import address_words, launch_grid
+from .philox import STREAM_FINAL_UNIFORM, STREAM_SPHERE_DIRECTION, STREAM_STEP, STREAM_VMF_FIRST
+from .special import NEGATIVE_HUGE
 from .plan import FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, program_item
 
 
-STREAM_STEP = tl.constexpr(0)
-STREAM_FINAL_UNIFORM = tl.constexpr(1)
-STREAM_SPHERE_DIRECTION = tl.constexpr(2)
-STREAM_VMF_FIRST = tl.constexpr(3)
 VMF_MAX_ATTEMPTS = tl.constexpr(64)
-NEGATIVE_HUGE = tl.constexpr(-3.0e38)
 ROUND_MAGIC_64 = tl.constexpr(6755399441055744.0)  # 1.5 * 2^52: rounds a float64 half to even
 
 
@@ -262,18 +260,14 @@ def final_step_kernel(z_ptr, z_stride, drift_ptr, drift_stride, out_ptr, out_str
 
 def launch(plan: Plan, z, drift, out, remaining: float, seed: int, step_index: int, row_offset: int) -> None:
     """Launch ``final_step_kernel`` over every row of ``z`` (columns contiguous, any row stride)."""
-    from .bridge import address_words, launch_settings
-
     rows = z.shape[0]
     if rows == 0 or plan.width == 0:
         return
-    settings = launch_settings(z.device, plan)
-    item_count = plan.items.shape[0]
-    row_blocks = triton.cdiv(rows, settings["ROWS_PER_PROGRAM"])
+    grid, settings = launch_grid(plan, rows, z.device)
     drift_tensor = drift if drift is not None else z
-    final_step_kernel[(item_count * row_blocks,)](
+    final_step_kernel[grid](
         z, z.stride(0), drift_tensor, drift_tensor.stride(0), out, out.stride(0), plan.items, plan.parameters,
-        plan.parameters.stride(0), plan.lattice, plan.lattice.stride(0), rows, item_count, float(remaining),
+        plan.parameters.stride(0), plan.lattice, plan.lattice.stride(0), rows, plan.items.shape[0], float(remaining),
         *address_words(seed, step_index, row_offset),
         HAS_DRIFT=drift is not None, KINDS=plan.kinds, CLASSES=plan.classes, **settings,
     )

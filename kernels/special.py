@@ -25,6 +25,7 @@ LOG_TINY = tl.constexpr(-87.3365447)  # log(TINY)
 ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2^23: (x + magic) - magic rounds x to an integer
 QUADRATURE_POINTS = tl.constexpr(24)
 BESSEL_RATIO_TERMS = tl.constexpr(40)
+NEGATIVE_HUGE = tl.constexpr(-3.0e38)  # a finite stand-in for -inf where inf - inf would give NaN
 
 
 @triton.jit

@@ -9,7 +9,8 @@
 
 Use them through ``omegabridge.dispatch`` (``backend="triton"``, or ``"auto"`` on float32 CUDA
 tensors), which validates inputs. Triton is optional: this package imports without it (the
-submodules need it), and :func:`is_available` says whether it can be imported.
+submodules need it), and :func:`is_available` / :func:`unavailable_reason` say whether it can
+be imported.
 
 Example:
     >>> from omegabridge import kernels
@@ -19,19 +20,24 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["is_available"]
+__all__ = ["is_available", "unavailable_reason"]
 
-_available: bool | None = None
+_reason: str | None = None
+
+
+def unavailable_reason() -> str:
+    """Why ``triton`` cannot be imported ("" when it can); checked once, on first call, then cached."""
+    global _reason
+    if _reason is None:
+        try:
+            import triton  # noqa: F401  (imported lazily, only here)
+        except Exception as error:  # ImportError, or a broken install raising something else
+            _reason = f"triton cannot be imported ({type(error).__name__}: {error})"
+        else:
+            _reason = ""
+    return _reason
 
 
 def is_available() -> bool:
-    """Whether ``triton`` can be imported (checked once, on first call, then cached)."""
-    global _available
-    if _available is None:
-        try:
-            import triton  # noqa: F401  (imported lazily, only here)
-        except Exception:  # ImportError, or a broken install raising something else
-            _available = False
-        else:
-            _available = True
-    return _available
+    """Whether ``triton`` can be imported."""
+    return unavailable_reason() == ""

@@ -25,21 +25,13 @@ import os
 
 import torch
 
+from omegabridge import kernels
 from omegabridge.domains import SegmentTable
 from omegabridge.errors import BackendUnavailableError
 
 __all__ = ["is_available", "unavailable_reason", "interpreting", "posterior_mean", "step", "final_step", "bridge_target"]
 
 _REDUCED = (torch.float32, torch.bfloat16, torch.float16)
-MEAN, STEP, TARGET = 0, 1, 2
-
-
-def _import_error() -> str:
-    try:
-        import triton  # noqa: F401
-    except Exception as error:  # ImportError, or a broken install raising something else
-        return f"triton cannot be imported ({type(error).__name__}: {error})"
-    return ""
 
 
 def interpreting() -> bool:
@@ -49,7 +41,7 @@ def interpreting() -> bool:
 
 def unavailable_reason(device: torch.device) -> str:
     """Why the Triton kernels cannot run on ``device`` ("" when they can)."""
-    reason = _import_error()
+    reason = kernels.unavailable_reason()
     if reason:
         return reason
     if device.type == "cuda":
@@ -104,7 +96,7 @@ def posterior_mean(z: torch.Tensor, table: SegmentTable, remaining: torch.Tensor
     z = _float32(z)
     s = _per_row(remaining, z.shape[0])
     out = _output(z, None)
-    bridge.launch(MEAN, _plan(table, z.device), z, None, out, None, s, s, s, 1.0, 1.0, 0, 0, 0)
+    bridge.launch(bridge.MEAN.value, _plan(table, z.device), z, None, out, None, s, s, s, 1.0, 1.0, 0, 0, 0)
     return out
 
 
@@ -116,7 +108,7 @@ def step(z, drift, table, remaining: float, increment: float, seed: int, step_in
     drift = None if drift is None else _reduced(drift)
     out = _output(z, out)
     plan = _plan(table, z.device)
-    bridge.launch(STEP, plan, z, drift, out, None, plan.quadrature, plan.quadrature, plan.quadrature,
+    bridge.launch(bridge.STEP.value, plan, z, drift, out, None, plan.quadrature, plan.quadrature, plan.quadrature,
                   remaining, increment, seed, step_index, row_offset)
     return out
 
@@ -146,5 +138,5 @@ def bridge_target(x, table, mean_scale, noise_scale, remaining, seed: int, step_
     rows = x.shape[0]
     c, sigma, s = (_per_row(v, rows) for v in (mean_scale, noise_scale, remaining))
     z_t, target = (_output(x, None), _output(x, None)) if out is None else out
-    bridge.launch(TARGET, _plan(table, x.device), x, None, z_t, target, s, c, sigma, 1.0, 1.0, seed, step_index, row_offset)
+    bridge.launch(bridge.TARGET.value, _plan(table, x.device), x, None, z_t, target, s, c, sigma, 1.0, 1.0, seed, step_index, row_offset)
     return z_t, target

@@ -92,6 +92,16 @@ def check_step(out, z, f, table, s: float, db: float, seed: int, step: int, row_
     assert_within(out, expected, bound, what)
 
 
+def target_inputs(domain, rows: int, generator):
+    """(x in the domain, per-row c, sigma_t, s in 1e-4 .. 1, seed) for a training-target test."""
+    x = domain.project(torch.randn(rows, domain.width, generator=generator) * 20).to(torch.float32)
+    c = torch.rand(rows, 1, generator=generator)
+    sigma = torch.rand(rows, 1, generator=generator) * 2
+    s = 10 ** (torch.rand(rows, 1, generator=generator) * 4 - 4)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return x, c, sigma, s, seed
+
+
 def check_target(z_t, target, x, table, c, sigma, s, seed: int, step: int, row_offset: int, what: str) -> None:
     """A kernel's (z_t, target): z_t to float rounding, the target against the reference at the kernel's own z_t."""
     from omegabridge import noise, reference

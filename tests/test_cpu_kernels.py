@@ -32,7 +32,7 @@ from omegabridge import cpu_backend, dispatch, noise, reference
 from omegabridge.errors import BackendUnavailableError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # native_helpers, also under --import-mode=importlib
-from kernel_cases import DOMAINS, assert_within, check_step, check_target, factor_rows_agree, states  # noqa: E402
+from kernel_cases import DOMAINS, assert_within, check_step, check_target, factor_rows_agree, states, target_inputs  # noqa: E402
 from native_helpers import require_extension  # noqa: E402
 
 ext = require_extension()
@@ -133,11 +133,7 @@ def test_bridge_target_matches_reference(name, rows, generator):
     domain = DOMAINS[name]
     rows = _rows(name, rows)
     table = domain.segment_table()
-    x = domain.project(torch.randn(rows, domain.width, generator=generator) * 20).to(torch.float32)
-    c = torch.rand(rows, 1, generator=generator)
-    sigma = torch.rand(rows, 1, generator=generator) * 2
-    s = 10 ** (torch.rand(rows, 1, generator=generator) * 4 - 4)  # 1e-4 .. 1
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    x, c, sigma, s, seed = target_inputs(domain, rows, generator)
     z_t, target = native_target(table, x, c, sigma, s, seed, 7, row_offset=3)
     check_target(z_t, target, x, table, c, sigma, s, seed, 7, 3, name)
 

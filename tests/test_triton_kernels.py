@@ -29,7 +29,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, also under --import-mode=importlib
-from kernel_cases import DOMAINS, F64, assert_within, check_step, check_target, factor_rows_agree, states  # noqa: E402
+from kernel_cases import DOMAINS, F64, assert_within, check_step, check_target, factor_rows_agree, states, target_inputs  # noqa: E402
 from triton_helpers import on_gpu, require_triton  # noqa: E402
 
 DEVICE = require_triton()
@@ -125,9 +125,9 @@ def test_posterior_mean_matches_reference(name, rows, s, generator):
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("name", list(DOMAINS))
 def test_step_matches_reference(name, rows, generator):
+    with_drift = ROWS.index(rows) % 2 == 1  # with and without drift, alternating over the row counts (the interpreter is slow)
     domain, rows, table, z = _case(name, rows, generator)
-    # With and without drift, alternating over the row counts (the interpreter is slow).
-    f = torch.randn(z.shape, generator=generator) * 3 if ROWS.index(rows if rows in ROWS else ROWS[-1]) % 2 else None
+    f = torch.randn(z.shape, generator=generator) * 3 if with_drift else None
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     s, db = 0.37, 0.01
     out = kernel_step(table, z, f, s, db, seed, 11, row_offset=5)
@@ -140,11 +140,7 @@ def test_bridge_target_matches_reference(name, rows, generator):
     domain = DOMAINS[name]
     rows = _rows(name, rows)
     table = domain.segment_table()
-    x = domain.project(torch.randn(rows, domain.width, generator=generator) * 20).to(torch.float32)
-    c = torch.rand(rows, 1, generator=generator)
-    sigma = torch.rand(rows, 1, generator=generator) * 2
-    s = 10 ** (torch.rand(rows, 1, generator=generator) * 4 - 4)  # 1e-4 .. 1
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    x, c, sigma, s, seed = target_inputs(domain, rows, generator)
     z_t, target = kernel_target(table, x, c, sigma, s, seed, 7, row_offset=3)
     check_target(z_t, target, x, table, c, sigma, s, seed, 7, 3, name)
 

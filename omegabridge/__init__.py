@@ -28,6 +28,15 @@ from omegabridge.domains import (
 )
 from omegabridge.errors import BackendUnavailableError, DomainError, ModelOutputError
 from omegabridge.training import fit
+from omegabridge.tabular import (
+    CheckpointError,
+    ColumnSpec,
+    NotFittedError,
+    Schema,
+    SchemaError,
+    TabularBridge,
+    infer_schema,
+)
 
 __version__ = "0.1.0"
 
@@ -46,6 +55,13 @@ __all__ = [
     "schedules",
     "models",
     "fit",
+    "TabularBridge",
+    "Schema",
+    "ColumnSpec",
+    "infer_schema",
+    "SchemaError",
+    "CheckpointError",
+    "NotFittedError",
     "DomainError",
     "ModelOutputError",
     "BackendUnavailableError",

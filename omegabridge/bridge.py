@@ -184,11 +184,14 @@ class Bridge:
         backend: str = "auto",
         progress: bool = True,
         final: str = "exact",
+        row_offset: int = 0,
     ) -> torch.Tensor:
         """Draw ``n`` rows (float32, flat layout, exactly in the domain).
 
         Row r's noise depends only on (seed, step, r, column), so the sample does
         not depend on ``batch_size`` (as long as the model treats rows independently).
+        ``row_offset`` numbers the rows from there: rows ``[a, b)`` of a large sample can
+        be drawn alone with ``n=b - a, row_offset=a`` (how the CLI streams chunks).
         ``model=None`` samples the pure Omega-bridge (zero neural drift). ``backend="auto"``
         runs the fused C++ kernels on CPU when they are built (``"cpu"`` insists on them),
         the Triton kernels on a CUDA device (``"triton"``), and the torch reference
@@ -201,6 +204,8 @@ class Bridge:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+        if isinstance(row_offset, bool) or not isinstance(row_offset, int) or not 0 <= row_offset <= 2**48 - n:
+            raise ValueError(f"row_offset must be an integer in [0, 2^48 - n] (rows are addressed by 48 bits), got {row_offset!r}")
         if final not in ("exact", "project"):
             raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
         if model is not None and not callable(model):
@@ -213,7 +218,9 @@ class Bridge:
         bar = tqdm(total=len(batches) * self.steps, disable=not progress, desc="sampling", unit="step", leave=False)
         try:
             for start, stop in batches:
-                out[start:stop] = self._sample_batch(model, start, stop - start, seed, times, device, backend, final, bar)
+                out[start:stop] = self._sample_batch(
+                    model, row_offset + start, stop - start, seed, times, device, backend, final, bar
+                )
         finally:
             bar.close()
         return out

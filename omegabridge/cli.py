@@ -1,23 +1,39 @@
-"""Command line of omegabridge: ``omegabridge demo`` (also ``python -m omegabridge demo``).
+"""The ``omegabridge`` command (also ``python -m omegabridge``): fit, sample, evaluate, demo.
 
-Example:
-    $ omegabridge demo --quick -o /tmp/ob-demo --no-progress
+Examples:
+    $ omegabridge fit data.csv --iterations 6000 -o model.ckpt
+    $ omegabridge fit data.parquet --schema schema.json -o model.ckpt
+    $ omegabridge sample model.ckpt -n 1000000 --seed 0 -o synthetic/        # Parquet parts + manifest
+    $ omegabridge sample model.ckpt -n 5000 -o synthetic.csv                 # one file
+    $ omegabridge evaluate real.csv synthetic/ --model model.ckpt --target 'affairs>0' --test held_out.csv
+    $ omegabridge demo --quick -o /tmp/ob-demo
 
-Exit codes: 0 success, 1 the job failed, 2 bad usage or a missing optional dependency
-(the demo needs statsmodels and pandas: ``pip install 'omegabridge[demo]'``).
+``--schema FILE`` is JSON: ``{"column": "categorical", "share": {"kind": "interval", "low": 0, "high": 1}}``
+(kinds: categorical, constant, lattice, ordinal, halfline, interval, real); columns it
+does not name are inferred. Exit codes: 0 success, 1 the job failed (bad data, a bad
+checkpoint, an unwritable output), 2 bad usage or a missing optional dependency, 130
+interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import sys
 from typing import Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "parse_target"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad usage found after parsing (reported with exit code 2)."""
 
 
 def _integer(name: str, minimum: int, maximum: int | None = None):
@@ -25,7 +41,7 @@ def _integer(name: str, minimum: int, maximum: int | None = None):
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = int(text.replace("_", ""))
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
         if value < minimum:
@@ -37,12 +53,29 @@ def _integer(name: str, minimum: int, maximum: int | None = None):
     return parse
 
 
+def parse_target(text: str) -> tuple[str, float | None]:
+    """``"col"`` -> (col, None); ``"col>2.5"`` -> (col, 2.5): the efficacy task's label.
+
+    >>> parse_target("affairs>0"), parse_target("income")
+    (('affairs', 0.0), ('income', None))
+    """
+    if ">" not in text:
+        return text, None
+    column, _, value = text.partition(">")
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise UsageError(f"--target: expected COLUMN or COLUMN>NUMBER, got {text!r}") from None
+    if not column or not math.isfinite(threshold):
+        raise UsageError(f"--target: expected COLUMN or COLUMN>NUMBER, got {text!r}")
+    return column, threshold
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: one subcommand, ``demo``."""
+    """The argument parser with the subcommands fit, sample, evaluate and demo."""
     from omegabridge import __version__
     from omegabridge.demo import DemoConfig
 
-    defaults = DemoConfig()
     parser = argparse.ArgumentParser(
         prog="omegabridge",
         description="omegabridge: diffusion bridges on constrained domains (every sample lands in its domain).",
@@ -50,67 +83,212 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"omegabridge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+
+    fit = commands.add_parser("fit", help="train a TabularBridge on a CSV or Parquet table and save a checkpoint",
+                              description="Infer the schema (printed; override with --schema), train, save.")
+    fit.add_argument("data", metavar="DATA", help="a .csv or .parquet file")
+    fit.add_argument("-o", "--output", metavar="MODEL.ckpt", required=True, help="checkpoint to write (atomically)")
+    fit.add_argument("--schema", metavar="FILE", help="JSON overrides of the inferred schema")
+    fit.add_argument("--iterations", type=_integer("iterations", 1), default=6000, metavar="N", help="training iterations (default 6000)")
+    fit.add_argument("--batch-size", type=_integer("batch size", 1), default=512, metavar="N", help="rows per iteration (default 512)")
+    fit.add_argument("--steps", type=_integer("steps", 2), default=200, metavar="N", help="time steps of the sampler (default 200)")
+    fit.add_argument("--seed", type=_integer("seed", 0, 2**63), default=0, metavar="N", help="seed (default 0)")
+    _common(fit)
+
+    sample = commands.add_parser("sample", help="sample rows from a checkpoint, streamed to Parquet parts or one file",
+                                 description="OUT ending in .csv or .parquet is one file; any other OUT is a folder "
+                                 "of part-NNNNN.parquet files (names sort in row order) plus manifest.json.")
+    sample.add_argument("model", metavar="MODEL.ckpt")
+    sample.add_argument("-n", "--rows", type=_integer("rows", 1, 2**48), required=True, metavar="N", help="rows to sample")
+    sample.add_argument("-o", "--output", metavar="OUT", required=True, help="folder, or a .csv / .parquet file")
+    sample.add_argument("--seed", type=_integer("seed", 0, 2**64), default=0, metavar="N", help="seed (default 0)")
+    sample.add_argument("--chunk-rows", type=_integer("chunk rows", 1), default=100_000, metavar="N",
+                        help="rows per chunk and per part file (default 100000; bounds memory)")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    _common(sample)
+
+    evaluate = commands.add_parser("evaluate", help="score a synthetic table against a real one",
+                                   description="Validity, per-column fidelity (TV / KS), pairwise association error and, "
+                                   "with --target, machine-learning efficacy.")
+    evaluate.add_argument("real", metavar="REAL", help="real rows (.csv, .parquet or a parts folder)")
+    evaluate.add_argument("synthetic", metavar="SYNTHETIC", help="synthetic rows (.csv, .parquet or a parts folder)")
+    evaluate.add_argument("--model", metavar="MODEL.ckpt", help="take the schema (allowed values) from this checkpoint")
+    evaluate.add_argument("--schema", metavar="FILE", help="JSON schema overrides (when there is no --model)")
+    evaluate.add_argument("--target", metavar="COLUMN[>VALUE]", help="efficacy task: predict COLUMN (or COLUMN > VALUE)")
+    evaluate.add_argument("--test", metavar="FILE", help="held-out real rows for efficacy (default: 20%% of REAL)")
+    evaluate.add_argument("--seed", type=_integer("seed", 0, 2**32), default=0, metavar="N")
+    evaluate.add_argument("-o", "--output", metavar="METRICS.json", help="also write the metrics as JSON")
+
+    defaults = DemoConfig()
     demo = commands.add_parser(
         "demo",
-        help="train on statsmodels' 'fair' table, sample synthetic rows, print and save metrics",
+        help="train on statsmodels' 'fair' table and scikit-learn's digits, sample, print and save metrics",
         description=(
-            "Fit a diffusion bridge to statsmodels' 'fair' table (6366 rows, 9 mixed-type columns), sample "
-            "synthetic rows that are valid by construction, compare them with the real table and with an "
-            "independent-marginals baseline, and write marginals.png, metrics.json, metrics.csv and "
-            "synthetic.csv to the output folder. Needs statsmodels and pandas: pip install 'omegabridge[demo]'."
+            "Fit TabularBridge to statsmodels' 'fair' table (6366 rows, 9 mixed-type columns) and to scikit-learn's "
+            "8x8 digits (64 pixel columns on 0..16), sample, score the samples against held-out real rows and an "
+            "independent-marginals baseline, and write PNGs, metrics and samples to the output folder."
         ),
     )
     demo.add_argument("-o", "--output", metavar="DIR", default=defaults.output,
                       help=f"folder for the output files (default: ./{defaults.output})")
-    demo.add_argument("--iterations", type=_integer("iterations", 1), metavar="N", help=f"training iterations (default {defaults.iterations})")
-    demo.add_argument("--rows", type=_integer("rows", 2), metavar="N",
-                      help="synthetic rows to sample (default: as many as the data, 6366)")
-    demo.add_argument("--seed", type=_integer("seed", 0, 2**63), metavar="N", help=f"seed of training, sampling and baseline (default {defaults.seed})")
-    demo.add_argument("--steps", type=_integer("steps", 2), metavar="N", help=f"time steps of the bridge (default {defaults.steps})")
-    demo.add_argument("--threads", type=_integer("threads", 0), metavar="N",
-                      help=f"torch CPU threads (default {defaults.threads}: fastest on a small or shared machine; "
-                      "0: torch's own choice)")
-    demo.add_argument("--quick", action="store_true",
-                      help="tiny sizes (a few seconds; for tests and smoke runs, not for quality)")
-    demo.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    demo.add_argument("--iterations", type=_integer("iterations", 1), metavar="N",
+                      help=f"training iterations per data set (default {defaults.iterations})")
+    demo.add_argument("--seed", type=_integer("seed", 0, 2**63), metavar="N", help=f"seed (default {defaults.seed})")
+    demo.add_argument("--steps", type=_integer("steps", 2), metavar="N", help=f"time steps (default {defaults.steps})")
+    demo.add_argument("--only", choices=("fair", "digits"), help="run one data set only")
+    demo.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests and smoke runs, not quality)")
+    _common(demo, threads_default=defaults.threads)
     return parser
 
 
-def _config(args: argparse.Namespace):
-    from omegabridge.demo import QUICK, DemoConfig
+def _common(command: argparse.ArgumentParser, threads_default: int = 0) -> None:
+    command.add_argument("--threads", type=_integer("threads", 0), default=threads_default, metavar="N",
+                         help=f"torch CPU threads (default {threads_default}; 0: torch's own choice)")
+    command.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
-    values = dict(QUICK) if args.quick else {}
-    values.update(output=args.output, progress=args.progress, quick=args.quick)
-    for name in ("iterations", "rows", "seed", "steps", "threads"):
+
+def _threads(count: int) -> None:
+    if count:
+        import torch
+
+        torch.set_num_threads(count)
+
+
+def _read_schema_file(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            entries = json.load(handle)
+    except OSError as error:
+        raise UsageError(f"--schema {path}: cannot read it ({error.strerror})") from None
+    except ValueError as error:
+        raise UsageError(f"--schema {path}: not valid JSON ({error})") from None
+    if not isinstance(entries, dict):
+        raise UsageError(f"--schema {path}: expected a JSON object {{column: kind or {{...}}}}")
+    return entries
+
+
+def _fit(args) -> int:
+    from omegabridge.tabular import TabularBridge
+    from omegabridge.tabular.table_files import read_table
+
+    _threads(args.threads)
+    overrides = _read_schema_file(args.schema)
+    frame = read_table(args.data)
+    print(f"read {args.data}: {len(frame)} rows, {len(frame.columns)} columns")
+    model = TabularBridge(steps=args.steps, progress=args.progress)
+    model.fit(frame, overrides, iterations=args.iterations, batch_size=args.batch_size, seed=args.seed)
+    model.save(args.output)
+    print(f"final loss {model.training['final_loss']:.4g}; {model.training['seconds']:.1f} s; wrote {args.output}")
+    return EXIT_OK
+
+
+def _sample(args) -> int:
+    from tqdm.auto import tqdm
+
+    from omegabridge.tabular import TabularBridge
+    from omegabridge.tabular.table_files import output_kind, write_chunks
+
+    _threads(args.threads)
+    if output_kind(args.output) == "parts" and os.path.exists(args.output) and not args.overwrite:
+        raise UsageError(f"{args.output} already exists; pass --overwrite to replace it")
+    if output_kind(args.output) == "parts" and math.ceil(args.rows / args.chunk_rows) > 100_000:
+        raise UsageError(f"{args.rows} rows in chunks of {args.chunk_rows} would be more than 100000 parts; raise --chunk-rows")
+    model = TabularBridge.load(args.model, progress=False)
+    chunks = model.sample_chunks(args.rows, args.seed, chunk_rows=args.chunk_rows)
+    extra = {"model": os.path.abspath(args.model), "seed": args.seed, "schema": model.schema.to_dict()}
+    with tqdm(total=args.rows, disable=not args.progress, desc="sampling", unit="row", unit_scale=True) as bar:
+        summary = write_chunks(chunks, args.output, overwrite=args.overwrite, manifest_extra=extra, on_chunk=bar.update)
+    parts = f" in {len(summary['parts'])} part file(s) + manifest.json" if summary["kind"] == "parts" else ""
+    print(f"wrote {summary['rows']} rows to {args.output}{parts}")
+    return EXIT_OK
+
+
+def _evaluate(args) -> int:
+    import numpy as np
+
+    from omegabridge import metrics
+    from omegabridge.tabular import TabularBridge, infer_schema
+    from omegabridge.tabular.table_files import read_table
+
+    real = read_table(args.real)
+    synthetic = read_table(args.synthetic)
+    if args.model:
+        schema = TabularBridge.load(args.model, progress=False).schema
+    else:
+        schema = infer_schema(real, _read_schema_file(args.schema))
+    target, threshold = parse_target(args.target) if args.target else (None, None)
+    train, test = real, None
+    if target is not None:
+        if args.test:
+            test = read_table(args.test)
+        else:
+            order = np.random.default_rng(args.seed).permutation(len(real))
+            cut = int(0.8 * len(real))
+            train, test = real.iloc[order[:cut]], real.iloc[order[cut:]]
+            print("note: no --test given; efficacy is measured on 20% of REAL, which the generator may have seen")
+    result = metrics.evaluate(train, {"synthetic": synthetic}, discrete=schema.discrete_names(), target=target,
+                              threshold=threshold, test_real=test, seed=args.seed)
+    metrics.add_validity(result, schema, {"synthetic": synthetic})
+    print(metrics.format_table(result, ["synthetic"]))
+    if args.output:
+        from omegabridge.files import atomic_write
+
+        atomic_write(args.output, lambda tmp: _dump_json(result, tmp))
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _dump_json(value, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, indent=2, default=float)
+        handle.write("\n")
+
+
+def _demo(args) -> int:
+    from omegabridge import demo
+
+    demo.require_demo_dependencies()
+    _threads(args.threads)
+    values = dict(demo.QUICK) if args.quick else {}
+    values.update(output=args.output, progress=args.progress, quick=args.quick, threads=args.threads)
+    for name in ("iterations", "seed", "steps", "only"):
         given = getattr(args, name)
         if given is not None:
             values[name] = given
-    return DemoConfig(**values)
+    demo.run_demo(demo.DemoConfig(**values))
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script passes it to sys.exit)."""
+    from omegabridge.demo import MissingDependencyError
+    from omegabridge.errors import DomainError
+    from omegabridge.tabular import CheckpointError, SchemaError
+    from omegabridge.tabular.table_files import TableFileError
+
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with code 2 and a message on a bad command or option
-    if args.command == "demo":
-        from omegabridge import demo
-
-        try:
-            demo.require_demo_dependencies()
-        except demo.MissingDependencyError as error:
-            print(f"omegabridge demo: error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            demo.run_demo(_config(args))
-        except KeyboardInterrupt:
-            print("omegabridge demo: interrupted", file=sys.stderr)
-            return 130
-        except (OSError, ValueError) as error:
-            print(f"omegabridge demo: error: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        return EXIT_OK
-    parser.error(f"unknown command {args.command!r}")  # unreachable: argparse rejects unknown commands
-    return EXIT_USAGE
+    run = {"fit": _fit, "sample": _sample, "evaluate": _evaluate, "demo": _demo}[args.command]
+    prefix = f"omegabridge {args.command}: error:"
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"omegabridge {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, MissingDependencyError) as error:
+        print(f"{prefix} {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (SchemaError, CheckpointError, TableFileError, DomainError, FileExistsError) as error:
+        print(f"{prefix} {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as error:
+        print(f"{prefix} {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_FAILED
+    except ValueError as error:
+        print(f"{prefix} {error}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""Atomic output: a crash or an error never leaves a half-written file under its final name.
+
+Each writer writes to a temporary name in the destination folder (same file system),
+then renames it into place with ``os.replace`` (a file) or ``os.rename`` (a folder).
+
+Example:
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> path = atomic_write(os.path.join(folder, "a.txt"), lambda tmp: open(tmp, "w").write("hi"))
+    >>> open(path).read(), sorted(os.listdir(folder))
+    ('hi', ['a.txt'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Callable, Iterator
+
+__all__ = ["atomic_write", "atomic_folder"]
+
+
+def _default_mode(path: str) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> str:
+    """Call ``write(temporary_path)``, then move the temporary file to ``path``; returns ``path``.
+
+    On any error (or KeyboardInterrupt) the temporary file is removed and ``path`` is
+    left as it was.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    os.close(handle)
+    try:
+        write(temporary)
+        _default_mode(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str, overwrite: bool = False) -> Iterator[str]:
+    """Yield a temporary sibling folder to fill; on success it becomes ``path``.
+
+    ``path`` must not exist unless ``overwrite`` (then the old folder is replaced only
+    after the new one is complete). On an error the temporary folder is removed.
+    """
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists (pass overwrite to replace it)")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o777 & ~_umask())
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.rename(path, old)
+            os.rename(temporary, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

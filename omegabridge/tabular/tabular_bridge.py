@@ -1,0 +1,259 @@
+"""``TabularBridge``: DataFrame in, DataFrame out, every sampled value valid by construction.
+
+The shape users know from CTGAN and SDV: ``fit(frame)``, ``sample(num_rows)``,
+``save(path)`` / ``TabularBridge.load(path)``. Underneath it is a ``Schema`` (inferred,
+overridable, printed), a ``TableEncoder`` (invertible per-column maps onto an
+``ob.Product`` domain), an ``ob.Bridge`` and the default ``DriftMLP``.
+
+Example:
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"colour": ["red", "blue", "red", "green"] * 25, "count": [0, 3, 2, 1] * 25})
+    >>> model = TabularBridge(steps=20, hidden=16, depth=1, verbose=False, progress=False)
+    >>> model = model.fit(frame, iterations=5, batch_size=16)
+    >>> rows = model.sample(50, seed=1)
+    >>> set(rows["colour"]) <= {"red", "blue", "green"}, bool(rows["count"].between(0, 3).all())
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator, Mapping
+
+import torch
+
+from omegabridge import schedules
+from omegabridge.bridge import Bridge
+from omegabridge.models import DriftMLP
+from omegabridge.tabular.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from omegabridge.tabular.encoding import TableEncoder
+from omegabridge.tabular.schema import Schema, SchemaError, infer_schema
+from omegabridge.training import fit as fit_model
+
+__all__ = ["TabularBridge", "NotFittedError"]
+
+
+class NotFittedError(RuntimeError):
+    """``sample``, ``transform`` or ``save`` was called before ``fit``."""
+
+
+class TabularBridge:
+    """A diffusion bridge for a table (a pandas DataFrame) with mixed, constrained columns.
+
+    Args:
+        steps: time steps of the sampler.
+        schedule: an ``omegabridge.schedules`` schedule; default ``Exp(a=3, b=16)``: its spread
+            (sd 3.9 at the end) covers the encoded extent of every column (``encoding.EXTENT``).
+        hidden, depth: size of the default ``DriftMLP``.
+        learning_rate, weight: passed to ``omegabridge.fit``.
+        device: where training and sampling run (``"cpu"`` or a CUDA device).
+        verbose: print the schema and a summary at ``fit``; ``log`` is the printing function.
+        progress: progress bars for training and sampling.
+    """
+
+    def __init__(
+        self,
+        steps: int = 200,
+        *,
+        schedule: schedules.Schedule | None = None,
+        hidden: int = 256,
+        depth: int = 3,
+        learning_rate: float = 3e-3,
+        weight: str = "remaining",
+        device: str = "cpu",
+        verbose: bool = True,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+            raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+        self.steps = steps
+        self.schedule = schedules.Exp(a=3.0, b=16.0) if schedule is None else schedule
+        if not isinstance(self.schedule, schedules.Schedule):
+            raise TypeError(f"schedule must come from omegabridge.schedules, got {type(self.schedule).__name__}")
+        self.hidden, self.depth = hidden, depth
+        self.learning_rate, self.weight = learning_rate, weight
+        self.device = torch.device(device)
+        self.verbose, self.progress, self.log = verbose, progress, log
+        self.schema: Schema | None = None
+        self.encoder: TableEncoder | None = None
+        self.bridge: Bridge | None = None
+        self.model: DriftMLP | None = None
+        self.training: dict = {}
+
+    # ------------------------------------------------------------------------------------
+    def fit(
+        self,
+        data,
+        schema: Schema | Mapping | None = None,
+        *,
+        iterations: int = 6000,
+        batch_size: int = 512,
+        seed: int = 0,
+    ) -> "TabularBridge":
+        """Infer (or take) the schema, encode ``data`` and train the drift model; returns ``self``.
+
+        ``schema`` is ``None`` (infer every column), a dict of overrides
+        (``{"occupation": "categorical", "share": {"kind": "interval", "low": 0, "high": 1}}``)
+        or a full ``Schema``. Raises ``SchemaError`` naming the column and row of a value
+        the schema does not allow.
+        """
+        import pandas as pd
+
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        start = time.perf_counter()
+        self.schema = schema if isinstance(schema, Schema) else infer_schema(data, schema)
+        if self.verbose:
+            self.log(f"schema ({len(data)} rows, {len(self.schema)} columns):\n{self.schema.describe()}")
+        self.encoder = TableEncoder.fit(self.schema, data)
+        x = self.encoder.encode(data, what="training data").to(self.device)
+        self.bridge = Bridge(self.encoder.domain, self.schedule, steps=self.steps)
+        torch.manual_seed(seed)
+        self.model = DriftMLP(self.bridge, hidden=self.hidden, depth=self.depth, data=x).to(self.device)
+        if self.verbose:
+            self.log(f"domain of width {self.bridge.width}: {describe_factors(self.encoder.domain)}")
+        losses = fit_model(
+            self.bridge,
+            self.model,
+            x,
+            iterations=iterations,
+            batch_size=batch_size,
+            learning_rate=self.learning_rate,
+            weight=self.weight,
+            seed=seed,
+            progress=self.progress,
+        )
+        tail = losses[-max(1, len(losses) // 10):]
+        self.training = {
+            "rows": len(data),
+            "iterations": iterations,
+            "batch_size": batch_size,
+            "seed": seed,
+            "final_loss": float(sum(tail) / len(tail)),
+            "seconds": time.perf_counter() - start,
+        }
+        self.losses = losses
+        return self
+
+    # ------------------------------------------------------------------------------------
+    def sample(self, num_rows: int, seed: int = 0, *, batch_size: int = 8192, row_offset: int = 0):
+        """``num_rows`` synthetic rows as a DataFrame in the original columns, units and dtypes.
+
+        Rows are numbered from ``row_offset``; row r depends only on (seed, r), so
+        ``sample(n, seed)`` equals the concatenation of chunks drawn with their offsets
+        (up to the model's float rounding, which may depend on the batch size).
+        """
+        self._require_fitted("sample")
+        x = self.bridge.sample(
+            self.model, n=num_rows, seed=seed, batch_size=batch_size, device=self.device,
+            progress=self.progress, row_offset=row_offset,
+        )
+        frame = self.encoder.decode(x)
+        frame.index = range(row_offset, row_offset + num_rows)
+        return frame
+
+    def sample_chunks(self, num_rows: int, seed: int = 0, *, chunk_rows: int = 100_000, batch_size: int = 8192) -> Iterator:
+        """Yield ``num_rows`` rows as DataFrames of at most ``chunk_rows`` rows, in row order (bounded memory)."""
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
+            raise ValueError(f"num_rows must be a positive integer, got {num_rows!r}")
+        self._require_fitted("sample")
+        for start in range(0, num_rows, chunk_rows):
+            yield self.sample(min(chunk_rows, num_rows - start), seed, batch_size=batch_size, row_offset=start)
+
+    def transform(self, data) -> torch.Tensor:
+        """Rows of the bridge's domain for ``data`` (``SchemaError`` names a bad column and row)."""
+        self._require_fitted("transform")
+        return self.encoder.encode(data)
+
+    def inverse_transform(self, x: torch.Tensor):
+        """The DataFrame for rows ``x`` of the bridge's domain."""
+        self._require_fitted("inverse_transform")
+        return self.encoder.decode(x)
+
+    # ------------------------------------------------------------------------------------
+    def save(self, path: str) -> str:
+        """Write a checkpoint (weights, schema, encoder, schedule, settings, versions) atomically."""
+        self._require_fitted("save")
+        return write_checkpoint(
+            path,
+            {
+                "schema": self.schema.to_dict(),
+                "encoder": self.encoder.to_dict(),
+                "bridge": {"steps": self.steps, "schedule": schedules_to_dict(self.schedule)},
+                "model": {
+                    "hidden": self.hidden, "depth": self.depth,
+                    "learning_rate": self.learning_rate, "weight": self.weight,
+                },
+                "weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "training": self.training,
+            },
+        )
+
+    @classmethod
+    def load(cls, path: str, *, device: str = "cpu", progress: bool = True, verbose: bool = False) -> "TabularBridge":
+        """The ``TabularBridge`` saved at ``path``; ``CheckpointError`` names the file and the problem."""
+        content = read_checkpoint(path)
+        try:
+            schema = Schema.from_dict(content["schema"], source="checkpoint")
+            encoder = TableEncoder.from_dict(schema, content["encoder"])
+            model_settings = content["model"]
+            result = cls(
+                steps=int(content["bridge"]["steps"]),
+                schedule=schedules_from_dict(content["bridge"]["schedule"]),
+                hidden=int(model_settings["hidden"]),
+                depth=int(model_settings["depth"]),
+                learning_rate=float(model_settings["learning_rate"]),
+                weight=str(model_settings["weight"]),
+                device=device,
+                verbose=verbose,
+                progress=progress,
+            )
+            result.schema, result.encoder = schema, encoder
+            result.bridge = Bridge(encoder.domain, result.schedule, steps=result.steps)
+            result.model = DriftMLP(result.bridge, hidden=result.hidden, depth=result.depth)
+            result.model.load_state_dict(content["weights"], strict=True)
+            result.model.to(result.device).eval()
+            result.training = dict(content.get("training", {}))
+        except (KeyError, TypeError, ValueError, RuntimeError, SchemaError) as error:
+            raise CheckpointError(f"{path}: incompatible or damaged checkpoint ({type(error).__name__}: {error})") from error
+        return result
+
+    # ------------------------------------------------------------------------------------
+    def _require_fitted(self, what: str) -> None:
+        if self.model is None:
+            raise NotFittedError(f"{what}: this TabularBridge is not fitted; call fit(data) or TabularBridge.load(path)")
+
+    def __repr__(self) -> str:
+        state = f"{len(self.schema)} columns, width {self.bridge.width}" if self.schema is not None else "not fitted"
+        return f"TabularBridge(steps={self.steps}, schedule={self.schedule!r}, hidden={self.hidden}, depth={self.depth}; {state})"
+
+
+def describe_factors(domain) -> str:
+    """``"3 x Lattice, 2 x Categorical(6), 1 x Binary"``: the factors of a Product, counted by their repr.
+
+    >>> from omegabridge import domains
+    >>> describe_factors(domains.Product([domains.Binary(), domains.Binary(), domains.Real()]))
+    '2 x Binary(), 1 x Real()'
+    """
+    from collections import Counter
+
+    counts = Counter(repr(f) for f in getattr(domain, "factors", [domain]))
+    return ", ".join(f"{count} x {name}" for name, count in counts.items())
+
+
+def schedules_to_dict(schedule: schedules.Schedule) -> dict:
+    """``{"name": class name, "parameters": {...}}`` of a schedule (``Table`` keeps its beta values)."""
+    if isinstance(schedule, schedules.Table):
+        return {"name": "Table", "parameters": {"beta": schedule.values.tolist()}}
+    return {"name": type(schedule).__name__, "parameters": {k: float(v) for k, v in vars(schedule).items()}}
+
+
+def schedules_from_dict(entry: dict) -> schedules.Schedule:
+    """Inverse of ``schedules_to_dict``; an unknown name is a ``ValueError``."""
+    names = {"Constant", "Exp", "Linear", "InverseExp", "Table"}
+    if entry.get("name") not in names:
+        raise ValueError(f"unknown schedule {entry.get('name')!r}")
+    return getattr(schedules, entry["name"])(**entry["parameters"])

@@ -233,17 +233,11 @@ def _evaluate(args) -> int:
     metrics.add_validity(result, schema, {"synthetic": synthetic})
     print(metrics.format_table(result, ["synthetic"]))
     if args.output:
-        from omegabridge.files import atomic_write
+        from omegabridge.files import write_json
 
-        atomic_write(args.output, lambda tmp: _dump_json(result, tmp))
+        write_json(args.output, result)
         print(f"wrote {args.output}")
     return EXIT_OK
-
-
-def _dump_json(value, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, indent=2, default=float)
-        handle.write("\n")
 
 
 def _demo(args) -> int:
@@ -284,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix} {error}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as error:
-        print(f"{prefix} {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"{prefix} {where}{error.strerror or error}", file=sys.stderr)
         return EXIT_FAILED
     except ValueError as error:
         print(f"{prefix} {error}", file=sys.stderr)

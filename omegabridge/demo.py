@@ -30,7 +30,6 @@ dependencies come with the ``demo`` extra: ``pip install 'omegabridge[demo]'``.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -353,7 +352,7 @@ def plot_digits(real, frames: dict, path: str, count: int = 48) -> str:
 # ----------------------------------------------------------------------------------------
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
     """Run the demo end to end, print the metrics and the file paths; returns the metrics (also metrics.json)."""
-    from omegabridge.files import atomic_write
+    from omegabridge.files import write_json
 
     require_demo_dependencies()
     if config.threads:
@@ -371,12 +370,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
     result["seconds"] = time.perf_counter() - start
     result["versions"] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
-    def dump(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(result, handle, indent=2, default=float)
-            handle.write("\n")
-
-    atomic_write(os.path.join(output, "metrics.json"), dump)
+    write_json(os.path.join(output, "metrics.json"), result)
     names = sorted(os.listdir(output))
     log(f"time: {result['seconds']:.1f} s ({torch.get_num_threads()} torch thread(s)); "
         f"wrote {output}{os.sep}: {', '.join(n for n in names if not n.startswith('.'))}")

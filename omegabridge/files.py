@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from typing import Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_folder"]
+__all__ = ["atomic_write", "atomic_folder", "write_json", "json_safe"]
 
 
 def _default_mode(path: str) -> None:
@@ -70,7 +70,10 @@ def atomic_folder(path: str, overwrite: bool = False) -> Iterator[str]:
             os.rmdir(old)
             os.rename(path, old)
             os.rename(temporary, path)
-            shutil.rmtree(old, ignore_errors=True)
+            if os.path.isdir(old):
+                shutil.rmtree(old, ignore_errors=True)
+            else:  # a plain file stood where the folder goes
+                os.unlink(old)
         else:
             os.rename(temporary, path)
     except BaseException:
@@ -82,3 +85,39 @@ def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def json_safe(value):
+    """``value`` with NaN and infinities as None and numpy scalars as Python numbers (strict JSON).
+
+    >>> json_safe({"a": float("nan"), "b": [1.5, float("inf")]})
+    {'a': None, 'b': [1.5, None]}
+    """
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def write_json(path: str, value) -> str:
+    """Write ``json_safe(value)`` to ``path`` (indented, strict JSON) atomically."""
+    import json
+
+    def dump(temporary: str) -> None:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(json_safe(value), handle, indent=2, allow_nan=False)
+            handle.write("\n")
+
+    return atomic_write(path, dump)

@@ -34,13 +34,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from omegabridge import demo, metrics  # noqa: E402
-from omegabridge.tabular import TabularBridge  # noqa: E402
-
-
-def omegabridge_generator(train, schema, rows, args):
-    model = TabularBridge(steps=200, progress=False, verbose=False)
-    model.fit(train, schema, iterations=args.iterations, seed=args.seed)
-    return model.sample(rows, seed=args.seed).reset_index(drop=True), model
 
 
 def ctgan_generator(train, discrete, rows, epochs, args):
@@ -62,20 +55,19 @@ def run_dataset(name, args, log):
     else:
         real, labels = demo.load_digits()
         schema_overrides = demo.digits_schema(real.columns)
-    train_rows, test_rows = demo.split(len(real), args.seed)
-    train, test = real.iloc[train_rows].reset_index(drop=True), real.iloc[test_rows].reset_index(drop=True)
+    train, test, train_rows, _ = demo.split_frame(real, args.seed)
     rows = len(train)
     frames, seconds = {}, {}
 
     mark = time.perf_counter()
-    frames["omegabridge"], model = omegabridge_generator(train, schema_overrides, rows, args)
+    config = demo.DemoConfig(iterations=args.iterations, seed=args.seed, progress=False)
+    model, frames["omegabridge"], _ = demo.fit_and_sample(train, schema_overrides, config, rows, log=lambda _: None)
     seconds["omegabridge"] = time.perf_counter() - mark
     log(f"{name}: omegabridge {seconds['omegabridge']:.0f} s")
-    discrete = model.schema.discrete_names()
     if not args.skip_ctgan:
         epochs = args.ctgan_epochs[0 if name == "fair" else 1]
         mark = time.perf_counter()
-        frames["ctgan"] = ctgan_generator(train, discrete, rows, epochs, args)
+        frames["ctgan"] = ctgan_generator(train, model.schema.discrete_names(), rows, epochs, args)
         seconds["ctgan"] = time.perf_counter() - mark
         log(f"{name}: ctgan ({epochs} epochs) {seconds['ctgan']:.0f} s")
     mark = time.perf_counter()
@@ -83,20 +75,13 @@ def run_dataset(name, args, log):
     seconds["independent"] = time.perf_counter() - mark
 
     if name == "fair":
-        target, threshold = demo.FAIR_TARGET
-        result = metrics.evaluate(train, frames, discrete=discrete, target=target, threshold=threshold,
-                                  test_real=test, seed=args.seed)
+        result = demo.score_fair(train, test, frames, model.schema, args.seed)
     else:
-        result = metrics.evaluate(train, frames, discrete=discrete)
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        classifier.fit(train.to_numpy(dtype=float), labels[train_rows])
+        result = metrics.evaluate(train, frames, discrete=model.schema.discrete_names())
+        metrics.add_validity(result, model.schema, frames)
+        classifier = demo.digit_classifier(train, labels[train_rows])
         result["digits"] = {n: demo.digit_scores(classifier, f) for n, f in frames.items()}
         result["digits"]["real_test"] = demo.digit_scores(classifier, test)
-    metrics.add_validity(result, model.schema, frames)
     result["seconds"] = seconds
     result["rows"] = {"train": len(train), "test": len(test), "synthetic": rows}
     return result

@@ -206,8 +206,6 @@ def _sample(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import numpy as np
-
     from omegabridge import metrics
     from omegabridge.tabular import TabularBridge, infer_schema
     from omegabridge.tabular.table_files import read_table
@@ -224,9 +222,9 @@ def _evaluate(args) -> int:
         if args.test:
             test = read_table(args.test)
         else:
-            order = np.random.default_rng(args.seed).permutation(len(real))
-            cut = int(0.8 * len(real))
-            train, test = real.iloc[order[:cut]], real.iloc[order[cut:]]
+            from omegabridge.demo import split_frame
+
+            train, test, _, _ = split_frame(real, args.seed)
             print("note: no --test given; efficacy is measured on 20% of REAL, which the generator may have seen")
     result = metrics.evaluate(train, {"synthetic": synthetic}, discrete=schema.discrete_names(), target=target,
                               threshold=threshold, test_real=test, seed=args.seed)

@@ -49,6 +49,11 @@ __all__ = [
     "load_digits",
     "digits_schema",
     "split",
+    "split_frame",
+    "fit_and_sample",
+    "score_fair",
+    "digit_classifier",
+    "digit_scores",
     "independent_baseline",
     "run_fair",
     "run_digits",
@@ -148,6 +153,19 @@ def split(rows: int, seed: int, test_share: float = 0.2) -> tuple[np.ndarray, np
     return order[:cut], order[cut:]
 
 
+def split_frame(frame, seed: int, test_share: float = 0.2):
+    """``(train, test, train_rows, test_rows)``: ``frame`` split by ``split``, each part re-indexed from 0.
+
+    >>> import pandas as pd
+    >>> train, test, _, _ = split_frame(pd.DataFrame({"a": range(10)}), seed=0)
+    >>> len(train), len(test), list(test.index)
+    (8, 2, [0, 1])
+    """
+    train_rows, test_rows = split(len(frame), seed, test_share)
+    return (frame.iloc[train_rows].reset_index(drop=True), frame.iloc[test_rows].reset_index(drop=True),
+            train_rows, test_rows)
+
+
 def independent_baseline(frame, rows: int, seed: int):
     """Each column drawn independently (with replacement) from its own empirical marginal."""
     import pandas as pd
@@ -156,7 +174,8 @@ def independent_baseline(frame, rows: int, seed: int):
     return pd.DataFrame({c: rng.choice(frame[c].to_numpy(), size=rows, replace=True) for c in frame.columns})
 
 
-def _fit_and_sample(train, schema, config: DemoConfig, rows: int, log):
+def fit_and_sample(train, schema, config: DemoConfig, rows: int, log: Callable[[str], None] = print):
+    """Fit a ``TabularBridge`` with the config's settings and sample ``rows``; returns (model, rows, seconds)."""
     from omegabridge.tabular import TabularBridge
 
     model = TabularBridge(
@@ -181,18 +200,13 @@ def run_fair(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
     from omegabridge.tabular.table_files import write_table
 
     real = load_fair()
-    train_rows, test_rows = split(len(real), config.seed)
-    train, test = real.iloc[train_rows].reset_index(drop=True), real.iloc[test_rows].reset_index(drop=True)
+    train, test, _, _ = split_frame(real, config.seed)
     rows = len(train) if config.rows is None else int(config.rows)
     log(f"== fair: {len(real)} rows x {len(real.columns)} columns; training on {len(train)}, {len(test)} held out ==")
-    model, synthetic, seconds = _fit_and_sample(train, FAIR_SCHEMA, config, rows, log)
+    model, synthetic, seconds = fit_and_sample(train, FAIR_SCHEMA, config, rows, log)
     baseline = independent_baseline(train, rows, config.seed)
     frames = {"omegabridge": synthetic, "independent": baseline}
-    discrete = model.schema.discrete_names()
-    target, threshold = FAIR_TARGET
-    result = metrics.evaluate(train, frames, discrete=discrete, target=target, threshold=threshold,
-                              test_real=test, seed=config.seed)
-    metrics.add_validity(result, model.schema, frames)
+    result = score_fair(train, test, frames, model.schema, config.seed)
     output = os.path.abspath(config.output)
     plot_marginals(train, frames, model.schema, os.path.join(output, "fair_marginals.png"))
     write_table(synthetic, os.path.join(output, "fair_synthetic.csv"))
@@ -201,6 +215,16 @@ def run_fair(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
                      "final_loss": model.training["final_loss"], "seconds": seconds}
     log(metrics.format_table(result, list(frames)))
     return result
+
+
+def score_fair(train, test, frames: dict, schema, seed: int) -> dict:
+    """``metrics.evaluate`` of each synthetic frame (efficacy: affairs > 0 on ``test``) plus validity under ``schema``."""
+    from omegabridge import metrics
+
+    target, threshold = FAIR_TARGET
+    result = metrics.evaluate(train, frames, discrete=schema.discrete_names(), target=target, threshold=threshold,
+                              test_real=test, seed=seed)
+    return metrics.add_validity(result, schema, frames)
 
 
 def plot_marginals(real, frames: dict, schema, path: str) -> str:
@@ -261,6 +285,15 @@ def plot_marginals(real, frames: dict, schema, path: str) -> str:
 # ----------------------------------------------------------------------------------------
 # digits
 # ----------------------------------------------------------------------------------------
+def digit_classifier(pixels, labels):
+    """Logistic regression (on standardised pixels) fitted to real digits: the judge of sampled ones."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(pixels.to_numpy(dtype=float), labels)
+
+
 def digit_scores(classifier, pixels) -> dict:
     """Class histogram of ``classifier``'s labels for the images, its TV from uniform, and the mean top probability."""
     probabilities = classifier.predict_proba(pixels.to_numpy(dtype=float))
@@ -274,22 +307,16 @@ def digit_scores(classifier, pixels) -> dict:
 
 def run_digits(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
     """Train on the digits' training split, sample images, label them with a real-data classifier; writes digits.png."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from omegabridge import metrics
     from omegabridge.tabular.table_files import write_table
 
     pixels, labels = load_digits()
-    train_rows, test_rows = split(len(pixels), config.seed)
-    train, test = pixels.iloc[train_rows].reset_index(drop=True), pixels.iloc[test_rows].reset_index(drop=True)
+    train, test, train_rows, test_rows = split_frame(pixels, config.seed)
     rows = len(train) if config.rows is None else int(config.rows)
     log(f"== digits: {len(pixels)} images of 8x8 pixels in 0..16; training on {len(train)}, {len(test)} held out ==")
-    model, synthetic, seconds = _fit_and_sample(train, digits_schema(pixels.columns), config, rows, log)
+    model, synthetic, seconds = fit_and_sample(train, digits_schema(pixels.columns), config, rows, log)
     baseline = independent_baseline(train, rows, config.seed)
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    classifier.fit(train.to_numpy(dtype=float), labels[train_rows])
+    classifier = digit_classifier(train, labels[train_rows])
     frames = {"omegabridge": synthetic, "independent": baseline}
     result = {"columns": {}, "summary": {}}
     metrics.add_validity(result, model.schema, frames)

@@ -23,9 +23,7 @@ __all__ = ["atomic_write", "atomic_folder", "write_json", "json_safe"]
 
 
 def _default_mode(path: str) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+    os.chmod(path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> str:

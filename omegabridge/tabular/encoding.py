@@ -69,7 +69,7 @@ class ColumnEncoding:
     missing_indicator: bool = False  # a Binary "is missing" factor first
     atom_indicator: bool = False  # half-line: a Binary "value == low" factor
     step: float = 1.0  # lattice/ordinal: encoded spacing
-    center: float = 0.0  # real: mean; numeric fill value (in original units) for missing cells
+    center: float = 0.0  # real: mean
     scale: float = 1.0  # real: sd; half-line: c
     fill_values: list | None = None  # observed values (original units) that missing cells are drawn from
 

@@ -271,11 +271,6 @@ class Schema:
         widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
         return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
 
-    def validity(self, frame) -> dict[str, float]:
-        """Share of each column's values that are allowed (1.0 is every value)."""
-        self.check_columns(frame)
-        return {c.name: float(c.valid_mask(frame[c.name]).mean()) if len(frame) else 1.0 for c in self.columns}
-
     def check_columns(self, frame) -> None:
         """Raise ``SchemaError`` naming the missing and unexpected columns of ``frame``."""
         missing = [n for n in self.names if n not in frame.columns]

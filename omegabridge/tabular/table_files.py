@@ -30,7 +30,7 @@ import json
 import os
 from typing import Iterable
 
-from omegabridge.files import atomic_folder, atomic_write
+from omegabridge.files import atomic_folder, atomic_write, write_json
 
 __all__ = ["TableFileError", "read_table", "write_table", "write_chunks", "output_kind", "MANIFEST"]
 
@@ -92,9 +92,7 @@ def read_table(path: str):
         if kind == "parquet":
             _require_pyarrow(path)
             return pd.read_parquet(path)
-    except (OSError, ValueError) as error:
-        raise TableFileError(f"{path}: cannot read the table ({type(error).__name__}: {error})") from error
-    except Exception as error:  # parsers raise their own error types on malformed files
+    except Exception as error:  # OSError, ValueError, and the parsers' own types for malformed files
         raise TableFileError(f"{path}: cannot read the table ({type(error).__name__}: {error})") from error
     raise TableFileError(f"{path}: unknown table format; expected a .csv or .parquet file or a folder of parts")
 
@@ -160,7 +158,5 @@ def write_chunks(chunks: Iterable, path: str, *, overwrite: bool = True, manifes
                 on_chunk(len(chunk))
         manifest = {"format": MANIFEST_FORMAT, "rows": summary["rows"], "columns": columns,
                     "parts": summary["parts"], **(manifest_extra or {})}
-        with open(os.path.join(folder, MANIFEST), "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2)
-            handle.write("\n")
+        write_json(os.path.join(folder, MANIFEST), manifest)
     return summary

@@ -80,6 +80,7 @@ class TabularBridge:
         self.bridge: Bridge | None = None
         self.model: DriftMLP | None = None
         self.training: dict = {}
+        self.losses: list[float] = []
 
     # ------------------------------------------------------------------------------------
     def fit(

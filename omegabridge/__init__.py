@@ -27,6 +27,7 @@ from omegabridge.domains import (
     Sphere,
 )
 from omegabridge.errors import BackendUnavailableError, DomainError, ModelOutputError
+from omegabridge.trainer import Trainer, TrainingCheckpointError, TrainingRecord
 from omegabridge.training import fit
 from omegabridge.tabular import (
     CheckpointError,
@@ -55,6 +56,9 @@ __all__ = [
     "schedules",
     "models",
     "fit",
+    "Trainer",
+    "TrainingRecord",
+    "TrainingCheckpointError",
     "TabularBridge",
     "Schema",
     "ColumnSpec",

@@ -144,10 +144,30 @@ class Bridge:
         For training loops that validate their data set once (``fit`` does), so the
         membership check does not run again on every minibatch.
         """
-        device = x.device
-        rows = x.shape[0]
-        index = torch.randint(0, self.steps, (rows,), generator=generator)
+        index = torch.randint(0, self.steps, (x.shape[0],), generator=generator)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return self.loss_at(model, x, index, seed, weight=weight, backend=backend)
+
+    def loss_at(
+        self,
+        model: Model,
+        x: torch.Tensor,
+        time_index: torch.Tensor,
+        seed: int,
+        *,
+        row_offset: int = 0,
+        weight: str = "none",
+        backend: str = "auto",
+    ) -> torch.Tensor:
+        """``checked_loss`` with the draws given: grid indices ``time_index`` (one per row, CPU int64)
+        and the noise ``seed``; row i's noise is row ``row_offset + i`` of the training stream.
+
+        For data-parallel training: every rank draws the whole global batch's indices and
+        seed, and takes its slice with its ``row_offset``, so the ranks' rows see exactly
+        the times and noise a single process would give them.
+        """
+        device = x.device
+        index = time_index.to(device="cpu", dtype=torch.int64)
         remaining_float64 = self.time_grid.remaining[index]
         remaining = remaining_float64.to(torch.float32).to(device)
         z_t, target = dispatch.bridge_target(
@@ -157,6 +177,7 @@ class Bridge:
             noise_scale=self._noise_variance[index].sqrt().to(torch.float32).to(device),
             remaining=remaining,
             seed=seed,
+            row_offset=row_offset,
             backend=backend,
         )
         t = self.time_grid.t[index].to(torch.float32).to(device)

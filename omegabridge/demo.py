@@ -86,6 +86,7 @@ class DemoConfig:
     depth: int = 3
     batch_size: int = 512
     learning_rate: float = 3e-3
+    ema_decay: float | None = None
     sample_batch_size: int = 8192
     threads: int = 1
     progress: bool = True
@@ -180,7 +181,7 @@ def fit_and_sample(train, schema, config: DemoConfig, rows: int, log: Callable[[
 
     model = TabularBridge(
         steps=config.steps, hidden=config.hidden, depth=config.depth, learning_rate=config.learning_rate,
-        progress=config.progress, log=log,
+        ema_decay=config.ema_decay, progress=config.progress, log=log,
     )
     mark = time.perf_counter()
     model.fit(train, schema, iterations=config.iterations, batch_size=config.batch_size, seed=config.seed)

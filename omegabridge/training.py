@@ -1,4 +1,4 @@
-"""A short, dependable training loop for a drift model (Adam, cosine decay, gradient clipping).
+"""``fit``: train a drift model in one call (Adam, cosine decay, gradient clipping), on ``Trainer``.
 
 Example:
     >>> import torch, omegabridge as ob
@@ -11,13 +11,9 @@ Example:
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
-from tqdm.auto import tqdm
 
-from omegabridge.bridge import check_loss_weight
+from omegabridge.trainer import Trainer
 
 __all__ = ["fit"]
 
@@ -37,12 +33,12 @@ def fit(
 ) -> list[float]:
     """Train ``model`` on rows ``data`` (validated against the bridge's domain) and return the losses.
 
-    Each iteration draws a minibatch of ``batch_size`` rows with replacement, takes
-    one Adam step on ``bridge.loss(model, rows, weight=weight)`` (as ``bridge.checked_loss``:
-    ``data`` is validated once, up front) with the gradient
-    norm clipped to ``clip`` (0 turns clipping off), and the learning rate decays
-    from ``learning_rate`` to 0 on a cosine. Rows, times and noise come from a
-    generator seeded with ``seed``, so a run is repeatable.
+    A one-call front to ``omegabridge.Trainer`` (which adds EMA, warmup, mixed precision,
+    resumable checkpoints, logging hooks and torchrun/DDP): each iteration takes the next
+    ``batch_size`` rows of a seeded permutation of ``data`` (epoch after epoch), one Adam
+    step on ``bridge.loss_at`` with the gradient norm clipped to ``clip`` (0 turns
+    clipping off), and the learning rate decays from ``learning_rate`` to 0 on a cosine.
+    Every draw derives from ``seed`` and the iteration, so a run is repeatable.
 
     ``weight="remaining"`` (lambda = s) is the default because, for exponential
     schedules (g(t) = a (s + beta(T) e^{-a} / (1 - e^{-a}))), it is close to the
@@ -55,37 +51,6 @@ def fit(
     ``learning_rate``, a negative ``clip`` or an unknown ``weight``, and
     ``omegabridge.DomainError`` when a row of ``data`` lies outside the domain.
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not _is_real(learning_rate) or not math.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
-    if not _is_real(clip) or not math.isfinite(clip) or clip < 0:
-        raise ValueError(f"clip must be finite and >= 0 (0: no clipping), got {clip!r}")
-    check_loss_weight(weight)
-    data = bridge.check_data(data, name="data")
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
-    losses: list[float] = []
-    model.train()
-    with tqdm(range(iterations), disable=not progress, desc="training", unit="it") as bar:
-        for _ in bar:
-            index = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
-            loss = bridge.checked_loss(model, data[index], weight=weight, generator=generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
-            if len(losses) % 50 == 0:
-                bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.4g}")
-    model.eval()
-    return losses
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    trainer = Trainer(bridge, model, batch_size=batch_size, learning_rate=learning_rate, weight=weight, clip=clip,
+                      seed=seed, progress=progress)
+    return trainer.fit(data, iterations)

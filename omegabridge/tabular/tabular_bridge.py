@@ -18,17 +18,17 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from omegabridge import schedules
+from omegabridge import distributed, schedules
 from omegabridge.bridge import Bridge
 from omegabridge.models import DriftMLP
 from omegabridge.tabular.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from omegabridge.tabular.encoding import TableEncoder
 from omegabridge.tabular.schema import Schema, SchemaError, infer_schema
-from omegabridge.training import fit as fit_model
+from omegabridge.trainer import Trainer
 
 __all__ = ["TabularBridge", "NotFittedError"]
 
@@ -45,8 +45,10 @@ class TabularBridge:
         schedule: an ``omegabridge.schedules`` schedule; default ``Exp(a=3, b=16)``: its spread
             (sd 3.9 at the end) covers the encoded extent of every column (``encoding.EXTENT``).
         hidden, depth: size of the default ``DriftMLP``.
-        learning_rate, weight: passed to ``omegabridge.fit``.
-        device: where training and sampling run (``"cpu"`` or a CUDA device).
+        learning_rate, weight, ema_decay: passed to ``omegabridge.Trainer``; with an
+            ``ema_decay`` the moving average of the weights is the model kept and sampled.
+        device: where training and sampling run (``"cpu"`` or a CUDA device; under
+            torchrun ``"cuda"`` means each worker's own GPU).
         verbose: print the schema and a summary at ``fit``; ``log`` is the printing function.
         progress: progress bars for training and sampling.
     """
@@ -60,6 +62,7 @@ class TabularBridge:
         depth: int = 3,
         learning_rate: float = 3e-3,
         weight: str = "remaining",
+        ema_decay: float | None = None,
         device: str = "cpu",
         verbose: bool = True,
         progress: bool = True,
@@ -72,8 +75,8 @@ class TabularBridge:
         if not isinstance(self.schedule, schedules.Schedule):
             raise TypeError(f"schedule must come from omegabridge.schedules, got {type(self.schedule).__name__}")
         self.hidden, self.depth = hidden, depth
-        self.learning_rate, self.weight = learning_rate, weight
-        self.device = torch.device(device)
+        self.learning_rate, self.weight, self.ema_decay = learning_rate, weight, ema_decay
+        self.device = distributed.device_for_rank(device)
         self.verbose, self.progress, self.log = verbose, progress, log
         self.schema: Schema | None = None
         self.encoder: TableEncoder | None = None
@@ -91,6 +94,10 @@ class TabularBridge:
         iterations: int = 6000,
         batch_size: int = 512,
         seed: int = 0,
+        checkpoint: str | None = None,
+        checkpoint_every: int = 1000,
+        resume: bool = True,
+        hooks: Sequence[Callable] = (),
     ) -> "TabularBridge":
         """Infer (or take) the schema, encode ``data`` and train the drift model; returns ``self``.
 
@@ -98,6 +105,12 @@ class TabularBridge:
         (``{"occupation": "categorical", "share": {"kind": "interval", "low": 0, "high": 1}}``)
         or a full ``Schema``. Raises ``SchemaError`` naming the column and row of a value
         the schema does not allow.
+
+        ``checkpoint`` names a resumable training checkpoint (``omegabridge.Trainer``):
+        written every ``checkpoint_every`` iterations; a later ``fit`` of the same data and
+        settings resumes from it unless ``resume=False``. ``hooks`` receive a
+        ``TrainingRecord`` every 50 iterations. Under torchrun each worker calls ``fit``
+        with the same data; the global ``batch_size`` is split among them (DDP).
         """
         import pandas as pd
 
@@ -105,26 +118,22 @@ class TabularBridge:
             raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
         start = time.perf_counter()
         self.schema = schema if isinstance(schema, Schema) else infer_schema(data, schema)
-        if self.verbose:
+        if self.verbose and distributed.is_main():
             self.log(f"schema ({len(data)} rows, {len(self.schema)} columns):\n{self.schema.describe()}")
         self.encoder = TableEncoder.fit(self.schema, data)
         x = self.encoder.encode(data, what="training data").to(self.device)
         self.bridge = Bridge(self.encoder.domain, self.schedule, steps=self.steps)
         torch.manual_seed(seed)
         self.model = DriftMLP(self.bridge, hidden=self.hidden, depth=self.depth, data=x).to(self.device)
-        if self.verbose:
+        if self.verbose and distributed.is_main():
             self.log(f"domain of width {self.bridge.width}: {describe_factors(self.encoder.domain)}")
-        losses = fit_model(
-            self.bridge,
-            self.model,
-            x,
-            iterations=iterations,
-            batch_size=batch_size,
-            learning_rate=self.learning_rate,
-            weight=self.weight,
-            seed=seed,
-            progress=self.progress,
+        trainer = Trainer(
+            self.bridge, self.model, batch_size=batch_size, learning_rate=self.learning_rate, weight=self.weight,
+            ema_decay=self.ema_decay, checkpoint=checkpoint, checkpoint_every=checkpoint_every, seed=seed,
+            hooks=hooks, progress=self.progress and distributed.is_main(), log=self.log,
         )
+        losses = trainer.fit(x, iterations, resume=resume)
+        self.model = trainer.averaged_model.eval()
         tail = losses[-max(1, len(losses) // 10):]
         self.training = {
             "rows": len(data),
@@ -164,6 +173,21 @@ class TabularBridge:
         for start in range(0, num_rows, chunk_rows):
             yield self.sample(min(chunk_rows, num_rows - start), seed, batch_size=batch_size, row_offset=start)
 
+    def sample_to(self, path: str, num_rows: int, seed: int = 0, *, chunk_rows: int = 100_000, batch_size: int = 8192,
+                  overwrite: bool = False, on_chunk: Callable[[int], None] | None = None, manifest_extra: dict | None = None) -> dict:
+        """Sample ``num_rows`` rows to the folder ``path`` (Parquet parts + manifest.json) in bounded memory.
+
+        Resumable: a run killed part-way leaves ``path.partial``; the same call again
+        finishes it without redoing complete parts. Under torchrun every worker makes
+        this call and writes its contiguous share of the parts; the folder equals the one
+        a single process writes. See ``omegabridge.tabular.sample_parts``.
+        """
+        from omegabridge.tabular.sample_parts import write_sample_parts
+
+        self._require_fitted("sample")
+        return write_sample_parts(self, num_rows, path, seed=seed, chunk_rows=chunk_rows, batch_size=batch_size,
+                                  overwrite=overwrite, on_chunk=on_chunk, manifest_extra=manifest_extra)
+
     def transform(self, data) -> torch.Tensor:
         """Rows of the bridge's domain for ``data`` (``SchemaError`` names a bad column and row)."""
         self._require_fitted("transform")
@@ -186,7 +210,7 @@ class TabularBridge:
                 "bridge": {"steps": self.steps, "schedule": schedules_to_dict(self.schedule)},
                 "model": {
                     "hidden": self.hidden, "depth": self.depth,
-                    "learning_rate": self.learning_rate, "weight": self.weight,
+                    "learning_rate": self.learning_rate, "weight": self.weight, "ema_decay": self.ema_decay,
                 },
                 "weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "training": self.training,
@@ -208,6 +232,7 @@ class TabularBridge:
                 depth=int(model_settings["depth"]),
                 learning_rate=float(model_settings["learning_rate"]),
                 weight=str(model_settings["weight"]),
+                ema_decay=model_settings.get("ema_decay"),
                 device=device,
                 verbose=verbose,
                 progress=progress,

@@ -26,6 +26,9 @@ from typing import Sequence
 
 __all__ = ["main", "build_parser", "parse_target"]
 
+from omegabridge.tabular.sample_parts import PARTIAL_SUFFIX
+from omegabridge.tabular.table_files import MAX_PARTS
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -93,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=_integer("batch size", 1), default=512, metavar="N", help="rows per iteration (default 512)")
     fit.add_argument("--steps", type=_integer("steps", 2), default=200, metavar="N", help="time steps of the sampler (default 200)")
     fit.add_argument("--seed", type=_integer("seed", 0, 2**63), default=0, metavar="N", help="seed (default 0)")
+    fit.add_argument("--checkpoint-every", type=_integer("checkpoint interval", 1), default=500, metavar="N",
+                     help="write the resumable training state MODEL.ckpt.partial every N iterations (default 500)")
+    fit.add_argument("--restart", action="store_true",
+                     help="ignore MODEL.ckpt.partial left by an interrupted run (default: resume from it)")
+    fit.add_argument("--ema-decay", type=_fraction("EMA decay"), default=None, metavar="D",
+                     help="keep an exponential moving average of the weights (e.g. 0.999) and save it")
+    _device(fit)
     _common(fit)
 
     sample = commands.add_parser("sample", help="sample rows from a checkpoint, streamed to Parquet parts or one file",
@@ -104,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=_integer("seed", 0, 2**64), default=0, metavar="N", help="seed (default 0)")
     sample.add_argument("--chunk-rows", type=_integer("chunk rows", 1), default=100_000, metavar="N",
                         help="rows per chunk and per part file (default 100000; bounds memory)")
-    sample.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    sample.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output (and discard an unfinished OUT.partial of another job)")
+    _device(sample)
     _common(sample)
 
     evaluate = commands.add_parser("evaluate", help="score a synthetic table against a real one",
@@ -141,6 +153,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fraction(name: str):
+    """An argparse type: a number strictly between 0 and 1."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not 0.0 < value < 1.0:
+            raise argparse.ArgumentTypeError(f"{name} must be in (0, 1), got {value}")
+        return value
+
+    return parse
+
+
+def _device_name(text: str) -> str:
+    from omegabridge.dispatch import check_device
+    from omegabridge.errors import BackendUnavailableError
+
+    try:
+        check_device(text)
+    except (ValueError, BackendUnavailableError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _device(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--device", type=_device_name, default="cpu", metavar="DEVICE",
+                         help="cpu (default) or cuda (under torchrun: each worker's own GPU)")
+
+
 def _common(command: argparse.ArgumentParser, threads_default: int = 0) -> None:
     command.add_argument("--threads", type=_integer("threads", 0), default=threads_default, metavar="N",
                          help=f"torch CPU threads (default {threads_default}; 0: torch's own choice)")
@@ -170,38 +213,78 @@ def _read_schema_file(path: str | None) -> dict | None:
 
 
 def _fit(args) -> int:
+    from omegabridge import distributed
     from omegabridge.tabular import TabularBridge
     from omegabridge.tabular.table_files import read_table
 
     _threads(args.threads)
+    distributed.initialize("nccl" if args.device.startswith("cuda") else "gloo")
+    say = print if distributed.is_main() else (lambda *_: None)
     overrides = _read_schema_file(args.schema)
     frame = read_table(args.data)
-    print(f"read {args.data}: {len(frame)} rows, {len(frame.columns)} columns")
-    model = TabularBridge(steps=args.steps, progress=args.progress)
-    model.fit(frame, overrides, iterations=args.iterations, batch_size=args.batch_size, seed=args.seed)
-    model.save(args.output)
-    print(f"final loss {model.training['final_loss']:.4g}; {model.training['seconds']:.1f} s; wrote {args.output}")
+    workers = f" on {distributed.world_size()} workers" if distributed.is_distributed() else ""
+    say(f"read {args.data}: {len(frame)} rows, {len(frame.columns)} columns{workers}")
+    model = TabularBridge(steps=args.steps, ema_decay=args.ema_decay, device=args.device, progress=args.progress,
+                          verbose=distributed.is_main())
+    resume_file = args.output + PARTIAL_SUFFIX
+    try:
+        model.fit(frame, overrides, iterations=args.iterations, batch_size=args.batch_size, seed=args.seed,
+                  checkpoint=resume_file, checkpoint_every=args.checkpoint_every, resume=not args.restart)
+    except KeyboardInterrupt:
+        if os.path.exists(resume_file) and distributed.is_main():
+            print(f"training state is kept in {resume_file}; run the same command again to resume from it",
+                  file=sys.stderr)
+        raise
+    if distributed.is_main():
+        model.save(args.output)
+        os.unlink(resume_file)
+    distributed.barrier()
+    say(f"final loss {model.training['final_loss']:.4g}; {model.training['seconds']:.1f} s; wrote {args.output}")
     return EXIT_OK
 
 
 def _sample(args) -> int:
     from tqdm.auto import tqdm
 
+    from omegabridge import distributed
     from omegabridge.tabular import TabularBridge
+    from omegabridge.tabular.sample_parts import part_rows
     from omegabridge.tabular.table_files import output_kind, write_chunks
 
     _threads(args.threads)
-    if output_kind(args.output) == "parts" and os.path.exists(args.output) and not args.overwrite:
+    kind = output_kind(args.output)
+    if kind == "parts" and os.path.exists(args.output) and not args.overwrite:
         raise UsageError(f"{args.output} already exists; pass --overwrite to replace it")
-    if output_kind(args.output) == "parts" and math.ceil(args.rows / args.chunk_rows) > 100_000:
-        raise UsageError(f"{args.rows} rows in chunks of {args.chunk_rows} would be more than 100000 parts; raise --chunk-rows")
-    model = TabularBridge.load(args.model, progress=False)
-    chunks = model.sample_chunks(args.rows, args.seed, chunk_rows=args.chunk_rows)
+    if kind == "parts" and math.ceil(args.rows / args.chunk_rows) > MAX_PARTS:
+        raise UsageError(f"{args.rows} rows in chunks of {args.chunk_rows} would be more than {MAX_PARTS} parts; "
+                         "raise --chunk-rows")
+    distributed.initialize("gloo")  # the workers only wait for each other; each samples on its own device
+    if kind != "parts" and distributed.is_distributed():
+        raise UsageError(f"{args.output}: several workers write a folder of parts; give a folder, not a .{kind} file")
+    model = TabularBridge.load(args.model, device=args.device, progress=False)
     extra = {"model": os.path.abspath(args.model), "seed": args.seed, "schema": model.schema.to_dict()}
+    if kind == "parts":
+        parts = part_rows(args.rows, args.chunk_rows)
+        mine = distributed.contiguous_range(len(parts), distributed.rank(), distributed.world_size())
+        total = sum(parts[number][1] for number in mine)
+        workers = f" (worker 0 of {distributed.world_size()})" if distributed.is_distributed() else ""
+        with tqdm(total=total, disable=not (args.progress and distributed.is_main()), desc=f"sampling{workers}",
+                  unit="row", unit_scale=True) as bar:
+            try:
+                summary = model.sample_to(args.output, args.rows, args.seed, chunk_rows=args.chunk_rows,
+                                          overwrite=args.overwrite, on_chunk=bar.update, manifest_extra=extra)
+            except KeyboardInterrupt:
+                print(f"finished parts are kept in {args.output}{PARTIAL_SUFFIX}; run the same command again to resume",
+                      file=sys.stderr)
+                raise
+        if distributed.is_main():
+            resumed = f" ({summary['resumed']} part(s) were already done)" if summary["resumed"] else ""
+            print(f"wrote {args.rows} rows to {args.output} in {len(parts)} part file(s) + manifest.json{resumed}")
+        return EXIT_OK
+    chunks = model.sample_chunks(args.rows, args.seed, chunk_rows=args.chunk_rows)
     with tqdm(total=args.rows, disable=not args.progress, desc="sampling", unit="row", unit_scale=True) as bar:
         summary = write_chunks(chunks, args.output, overwrite=args.overwrite, manifest_extra=extra, on_chunk=bar.update)
-    parts = f" in {len(summary['parts'])} part file(s) + manifest.json" if summary["kind"] == "parts" else ""
-    print(f"wrote {summary['rows']} rows to {args.output}{parts}")
+    print(f"wrote {summary['rows']} rows to {args.output}")
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from typing import Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_folder", "write_json", "json_safe"]
+__all__ = ["atomic_write", "atomic_folder", "replace_folder", "write_json", "json_safe"]
 
 
 def _default_mode(path: str) -> None:
@@ -62,21 +62,32 @@ def atomic_folder(path: str, overwrite: bool = False) -> Iterator[str]:
     temporary = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
     try:
         yield temporary
-        os.chmod(temporary, 0o777 & ~_umask())
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".old", dir=parent)
-            os.rmdir(old)
-            os.rename(path, old)
-            os.rename(temporary, path)
-            if os.path.isdir(old):
-                shutil.rmtree(old, ignore_errors=True)
-            else:  # a plain file stood where the folder goes
-                os.unlink(old)
-        else:
-            os.rename(temporary, path)
+        replace_folder(temporary, path)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def replace_folder(source: str, destination: str) -> None:
+    """Rename the complete folder ``source`` to ``destination``, replacing whatever stood there.
+
+    The old ``destination`` is first moved aside and removed only once ``source`` is in
+    place, so at every moment ``destination`` is either the old folder or the new one.
+    """
+    source, destination = os.path.abspath(source), os.path.abspath(destination)
+    os.chmod(source, 0o777 & ~_umask())
+    if not os.path.exists(destination):
+        os.rename(source, destination)
+        return
+    parent = os.path.dirname(destination)
+    old = tempfile.mkdtemp(prefix="." + os.path.basename(destination) + ".", suffix=".old", dir=parent)
+    os.rmdir(old)
+    os.rename(destination, old)
+    os.rename(source, destination)
+    if os.path.isdir(old):
+        shutil.rmtree(old, ignore_errors=True)
+    else:  # a plain file stood where the folder goes
+        os.unlink(old)
 
 
 def _umask() -> int:

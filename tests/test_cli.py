@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from threadpoolctl import threadpool_limits
 
 from omegabridge import cli
@@ -123,6 +124,50 @@ def test_fit_prints_the_schema_and_writes_a_loadable_checkpoint(work):
     assert (schema["count"].low, schema["count"].high) == (0.0, 9.0)
     assert sorted(schema["colour"].categories) == sorted(COLOURS)
     assert model.training["iterations"] == 5 and model.steps == 5
+
+
+def test_an_interrupted_fit_keeps_its_state_and_the_rerun_resumes_to_the_same_model(work, tmp_path, capsys,
+                                                                                   monkeypatch):
+    from omegabridge import trainer
+
+    model, partial = tmp_path / "m.ckpt", tmp_path / "m.ckpt.partial"
+    argv = ["fit", work.data, "-o", model, "--schema", work.schema, "--iterations", "9", "--steps", "5",
+            "--checkpoint-every", "2", "--ema-decay", "0.9", "--no-progress"]
+    code, _, err = run(capsys, *argv[:3], tmp_path / "straight.ckpt", *argv[4:])
+    assert code == 0, err
+    real_save, saves = trainer.Trainer.save_checkpoint, []
+
+    def save_then_interrupt(self, path):  # Ctrl-C right after the second checkpoint (iteration 4)
+        real_save(self, path)
+        saves.append(self.iteration)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer.Trainer, "save_checkpoint", save_then_interrupt)
+        code, _, err = run(capsys, *argv)
+    assert code == 130 and f"training state is kept in {partial}" in err
+    assert not model.exists() and partial.exists() and saves == [2, 4]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert f"resuming from {partial} at iteration 4 of 9" in out
+    assert sorted(os.listdir(tmp_path)) == ["m.ckpt", "straight.ckpt"]
+    straight = torch.load(tmp_path / "straight.ckpt", weights_only=True)["weights"]
+    resumed = torch.load(model, weights_only=True)["weights"]
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+    # A partial state of other settings is named, and --restart discards it.
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer.Trainer, "save_checkpoint", save_then_interrupt)
+        saves.clear()
+        assert cli.main([str(a) for a in argv]) == 130
+    capsys.readouterr()
+    other = [a if a != "9" else "11" for a in argv]
+    code, _, err = run(capsys, *other)
+    assert code == 1 and "belongs to another run" in err and "iterations 9 there, 11 here" in err and "--restart" in err
+    code, out, err = run(capsys, *other, "--restart")
+    assert code == 0 and "resuming" not in out, err
+    assert sorted(os.listdir(tmp_path)) == ["m.ckpt", "straight.ckpt"]
 
 
 def test_fit_reads_parquet_and_infers_what_was_not_declared(work, tmp_path, capsys):
@@ -235,15 +280,13 @@ def failing_chunks(error: BaseException, parent, seen: list):
 @pytest.mark.parametrize(
     "name, error, code",
     [
-        ("parts", RuntimeError("boom"), None),
-        ("parts", OSError("disk full"), 1),
-        ("parts", KeyboardInterrupt(), 130),
         ("rows.csv", OSError("disk full"), 1),
         ("rows.csv", RuntimeError("boom"), None),
         ("rows.parquet", RuntimeError("boom"), None),
     ],
 )
-def test_a_failed_sample_leaves_no_output_and_no_temporary(work, tmp_path, capsys, monkeypatch, name, error, code):
+def test_a_failed_sample_to_a_file_leaves_no_output_and_no_temporary(work, tmp_path, capsys, monkeypatch, name, error,
+                                                                     code):
     seen: list = []
     monkeypatch.setattr(tabular_bridge.TabularBridge, "sample_chunks", failing_chunks(error, tmp_path, seen))
     argv = ["sample", str(work.model), "-n", "300", "--chunk-rows", "100", "-o", str(tmp_path / name), "--no-progress"]
@@ -253,16 +296,70 @@ def test_a_failed_sample_leaves_no_output_and_no_temporary(work, tmp_path, capsy
     else:
         assert cli.main(argv) == code
         err = capsys.readouterr().err
-        assert (str(error) or "interrupted") in err
+        assert str(error) in err
         assert ": :" not in err, err
     assert seen and all(s.startswith("." + name + ".") for s in seen), seen
     assert not (tmp_path / name).exists()
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("name", ["parts", "rows.csv"])
-def test_a_failed_overwrite_keeps_the_old_output(work, tmp_path, capsys, monkeypatch, name):
-    path = tmp_path / name
+def failing_sample(error: BaseException, after: int):
+    """A ``TabularBridge.sample`` that works ``after`` times, then raises ``error``."""
+    real = tabular_bridge.TabularBridge.sample
+    calls = [0]
+
+    def sample(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] > after:
+            raise error
+        return real(self, *args, **kwargs)
+
+    return sample
+
+
+@pytest.mark.parametrize(
+    "error, code", [(RuntimeError("boom"), None), (OSError("disk full"), 1), (KeyboardInterrupt(), 130)]
+)
+def test_a_failed_sample_to_a_folder_keeps_its_finished_parts_and_the_rerun_resumes(work, tmp_path, capsys,
+                                                                                   monkeypatch, error, code):
+    out, staging = tmp_path / "parts", tmp_path / "parts.partial"
+    argv = ["sample", str(work.model), "-n", "300", "--chunk-rows", "100", "--seed", "4", "-o", str(out), "--no-progress"]
+    with monkeypatch.context() as patch:
+        patch.setattr(tabular_bridge.TabularBridge, "sample", failing_sample(error, after=2))
+        if code is None:  # main does not handle it: the error propagates
+            with pytest.raises(type(error), match=str(error)):
+                cli.main(argv)
+        else:
+            assert cli.main(argv) == code
+            err = capsys.readouterr().err
+            assert (str(error) or "interrupted") in err and ": :" not in err, err
+            if code == 130:
+                assert f"finished parts are kept in {staging}" in err and "run the same command again" in err
+    assert not out.exists()
+    assert sorted(os.listdir(staging)) == ["job.json", "part-00000.parquet", "part-00001.parquet"]
+    code, stdout, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "(2 part(s) were already done)" in stdout
+    assert sorted(os.listdir(tmp_path)) == ["parts"] and sorted(os.listdir(out)) == PARTS
+    pd.testing.assert_frame_equal(read_table(str(out)), expected_rows(work.model, 300, seed=4), check_exact=True)
+
+
+def test_a_failed_overwrite_of_a_folder_keeps_the_old_output(work, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "parts"
+    code, _, err = run(capsys, "sample", work.model, "-n", "120", "--chunk-rows", "50", "--seed", "1", "-o", path,
+                       "--no-progress")
+    assert code == 0, err
+    before = read_table(str(path))
+    monkeypatch.setattr(tabular_bridge.TabularBridge, "sample", failing_sample(RuntimeError("boom"), after=1))
+    with pytest.raises(RuntimeError, match="boom"):
+        cli.main(["sample", str(work.model), "-n", "300", "--chunk-rows", "100", "--seed", "2", "-o", str(path),
+                  "--overwrite", "--no-progress"])
+    pd.testing.assert_frame_equal(read_table(str(path)), before, check_exact=True)
+    assert sorted(os.listdir(tmp_path)) == ["parts", "parts.partial"]
+
+
+def test_a_failed_overwrite_of_a_file_keeps_the_old_output(work, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "rows.csv"
     code, _, err = run(capsys, "sample", work.model, "-n", "120", "--chunk-rows", "50", "--seed", "1", "-o", path,
                        "--no-progress")
     assert code == 0, err
@@ -275,7 +372,7 @@ def test_a_failed_overwrite_keeps_the_old_output(work, tmp_path, capsys, monkeyp
                   "--overwrite", "--no-progress"])
     assert seen
     pd.testing.assert_frame_equal(read_table(str(path)), before, check_exact=True)
-    assert os.listdir(tmp_path) == [name]
+    assert os.listdir(tmp_path) == ["rows.csv"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -333,6 +430,7 @@ def test_data_with_an_unknown_extension_is_an_error(work, tmp_path, capsys):
         (["-n", "ten"], "rows must be an integer"),
         (["-n", "10", "--chunk-rows", "0"], "chunk rows must be >= 1"),
         (["-n", "10", "--seed", "-1"], "seed must be >= 0"),
+        (["-n", "10", "--device", "gpu0"], "device must name a torch device"),
     ],
 )
 def test_bad_sample_options_exit_2(work, tmp_path, capsys, argv, message):

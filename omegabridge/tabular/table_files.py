@@ -32,10 +32,12 @@ from typing import Iterable
 
 from omegabridge.files import atomic_folder, atomic_write, write_json
 
-__all__ = ["TableFileError", "read_table", "write_table", "write_chunks", "output_kind", "MANIFEST"]
+__all__ = ["TableFileError", "read_table", "write_table", "write_chunks", "write_manifest", "part_name", "output_kind",
+           "MANIFEST", "MAX_PARTS"]
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "omegabridge.sample-parts"
+MAX_PARTS = 100_000  # five digits in the part names
 
 
 class TableFileError(ValueError):
@@ -147,16 +149,29 @@ def write_chunks(chunks: Iterable, path: str, *, overwrite: bool = True, manifes
     with atomic_folder(path, overwrite=overwrite) as folder:
         columns = None
         for number, chunk in enumerate(chunks):
-            if number >= 100_000:  # five digits keep the names sorting in row order
+            if number >= MAX_PARTS:
                 raise TableFileError(f"{path}: more than 100000 parts; use larger chunks")
-            name = f"part-{number:05d}.parquet"
+            name = part_name(number)
             chunk.to_parquet(os.path.join(folder, name), index=False)
             summary["parts"].append({"file": name, "first_row": summary["rows"], "rows": len(chunk)})
             summary["rows"] += len(chunk)
             columns = [str(c) for c in chunk.columns]
             if on_chunk:
                 on_chunk(len(chunk))
-        manifest = {"format": MANIFEST_FORMAT, "rows": summary["rows"], "columns": columns,
-                    "parts": summary["parts"], **(manifest_extra or {})}
-        write_json(os.path.join(folder, MANIFEST), manifest)
+        write_manifest(folder, summary["rows"], columns, summary["parts"], manifest_extra)
     return summary
+
+
+def write_manifest(folder: str, rows: int, columns, parts: list[dict], extra: dict | None = None) -> str:
+    """Write ``folder``/manifest.json (atomically): the rows, columns and parts (file, first row, rows) of a sample."""
+    manifest = {"format": MANIFEST_FORMAT, "rows": rows, "columns": columns, "parts": parts, **(extra or {})}
+    return write_json(os.path.join(folder, MANIFEST), manifest)
+
+
+def part_name(number: int) -> str:
+    """The file name of part ``number``: five digits keep the names sorting in row order.
+
+    >>> part_name(7)
+    'part-00007.parquet'
+    """
+    return f"part-{number:05d}.parquet"

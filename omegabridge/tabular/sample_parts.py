@@ -1,0 +1,170 @@
+"""Sampling a large table to a folder of Parquet parts: resumable after a kill, shardable across workers.
+
+Rows are cut into parts of ``chunk_rows`` rows (``part-00000.parquet``, ... names that
+sort in row order). Part p holds rows ``[p * chunk_rows, ...)``, sampled with that row
+offset, so its content depends only on the model, the seed and p: not on how many
+workers there are or which one drew it. K workers (torchrun, or any caller passing
+``rank`` and ``world_size``) take contiguous runs of parts.
+
+The work happens in ``OUT.partial`` beside the final folder ``OUT``:
+
+1. ``job.json`` there says which job it holds (rows, seed, chunk size, a fingerprint of
+   the model); a folder of another job is refused unless ``overwrite``.
+2. Each part is written to a temporary file and renamed into place, so a part under its
+   final name is complete; a rerun skips those and removes temporaries left by a kill.
+3. When every worker is done, rank 0 checks each part's row count, writes
+   ``manifest.json`` last, and renames ``OUT.partial`` to ``OUT`` (replacing an old
+   ``OUT`` only with ``overwrite``, and only at that moment).
+
+So ``OUT`` appears only complete, and a killed job, rerun with the same command, redoes
+no finished part and leaves no partial one.
+
+Example:
+    >>> part_rows(250, 100)
+    [(0, 100), (100, 100), (200, 50)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from typing import Callable
+
+from omegabridge import distributed
+from omegabridge.files import atomic_write, replace_folder, write_json
+from omegabridge.tabular.table_files import MAX_PARTS, TableFileError, part_name, write_manifest
+
+__all__ = ["PARTIAL_SUFFIX", "JOB_FILE", "part_rows", "model_fingerprint", "write_sample_parts"]
+
+PARTIAL_SUFFIX = ".partial"
+JOB_FILE = "job.json"
+JOB_FORMAT = "omegabridge.sample-job"
+
+
+def part_rows(rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """(first row, row count) of each part."""
+    return [(first, min(chunk_rows, rows - first)) for first in range(0, rows, chunk_rows)]
+
+
+def model_fingerprint(model) -> str:
+    """sha256 of a fitted ``TabularBridge``'s weights, schema, encoder and sampler settings."""
+    digest = hashlib.sha256()
+    described = {"schema": model.schema.to_dict(), "encoder": model.encoder.to_dict(), "steps": model.steps,
+                 "schedule": repr(model.schedule)}
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write_sample_parts(
+    model,
+    rows: int,
+    path: str,
+    *,
+    seed: int = 0,
+    chunk_rows: int = 100_000,
+    batch_size: int = 8192,
+    overwrite: bool = False,
+    manifest_extra: dict | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> dict:
+    """Sample ``rows`` rows of ``model`` (a fitted ``TabularBridge``) to the parts folder ``path``.
+
+    ``rank`` and ``world_size`` default to the torch.distributed process group's (one
+    process when there is none); every worker calls this with the same arguments. Returns
+    a summary: the final path, rows, this worker's parts and how many of them a previous
+    run had already written (``resumed``). ``on_chunk(rows)`` follows this worker's progress.
+    """
+    for name, value, low in (("rows", rows, 1), ("chunk_rows", chunk_rows, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    parts = part_rows(rows, chunk_rows)
+    if len(parts) > MAX_PARTS:
+        raise ValueError(f"{rows} rows in chunks of {chunk_rows} would be {len(parts)} parts (at most {MAX_PARTS}); "
+                         "use larger chunks")
+    rank = distributed.rank() if rank is None else rank
+    world_size = distributed.world_size() if world_size is None else world_size
+    final = os.path.abspath(path)
+    staging = final + PARTIAL_SUFFIX
+    if os.path.exists(final) and not overwrite:
+        raise FileExistsError(f"{final} already exists (pass overwrite to replace it)")
+    job = {"format": JOB_FORMAT, "rows": rows, "seed": seed, "chunk_rows": chunk_rows, "batch_size": batch_size,
+           "model": model_fingerprint(model)}
+    if rank == 0:
+        _prepare_staging(staging, job, overwrite)
+    distributed.barrier()
+    if not os.path.isdir(staging):
+        raise TableFileError(f"{staging}: not found by worker {rank}; all workers must share one file system")
+    summary = {"path": final, "kind": "parts", "rows": rows, "parts": [], "resumed": 0}
+    for number in distributed.contiguous_range(len(parts), rank, world_size):
+        first, count = parts[number]
+        target = os.path.join(staging, part_name(number))
+        if os.path.exists(target):
+            summary["resumed"] += 1
+        else:
+            frame = model.sample(count, seed, batch_size=batch_size, row_offset=first)
+            atomic_write(target, lambda temporary: frame.to_parquet(temporary, index=False))
+        summary["parts"].append({"file": part_name(number), "first_row": first, "rows": count})
+        if on_chunk:
+            on_chunk(count)
+    distributed.barrier()
+    if rank == 0:
+        _finish(staging, final, parts, manifest_extra)
+    distributed.barrier()
+    return summary
+
+
+def _prepare_staging(staging: str, job: dict, overwrite: bool) -> None:
+    """Create ``staging`` for ``job``, or keep the one a killed run of the same job left."""
+    if os.path.exists(staging):
+        found = _read_job(staging)
+        if found != job and not overwrite:
+            differences = [f"{key} {found.get(key)!r} there, {value!r} here" for key, value in job.items()
+                           if found.get(key) != value] if found else ["no readable job.json"]
+            raise TableFileError(f"{staging} holds an unfinished sample of another job ({'; '.join(differences)}); "
+                                 "rerun that job to finish it, or pass overwrite (--overwrite) to discard it")
+        if found != job:
+            shutil.rmtree(staging)
+    if not os.path.exists(staging):
+        os.makedirs(staging)
+        write_json(os.path.join(staging, JOB_FILE), job)
+    for name in os.listdir(staging):  # temporaries of parts a kill interrupted
+        if name.startswith(".") and name.endswith(".tmp"):
+            os.unlink(os.path.join(staging, name))
+
+
+def _read_job(staging: str) -> dict | None:
+    try:
+        with open(os.path.join(staging, JOB_FILE), encoding="utf-8") as handle:
+            found = json.load(handle)
+        return found if isinstance(found, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _finish(staging: str, final: str, parts: list[tuple[int, int]], extra: dict | None) -> None:
+    """Check every part, write the manifest, move the folder into place."""
+    import pyarrow.parquet as parquet
+
+    listed, columns = [], None
+    for number, (first, count) in enumerate(parts):
+        file = os.path.join(staging, part_name(number))
+        if not os.path.exists(file):
+            raise TableFileError(f"{file}: missing after every worker finished; rerun to complete it")
+        metadata = parquet.ParquetFile(file).metadata
+        if metadata.num_rows != count:
+            raise TableFileError(f"{file}: holds {metadata.num_rows} rows, expected {count}; delete it and rerun")
+        if columns is None:
+            columns = [str(name) for name in parquet.read_schema(file).names]
+        listed.append({"file": part_name(number), "first_row": first, "rows": count})
+    write_manifest(staging, sum(count for _, count in parts), columns, listed, extra)
+    replace_folder(staging, final)
+    with contextlib.suppress(OSError):  # kept until now: a kill before the rename must leave the job named
+        os.unlink(os.path.join(final, JOB_FILE))

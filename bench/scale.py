@@ -5,8 +5,8 @@
 
 Sampling runs the real command, ``omegabridge sample MODEL -n N -o DIR`` (a fresh process
 per run, its peak RSS read from ``os.wait4``), on an Adult-like table (5 numeric and 9
-categorical columns with 9, 7, 16, 15, 6, 5, 2, 42 and 2 classes). Memory: a model with 10
-sampler steps (so n = 10^6 runs in about a minute) at growing n. Throughput: the
+categorical columns with 9, 7, 16, 15, 6, 5, 2, 42 and 2 classes). Memory: a model with 3
+sampler steps (so n = 3 x 10^6 runs in about three minutes) at growing n. Throughput: the
 default model and 200 steps, in one process with 1 and 2 threads and under
 ``torchrun --nproc_per_node 2`` (1 thread each).
 
@@ -80,28 +80,30 @@ def run_measured(command: list[str], threads: int) -> dict:
     return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
-def sample_command(model: str, rows: int, out: str, workers: int, threads: int) -> list[str]:
+def sample_command(model: str, rows: int, out: str, workers: int, threads: int, chunk_rows: int = 100_000) -> list[str]:
     prefix = [sys.executable, "-m"] + (["torch.distributed.run", "--standalone", f"--nproc_per_node={workers}", "-m"]
                                         if workers > 1 else [])
     return prefix + ["omegabridge", "sample", model, "-n", str(rows), "-o", out, "--overwrite", "--no-progress",
-                     "--threads", str(threads)]
+                     "--threads", str(threads), "--chunk-rows", str(chunk_rows)]
 
 
 def bench_sampling(folder: str, quick: bool) -> dict:
-    small, default = os.path.join(folder, "steps10.ckpt"), os.path.join(folder, "steps200.ckpt")
-    fit_model(small, steps=10, iterations=20)
+    small, default = os.path.join(folder, "steps3.ckpt"), os.path.join(folder, "steps200.ckpt")
+    fit_model(small, steps=3, iterations=20)
     fit_model(default, steps=200, iterations=20)
     memory = []
-    for rows in ([10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]):
+    for rows in ([10_000, 100_000] if quick else [10_000, 100_000, 300_000, 1_000_000, 3_000_000]):
         measured = run_measured(sample_command(small, rows, os.path.join(folder, "out"), 1, 1), 1)
-        measured.update(rows=rows, steps=10, rows_per_second=rows / measured["seconds"])
+        measured.update(rows=rows, steps=3, rows_per_second=rows / measured["seconds"])
         memory.append(measured)
-        print(f"memory: {rows} rows, 10 steps: {measured['seconds']:.1f} s, peak RSS {measured['peak_rss_mib']:.0f} MiB",
+        print(f"memory: {rows} rows, 3 steps: {measured['seconds']:.1f} s, peak RSS {measured['peak_rss_mib']:.0f} MiB",
               flush=True)
     throughput = []
     rows = 2_000 if quick else 20_000
     for workers, threads in ((1, 1), (1, 2), (2, 1)):
-        measured = run_measured(sample_command(default, rows, os.path.join(folder, "out"), workers, threads), threads)
+        # Parts of rows / 4, so that 2 workers have 2 parts each.
+        command = sample_command(default, rows, os.path.join(folder, "out"), workers, threads, chunk_rows=rows // 4)
+        measured = run_measured(command, threads)
         measured.update(rows=rows, steps=200, workers=workers, threads=threads, rows_per_second=rows / measured["seconds"])
         throughput.append(measured)
         print(f"throughput: {workers} worker(s) x {threads} thread(s), 200 steps: {measured['rows_per_second']:.0f} rows/s",
@@ -208,7 +210,8 @@ def render(result: dict) -> str:
         "",
         "## Sampling to Parquet parts (`omegabridge sample`, chunks of 100000 rows)",
         "",
-        "Peak memory against the number of rows (10 sampler steps, default network, 1 thread):",
+        "Peak memory against the number of rows (3 sampler steps, so that millions of rows take minutes; the default "
+        "network, 1 thread):",
         "",
         "| rows | seconds | rows/s | peak RSS (MiB) |",
         "| ---: | ---: | ---: | ---: |",

@@ -155,7 +155,10 @@ class Trainer:
         self.hooks, self.log_every, self.progress, self.backend = list(hooks), log_every, progress, backend
         self.log = log
         self.ddp_options = {**DDP_DEFAULTS, **(ddp_options or {})}
-        self.device = next(model.parameters()).device
+        parameters = list(model.parameters())
+        if not parameters:
+            raise ValueError(f"model ({type(model).__name__}) has no parameters to train")
+        self.device = parameters[0].device
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" else "fp32"
         self.precision = precision

@@ -199,6 +199,12 @@ def test_bad_trainer_settings_are_named(settings, words):
     assert words in str(caught.value)
 
 
+def test_a_model_without_parameters_is_named():
+    bridge, _, _ = toy_problem()
+    with pytest.raises(ValueError, match="has no parameters to train"):
+        ob.Trainer(bridge, torch.nn.Identity())
+
+
 # ----------------------------------------------------------------------------------------
 # SIGKILL and resume (subprocesses)
 # ----------------------------------------------------------------------------------------
@@ -334,3 +340,18 @@ def test_an_unfinished_sample_of_another_job_is_refused_unless_overwrite(tmp_pat
     expected = model.sample(300, seed=2).reset_index(drop=True)
     pd.testing.assert_frame_equal(read_table(str(out)), expected, check_exact=True)
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_omegabridge_fit_under_torchrun_matches_one_process(tmp_path):
+    data = tmp_path / "data.csv"
+    mixed_table(200, seed=0).to_csv(data, index=False)
+    argv = ["-m", "omegabridge", "fit", str(data), "--iterations", "12", "--steps", "6", "--batch-size", "64",
+            "--checkpoint-every", "5", "--no-progress", "-o"]
+    launch(*argv, str(tmp_path / "one.ckpt"))
+    result = launch(*argv, str(tmp_path / "two.ckpt"), workers=2)
+    assert result.stdout.count("final loss") == 1 and "on 2 workers" in result.stdout  # rank 0 speaks
+    assert sorted(os.listdir(tmp_path)) == ["data.csv", "one.ckpt", "two.ckpt"]  # no .partial left
+    one = torch.load(tmp_path / "one.ckpt", weights_only=True)["weights"]
+    two = torch.load(tmp_path / "two.ckpt", weights_only=True)["weights"]
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)

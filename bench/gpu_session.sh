@@ -17,3 +17,7 @@ echo "== bench =="
 [ "${BENCH_SECONDS:-320}" = 0 ] && exit 0
 timeout "${BENCH_SECONDS:-320}" python3 bench/run_gpu.py --out "$OUT" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
 echo "bench exit $?"; tail -45 "$OUT/bench.log"
+echo "== scale-out: sampling throughput on the GPU (needs pandas and pyarrow there) =="
+[ "${SCALE_SECONDS:-0}" = 0 ] && exit 0
+timeout "$SCALE_SECONDS" python3 bench/scale.py --device cuda --out "$OUT" > "$OUT/scale.log" 2>&1
+echo "scale exit $?"; tail -20 "$OUT/scale.log"

@@ -2,6 +2,8 @@
 
     python bench/scale.py                 # full run (~10 min on 2 cores); writes bench/results/scale.{md,json,png}
     python bench/scale.py --quick         # smaller sizes, a smoke run (results not written unless --out)
+    python bench/scale.py --device cuda   # on a GPU: sampling throughput of 10^6 rows (bench/results/scale-cuda.json)
+    python bench/scale.py --stream-rows 100000000   # 10^8 rows through sample_to, RSS after every part
 
 Sampling runs the real command, ``omegabridge sample MODEL -n N -o DIR`` (a fresh process
 per run, its peak RSS read from ``os.wait4``), on an Adult-like table (5 numeric and 9
@@ -80,14 +82,48 @@ def run_measured(command: list[str], threads: int) -> dict:
     return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
-def sample_command(model: str, rows: int, out: str, workers: int, threads: int, chunk_rows: int = 100_000) -> list[str]:
+def stream_trace(folder: str, rows: int) -> dict:
+    """Sample ``rows`` rows of a tiny model (2 steps, MLP 16 x 1: the cost is decoding and Parquet) through
+    ``TabularBridge.sample_to`` in this process, recording the RSS after every part."""
+    import resource
+
+    import torch
+
+    from omegabridge.tabular import TabularBridge
+
+    torch.set_num_threads(1)
+    model = TabularBridge(steps=2, hidden=16, depth=1, verbose=False, progress=False)
+    model.fit(adult_like_table(30_000), SCHEMA, iterations=5, batch_size=512)
+    page = os.sysconf("SC_PAGE_SIZE")
+    trace: list[tuple[int, float, float]] = []
+    done = [0]
+    start = time.perf_counter()
+
+    def on_chunk(count: int) -> None:
+        done[0] += count
+        with open("/proc/self/statm") as handle:
+            resident = int(handle.read().split()[1]) * page / 2**20
+        trace.append((done[0], resident, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+        if len(trace) % 100 == 0:
+            print(f"stream: {done[0]:,} rows, RSS {resident:.0f} MiB, {time.perf_counter() - start:.0f} s", flush=True)
+
+    out = os.path.join(folder, "stream")
+    model.sample_to(out, rows, seed=0, chunk_rows=100_000, on_chunk=on_chunk)
+    seconds = time.perf_counter() - start
+    size = sum(os.path.getsize(os.path.join(out, name)) for name in os.listdir(out))
+    return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds, "bytes_on_disk": size,
+            "parts": len(trace), "trace": trace}
+
+
+def sample_command(model: str, rows: int, out: str, workers: int, threads: int, chunk_rows: int = 100_000,
+                   device: str = "cpu") -> list[str]:
     prefix = [sys.executable, "-m"] + (["torch.distributed.run", "--standalone", f"--nproc_per_node={workers}", "-m"]
                                         if workers > 1 else [])
     return prefix + ["omegabridge", "sample", model, "-n", str(rows), "-o", out, "--overwrite", "--no-progress",
-                     "--threads", str(threads), "--chunk-rows", str(chunk_rows)]
+                     "--threads", str(threads), "--chunk-rows", str(chunk_rows), "--device", device]
 
 
-def bench_sampling(folder: str, quick: bool) -> dict:
+def bench_sampling(folder: str, quick: bool, device: str = "cpu") -> dict:
     small, default = os.path.join(folder, "steps3.ckpt"), os.path.join(folder, "steps200.ckpt")
     fit_model(small, steps=3, iterations=20)
     fit_model(default, steps=200, iterations=20)
@@ -99,12 +135,14 @@ def bench_sampling(folder: str, quick: bool) -> dict:
         print(f"memory: {rows} rows, 3 steps: {measured['seconds']:.1f} s, peak RSS {measured['peak_rss_mib']:.0f} MiB",
               flush=True)
     throughput = []
-    rows = 2_000 if quick else 20_000
-    for workers, threads in ((1, 1), (1, 2), (2, 1)):
+    rows = 2_000 if quick else (20_000 if device == "cpu" else 1_000_000)
+    for workers, threads in ((1, 1), (1, 2), (2, 1)) if device == "cpu" else ((1, 1),):
         # Parts of rows / 4, so that 2 workers have 2 parts each.
-        command = sample_command(default, rows, os.path.join(folder, "out"), workers, threads, chunk_rows=rows // 4)
+        command = sample_command(default, rows, os.path.join(folder, "out"), workers, threads, chunk_rows=rows // 4,
+                                 device=device)
         measured = run_measured(command, threads)
-        measured.update(rows=rows, steps=200, workers=workers, threads=threads, rows_per_second=rows / measured["seconds"])
+        measured.update(rows=rows, steps=200, workers=workers, threads=threads, device=device,
+                        rows_per_second=rows / measured["seconds"])
         throughput.append(measured)
         print(f"throughput: {workers} worker(s) x {threads} thread(s), 200 steps: {measured['rows_per_second']:.0f} rows/s",
               flush=True)
@@ -190,9 +228,11 @@ def bench_ddp(quick: bool) -> dict:
     return {"batches": results}
 
 
-def describe_machine() -> str:
+def describe_machine(device: str = "cpu") -> str:
     import torch
 
+    if device != "cpu":
+        return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
     name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
@@ -231,19 +271,43 @@ def render(result: dict) -> str:
         "## DDP training overhead (gloo, CPU)",
         "",
         f"`ob.Trainer`, default `DriftMLP` (256 x 3) on the Adult-like domain (width {batches[0]['width']}), 1 thread per "
-        f"process; median over {len(batches[0]['runs']['single'])} alternating repetitions of "
-        f"{batches[0]['iterations_timed']} (512) and {batches[-1]['iterations_timed']} (2048) timed iterations:",
+        f"process; the median of {len(batches[0]['runs']['single'])} alternating repetitions, each timing the iterations "
+        "after 20 of warmup:",
         "",
-        "| training | rows per worker | 1 process (ms / iteration) | each of 2 DDP workers (ms / iteration) | overhead | all runs (ms) |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "| training | rows per worker | timed iterations | 1 process (ms / iteration) | each of 2 DDP workers (ms / iteration) "
+        "| overhead | all runs (ms) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for run in batches:
         every = "1 process " + ", ".join(f"{1000 * v:.1f}" for v in run["runs"]["single"]) + "; DDP " + ", ".join(
             f"{1000 * v:.1f}" for v in run["runs"]["ddp2"])
-        lines.append(f"| {run['model']} | {run['batch_per_worker']} | {run['single_ms']:.2f} | {run['ddp2_ms']:.2f} | "
+        lines.append(f"| {run['model']} | {run['batch_per_worker']} | {run['iterations_timed']} | {run['single_ms']:.2f} | {run['ddp2_ms']:.2f} | "
                      f"**{100 * run['overhead']:.0f}%** | {every} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def render_stream(result: dict) -> str:
+    stream = result["stream"]
+    trace = stream["trace"]
+    first_peak = max(peak for _, _, peak in trace[: max(1, len(trace) // 100)])
+    return "\n".join([
+        "# Streaming a large sample to disk",
+        "",
+        f"Machine: {result['machine']}. Command: `python bench/scale.py --stream-rows {stream['rows']}` ({result['date']}).",
+        "",
+        "`TabularBridge.sample_to` (what `omegabridge sample` runs) on the Adult-like table, in parts of 100,000 rows, "
+        "with a tiny model (2 steps, MLP 16 x 1) so that the run measures the pipeline (sampling kernels, decoding, "
+        "Parquet), not the network; 1 thread.",
+        "",
+        "| rows | parts | seconds | rows/s | on disk (GB) | RSS after the first 1% of parts (MiB) | peak RSS over the run (MiB) | RSS at the end (MiB) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {stream['rows']:,} | {stream['parts']:,} | {stream['seconds']:.0f} | {stream['rows_per_second']:,.0f} | "
+        f"{stream['bytes_on_disk'] / 1e9:.2f} | {first_peak:.0f} | {trace[-1][2]:.0f} | {trace[-1][1]:.0f} |",
+        "",
+        "The RSS after every part is in `scale-stream.json` (`trace`: rows done, RSS, peak RSS, in MiB).",
+        "",
+    ])
 
 
 def plot(result: dict, path: str) -> None:
@@ -259,7 +323,7 @@ def plot(result: dict, path: str) -> None:
     left.set_ylim(0, 1.3 * max(r["peak_rss_mib"] for r in memory))
     left.set_xlabel("rows sampled")
     left.set_ylabel("peak RSS (MiB)")
-    left.set_title("memory does not grow with n")
+    left.set_title("peak memory levels off (parts of 100k rows)")
     throughput = result["sampling"]["throughput"]
     labels = [f"{r['workers']} worker(s)\nx {r['threads']} thread(s)" for r in throughput]
     right.bar(labels, [r["rows_per_second"] for r in throughput], color="tab:green")
@@ -278,9 +342,45 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=20, help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu",
+                        help="cuda: only the sampling throughput, 10^6 rows on the GPU (scale-DEVICE.json)")
+    parser.add_argument("--render", metavar="JSON", help="only rewrite scale.md and scale.png from a saved scale.json")
+    parser.add_argument("--stream-rows", type=int, default=None, metavar="N",
+                        help="only the streaming run: N rows of a tiny model, RSS after every part (scale-stream.*)")
     args = parser.parse_args()
     if args.ddp_worker is not None:
         (bare_worker if args.bare else ddp_worker)(args.ddp_worker, args.batch, args.warmup)
+        return
+    if args.render:
+        with open(args.render) as handle:
+            result = json.load(handle)
+        out = os.path.dirname(os.path.abspath(args.render))
+        with open(os.path.join(out, "scale.md"), "w") as handle:
+            handle.write(render(result))
+        plot(result, os.path.join(out, "scale.png"))
+        return
+    if args.device != "cpu":
+        with tempfile.TemporaryDirectory() as folder:
+            result = {"machine": describe_machine(args.device), "date": time.strftime("%Y-%m-%d"),
+                      "sampling": bench_sampling(folder, args.quick, args.device)}
+        print(json.dumps(result, indent=2))
+        out = args.out or os.path.join(HERE, "results")
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, f"scale-{args.device.replace(':', '')}.json"), "w") as handle:
+            json.dump(result, handle, indent=2)
+        return
+    if args.stream_rows is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            result = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d"),
+                      "stream": stream_trace(folder, args.stream_rows)}
+        text = render_stream(result)
+        print(text)
+        out = args.out or os.path.join(HERE, "results")
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "scale-stream.json"), "w") as handle:
+            json.dump(result, handle)
+        with open(os.path.join(out, "scale-stream.md"), "w") as handle:
+            handle.write(text)
         return
     with tempfile.TemporaryDirectory() as folder:
         result = {"machine": describe_machine(), "date": time.strftime("%Y-%m-%d"),

@@ -431,6 +431,8 @@ def test_data_with_an_unknown_extension_is_an_error(work, tmp_path, capsys):
         (["-n", "10", "--chunk-rows", "0"], "chunk rows must be >= 1"),
         (["-n", "10", "--seed", "-1"], "seed must be >= 0"),
         (["-n", "10", "--device", "gpu0"], "device must name a torch device"),
+        pytest.param(["-n", "10", "--device", "cuda"], "CUDA is not available",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     ],
 )
 def test_bad_sample_options_exit_2(work, tmp_path, capsys, argv, message):

@@ -237,10 +237,17 @@ def test_sigkill_then_resume_ends_bit_for_bit_like_an_uninterrupted_run(tmp_path
 # ----------------------------------------------------------------------------------------
 # DDP under torchrun (gloo, 2 CPU workers)
 # ----------------------------------------------------------------------------------------
-def test_two_worker_ddp_training_matches_one_process(tmp_path, uninterrupted):
-    out = tmp_path / "out"
-    launch(WORKER, "train", str(out), "--checkpoint", str(tmp_path / "train.ckpt"), workers=2)
-    ranks = [load_state(f"{out}.rank{r}") for r in range(2)]
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """An uninterrupted 2-worker DDP run of the worker script: each rank's final state, and rank 0's checkpoint."""
+    folder = tmp_path_factory.mktemp("ddp")
+    out = folder / "out"
+    launch(WORKER, "train", str(out), "--checkpoint", str(folder / "train.ckpt"), workers=2)
+    return [load_state(f"{out}.rank{r}") for r in range(2)], load_state(folder / "train.ckpt")
+
+
+def test_two_worker_ddp_training_matches_one_process(two_workers, uninterrupted):
+    ranks, written = two_workers
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world_size"] == 2 for r in ranks)
     assert_states_identical(ranks[0]["state"], ranks[1]["state"])  # losses and checkpoints: same whatever the rank
     two, one = ranks[0]["state"], uninterrupted
@@ -250,8 +257,17 @@ def test_two_worker_ddp_training_matches_one_process(tmp_path, uninterrupted):
     for part in ("model", "ema"):
         for key in one[part]:
             torch.testing.assert_close(two[part][key], one[part][key], rtol=1e-4, atol=1e-5, msg=f"{part} {key}")
-    written = load_state(tmp_path / "train.ckpt")  # rank 0's file holds what every rank holds
-    assert_states_identical(written, ranks[1]["state"])
+    assert_states_identical(written, ranks[1]["state"])  # rank 0's file holds what every rank holds
+
+
+def test_a_killed_ddp_run_resumes_to_the_same_weights(tmp_path, two_workers):
+    checkpoint, out = tmp_path / "train.ckpt", tmp_path / "out"
+    killed = launch(WORKER, "train", str(out), "--checkpoint", str(checkpoint), "--kill-at", "13", workers=2, check=False)
+    assert killed.returncode != 0  # rank 0 SIGKILLed itself mid-epoch; torchrun stopped rank 1
+    assert load_state(checkpoint)["iteration"] == 10 and not os.path.exists(f"{out}.rank0")
+    launch(WORKER, "train", str(out), "--checkpoint", str(checkpoint), workers=2)
+    for rank in range(2):
+        assert_states_identical(load_state(f"{out}.rank{rank}")["state"], two_workers[0][rank]["state"])
 
 
 def test_a_global_batch_that_does_not_divide_among_workers_is_named(tmp_path):

@@ -290,17 +290,22 @@ def test_a_failed_sample_to_a_file_leaves_no_output_and_no_temporary(work, tmp_p
     seen: list = []
     monkeypatch.setattr(tabular_bridge.TabularBridge, "sample_chunks", failing_chunks(error, tmp_path, seen))
     argv = ["sample", str(work.model), "-n", "300", "--chunk-rows", "100", "-o", str(tmp_path / name), "--no-progress"]
-    if code is None:  # main does not handle it: the error propagates
-        with pytest.raises(type(error), match=str(error)):
-            cli.main(argv)
-    else:
-        assert cli.main(argv) == code
-        err = capsys.readouterr().err
-        assert str(error) in err
-        assert ": :" not in err, err
+    run_failing(capsys, argv, error, code)
     assert seen and all(s.startswith("." + name + ".") for s in seen), seen
     assert not (tmp_path / name).exists()
     assert os.listdir(tmp_path) == []
+
+
+def run_failing(capsys, argv: list[str], error: BaseException, code: int | None) -> str:
+    """Run ``argv`` expecting ``error``: propagated when ``code`` is None, else exit ``code`` and a message; returns stderr."""
+    if code is None:  # main does not handle it: the error propagates
+        with pytest.raises(type(error), match=str(error)):
+            cli.main(argv)
+        return ""
+    assert cli.main(argv) == code
+    err = capsys.readouterr().err
+    assert (str(error) or "interrupted") in err and ": :" not in err, err
+    return err
 
 
 def failing_sample(error: BaseException, after: int):
@@ -326,15 +331,9 @@ def test_a_failed_sample_to_a_folder_keeps_its_finished_parts_and_the_rerun_resu
     argv = ["sample", str(work.model), "-n", "300", "--chunk-rows", "100", "--seed", "4", "-o", str(out), "--no-progress"]
     with monkeypatch.context() as patch:
         patch.setattr(tabular_bridge.TabularBridge, "sample", failing_sample(error, after=2))
-        if code is None:  # main does not handle it: the error propagates
-            with pytest.raises(type(error), match=str(error)):
-                cli.main(argv)
-        else:
-            assert cli.main(argv) == code
-            err = capsys.readouterr().err
-            assert (str(error) or "interrupted") in err and ": :" not in err, err
-            if code == 130:
-                assert f"finished parts are kept in {staging}" in err and "run the same command again" in err
+        err = run_failing(capsys, argv, error, code)
+        if code == 130:
+            assert f"finished parts are kept in {staging}" in err and "run the same command again" in err
     assert not out.exists()
     assert sorted(os.listdir(staging)) == ["job.json", "part-00000.parquet", "part-00001.parquet"]
     code, stdout, err = run(capsys, *argv)
@@ -344,35 +343,24 @@ def test_a_failed_sample_to_a_folder_keeps_its_finished_parts_and_the_rerun_resu
     pd.testing.assert_frame_equal(read_table(str(out)), expected_rows(work.model, 300, seed=4), check_exact=True)
 
 
-def test_a_failed_overwrite_of_a_folder_keeps_the_old_output(work, tmp_path, capsys, monkeypatch):
-    path = tmp_path / "parts"
-    code, _, err = run(capsys, "sample", work.model, "-n", "120", "--chunk-rows", "50", "--seed", "1", "-o", path,
-                       "--no-progress")
-    assert code == 0, err
-    before = read_table(str(path))
-    monkeypatch.setattr(tabular_bridge.TabularBridge, "sample", failing_sample(RuntimeError("boom"), after=1))
-    with pytest.raises(RuntimeError, match="boom"):
-        cli.main(["sample", str(work.model), "-n", "300", "--chunk-rows", "100", "--seed", "2", "-o", str(path),
-                  "--overwrite", "--no-progress"])
-    pd.testing.assert_frame_equal(read_table(str(path)), before, check_exact=True)
-    assert sorted(os.listdir(tmp_path)) == ["parts", "parts.partial"]
-
-
-def test_a_failed_overwrite_of_a_file_keeps_the_old_output(work, tmp_path, capsys, monkeypatch):
-    path = tmp_path / "rows.csv"
+@pytest.mark.parametrize("name, left", [("parts", ["parts", "parts.partial"]), ("rows.csv", ["rows.csv"])])
+def test_a_failed_overwrite_keeps_the_old_output(work, tmp_path, capsys, monkeypatch, name, left):
+    path = tmp_path / name
     code, _, err = run(capsys, "sample", work.model, "-n", "120", "--chunk-rows", "50", "--seed", "1", "-o", path,
                        "--no-progress")
     assert code == 0, err
     before = read_table(str(path))
     seen: list = []
-    failing = failing_chunks(RuntimeError("boom"), tmp_path, seen)
-    monkeypatch.setattr(tabular_bridge.TabularBridge, "sample_chunks", failing)
+    if name == "parts":  # a folder is written part by part through TabularBridge.sample (and kept for resuming)
+        monkeypatch.setattr(tabular_bridge.TabularBridge, "sample", failing_sample(RuntimeError("boom"), after=1))
+    else:
+        monkeypatch.setattr(tabular_bridge.TabularBridge, "sample_chunks", failing_chunks(RuntimeError("boom"), tmp_path, seen))
     with pytest.raises(RuntimeError, match="boom"):
         cli.main(["sample", str(work.model), "-n", "300", "--chunk-rows", "100", "--seed", "2", "-o", str(path),
                   "--overwrite", "--no-progress"])
-    assert seen
+    assert seen or name == "parts"
     pd.testing.assert_frame_equal(read_table(str(path)), before, check_exact=True)
-    assert os.listdir(tmp_path) == ["rows.csv"]
+    assert sorted(os.listdir(tmp_path)) == left
 
 
 # ----------------------------------------------------------------------------------------

@@ -278,7 +278,8 @@ def _sample(args) -> int:
                       file=sys.stderr)
                 raise
         if distributed.is_main():
-            resumed = f" ({summary['resumed']} part(s) were already done)" if summary["resumed"] else ""
+            whose = " of worker 0's" if distributed.is_distributed() else ""
+            resumed = f" ({summary['resumed']}{whose} part(s) were already done)" if summary["resumed"] else ""
             print(f"wrote {args.rows} rows to {args.output} in {len(parts)} part file(s) + manifest.json{resumed}")
         return EXIT_OK
     chunks = model.sample_chunks(args.rows, args.seed, chunk_rows=args.chunk_rows)

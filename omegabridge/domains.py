@@ -1,7 +1,9 @@
 """Constrained domains and the segment table every backend reads.
 
 A domain is a product of factors; each factor occupies a contiguous slice of
-columns (a *segment*) of the flat row layout. ``Product.segment_table()`` turns
+columns (a *segment*) of the flat row layout. A factor with ``shape=`` is a field of
+that many elements (an image, a segmentation map, a point cloud), one segment per
+element for now. ``Product.segment_table()`` turns
 the factors into one table of (kind, offset, width, parameters) rows.
 
 Example:
@@ -96,17 +98,74 @@ class Segment:
 
 
 class Domain:
-    """Base class of a constrained domain. Subclasses set ``width`` and the methods below."""
+    """Base class of a constrained domain. Subclasses set the element and the methods below.
+
+    Every factor takes ``shape=``: a *field* of that many independent copies of the
+    factor (``Lattice(0, 255, shape=(3, 32, 32))`` is an 8-bit RGB image), laid out in
+    C order; a categorical or sphere element keeps its K or d columns together, last.
+    ``unflatten`` gives rows in that shape and ``flatten`` inverts it.
+    """
 
     width: int = 1
+    shape: tuple[int, ...] = ()
+    #: columns of one element: 1, or K for a categorical, d for a sphere
+    element_width: int = 1
+
+    def _set_shape(self, shape) -> None:
+        self.shape = _field_shape(self._element_repr(), shape)
+        self.width = self.element_width * math.prod(self.shape)
+
+    @property
+    def elements(self) -> int:
+        """Number of elements of the field (1 for a plain factor)."""
+        return math.prod(self.shape)
+
+    def element_segments(self) -> list[Segment]:
+        """The segments of one element, offsets relative to its first column."""
+        raise NotImplementedError
 
     def segments(self) -> list[Segment]:
-        """The factor's segments with offsets relative to its first column."""
-        raise NotImplementedError
+        """The factor's segments (one per element of a field) with offsets relative to its first column."""
+        element = self.element_segments()
+        if not self.shape:
+            return element
+        return [
+            Segment(s.kind, start + s.offset, s.width, s.low, s.high, s.step, s.points)
+            for start in range(0, self.width, self.element_width)
+            for s in element
+        ]
 
     def segment_table(self) -> "SegmentTable":
         """Compile this domain into the segment table all backends read."""
         return SegmentTable(self.segments(), domain=self)
+
+    @property
+    def view_shape(self) -> tuple[int, ...]:
+        """Shape of one row of ``unflatten``: the field's shape, then K or d for a categorical or sphere."""
+        return self.shape + ((self.element_width,) if self._has_element_axis else ())
+
+    _has_element_axis = False
+
+    def unflatten(self, x: torch.Tensor):
+        """Rows ``x`` of shape (n, width) as (n, *view_shape) (a view where ``x`` allows; a Product gives a list).
+
+        >>> import torch, omegabridge as ob
+        >>> ob.Lattice(0, 255, shape=(3, 2, 2)).unflatten(torch.zeros(5, 12)).shape
+        torch.Size([5, 3, 2, 2])
+        >>> ob.Categorical(4, shape=(2,)).unflatten(torch.zeros(5, 8)).shape
+        torch.Size([5, 2, 4])
+        """
+        _check_rows(x, self.width, f"unflatten: {self!r}")
+        return x.reshape(x.shape[0], *self.view_shape)
+
+    def flatten(self, value) -> torch.Tensor:
+        """Inverse of ``unflatten``: a tensor of shape (n, *view_shape) (a list of them for a Product) as (n, width).
+
+        >>> import torch, omegabridge as ob
+        >>> ob.Sphere(3, shape=(4,)).flatten(torch.zeros(2, 4, 3)).shape
+        torch.Size([2, 12])
+        """
+        return _flatten_factor(self, value, f"flatten: {self!r}")
 
     def contains(self, x: torch.Tensor) -> torch.Tensor:
         """Bool per row: does the row lie in the domain (in the precision of ``x``)?
@@ -127,6 +186,13 @@ class Domain:
         """
         return self.segment_table().project(x)
 
+    def _element_repr(self) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        text = self._element_repr()
+        return text if not self.shape else f"{text[:-1]}, shape={self.shape})"
+
     def __mul__(self, other: "Domain") -> "Product":
         return Product([self, other])
 
@@ -138,10 +204,13 @@ class Real(Domain):
     1
     """
 
-    def segments(self) -> list[Segment]:
+    def __init__(self, *, shape=()):
+        self._set_shape(shape)
+
+    def element_segments(self) -> list[Segment]:
         return [Segment(Kind.REAL, 0, 1)]
 
-    def __repr__(self) -> str:
+    def _element_repr(self) -> str:
         return "Real()"
 
 
@@ -152,16 +221,17 @@ class Interval(Domain):
     Interval(-1.0, 1.0)
     """
 
-    def __init__(self, low: float, high: float):
+    def __init__(self, low: float, high: float, *, shape=()):
         self.low = _finite("Interval", "low", low)
         self.high = _finite("Interval", "high", high)
         if not self.low < self.high:
             raise ValueError(f"Interval: low ({self.low}) must be < high ({self.high})")
+        self._set_shape(shape)
 
-    def segments(self) -> list[Segment]:
+    def element_segments(self) -> list[Segment]:
         return [Segment(Kind.INTERVAL, 0, 1, low=self.low, high=self.high)]
 
-    def __repr__(self) -> str:
+    def _element_repr(self) -> str:
         return f"Interval({self.low}, {self.high})"
 
 
@@ -172,18 +242,19 @@ class HalfLine(Domain):
     HalfLine(low=0.0)
     """
 
-    def __init__(self, low: float | None = None, high: float | None = None):
+    def __init__(self, low: float | None = None, high: float | None = None, *, shape=()):
         if (low is None) == (high is None):
             raise ValueError("HalfLine: give exactly one of low= or high=")
         self.low = None if low is None else _finite("HalfLine", "low", low)
         self.high = None if high is None else _finite("HalfLine", "high", high)
+        self._set_shape(shape)
 
-    def segments(self) -> list[Segment]:
+    def element_segments(self) -> list[Segment]:
         if self.low is not None:
             return [Segment(Kind.HALFLINE_LOWER, 0, 1, low=self.low)]
         return [Segment(Kind.HALFLINE_UPPER, 0, 1, high=self.high)]
 
-    def __repr__(self) -> str:
+    def _element_repr(self) -> str:
         return f"HalfLine(low={self.low})" if self.low is not None else f"HalfLine(high={self.high})"
 
 
@@ -194,7 +265,7 @@ class Lattice(Domain):
     17
     """
 
-    def __init__(self, low: float, high: float, step: float = 1.0):
+    def __init__(self, low: float, high: float, step: float = 1.0, *, shape=()):
         self.low = _finite("Lattice", "low", low)
         self.high = _finite("Lattice", "high", high)
         self.step = _finite("Lattice", "step", step)
@@ -211,11 +282,12 @@ class Lattice(Domain):
         self.points = rounded + 1
         if self.points > MAX_LATTICE_POINTS:
             raise ValueError(f"Lattice: at most {MAX_LATTICE_POINTS} points, got {self.points}")
+        self._set_shape(shape)
 
-    def segments(self) -> list[Segment]:
+    def element_segments(self) -> list[Segment]:
         return [Segment(Kind.LATTICE, 0, 1, low=self.low, high=self.high, step=self.step, points=self.points)]
 
-    def __repr__(self) -> str:
+    def _element_repr(self) -> str:
         return f"Lattice({self.low}, {self.high}, step={self.step})"
 
 
@@ -226,10 +298,13 @@ class Binary(Domain):
     1
     """
 
-    def segments(self) -> list[Segment]:
+    def __init__(self, *, shape=()):
+        self._set_shape(shape)
+
+    def element_segments(self) -> list[Segment]:
         return [Segment(Kind.BINARY, 0, 1, low=0.0, high=1.0, step=1.0, points=2)]
 
-    def __repr__(self) -> str:
+    def _element_repr(self) -> str:
         return "Binary()"
 
 
@@ -240,14 +315,17 @@ class Categorical(Domain):
     4
     """
 
-    def __init__(self, categories: int):
-        self.categories = _integer("Categorical", "categories (K)", categories, 2, MAX_CATEGORIES)
-        self.width = self.categories
+    _has_element_axis = True
 
-    def segments(self) -> list[Segment]:
+    def __init__(self, categories: int, *, shape=()):
+        self.categories = _integer("Categorical", "categories (K)", categories, 2, MAX_CATEGORIES)
+        self.element_width = self.categories
+        self._set_shape(shape)
+
+    def element_segments(self) -> list[Segment]:
         return [Segment(Kind.CATEGORICAL, 0, self.categories, points=self.categories)]
 
-    def __repr__(self) -> str:
+    def _element_repr(self) -> str:
         return f"Categorical({self.categories})"
 
 
@@ -258,14 +336,17 @@ class Sphere(Domain):
     3
     """
 
-    def __init__(self, dimension: int):
-        self.dimension = _integer("Sphere", "dimension (d)", dimension, 2, MAX_SPHERE_DIMENSION)
-        self.width = self.dimension
+    _has_element_axis = True
 
-    def segments(self) -> list[Segment]:
+    def __init__(self, dimension: int, *, shape=()):
+        self.dimension = _integer("Sphere", "dimension (d)", dimension, 2, MAX_SPHERE_DIMENSION)
+        self.element_width = self.dimension
+        self._set_shape(shape)
+
+    def element_segments(self) -> list[Segment]:
         return [Segment(Kind.SPHERE, 0, self.dimension, points=self.dimension)]
 
-    def __repr__(self) -> str:
+    def _element_repr(self) -> str:
         return f"Sphere({self.dimension})"
 
 
@@ -313,8 +394,69 @@ class Product(Domain):
             offset += factor.width
         return result
 
+    def unflatten(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each factor's columns of ``x`` in its view shape (see ``Domain.unflatten``), in order.
+
+        >>> import torch
+        >>> image = Product([Lattice(0, 255, shape=(3, 4, 4)), Categorical(10)])
+        >>> [v.shape for v in image.unflatten(torch.zeros(2, 58))]
+        [torch.Size([2, 3, 4, 4]), torch.Size([2, 10])]
+        """
+        _check_rows(x, self.width, f"unflatten: {self!r}")
+        views, offset = [], 0
+        for factor in self.factors:
+            views.append(factor.unflatten(x[:, offset : offset + factor.width]))
+            offset += factor.width
+        return views
+
+    def flatten(self, value) -> torch.Tensor:
+        """Inverse of ``unflatten``: one tensor per factor, in order, concatenated into (n, width) rows."""
+        if isinstance(value, torch.Tensor) or not isinstance(value, (list, tuple)):
+            raise TypeError(f"flatten: {self!r} takes a list of {len(self.factors)} tensors, one per factor, "
+                            f"got {type(value).__name__}")
+        if len(value) != len(self.factors):
+            raise ValueError(f"flatten: {self!r} has {len(self.factors)} factors, got {len(value)} tensors")
+        parts = [_flatten_factor(factor, part, f"flatten: factor {index} ({factor!r})")
+                 for index, (factor, part) in enumerate(zip(self.factors, value))]
+        rows = {part.shape[0] for part in parts}
+        if len(rows) > 1:
+            raise ValueError(f"flatten: {self!r}: the factors' tensors have different row counts {[p.shape[0] for p in parts]}")
+        return torch.cat(parts, dim=1)
+
     def __repr__(self) -> str:
         return f"Product([{', '.join(repr(f) for f in self.factors)}])"
+
+
+def _field_shape(owner: str, shape) -> tuple[int, ...]:
+    """``shape`` as a tuple of positive integers, or a ValueError naming the factor and the bad entry."""
+    if isinstance(shape, (int,)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list, torch.Size)):
+        raise ValueError(f"{owner}: shape must be a tuple of positive integers, got {shape!r}")
+    result = []
+    for position, size in enumerate(shape):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"{owner}: shape {tuple(shape)!r} has {size!r} at position {position}; "
+                             "every size must be a positive integer")
+        result.append(int(size))
+    return tuple(result)
+
+
+def _check_rows(x, width: int, where: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2 or x.shape[1] != width:
+        raise ValueError(f"{where}: expected rows of shape (n, {width}), got {tuple(x.shape)}")
+
+
+def _flatten_factor(factor: Domain, value, where: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{where}: expected a torch.Tensor of shape (n, {', '.join(map(str, factor.view_shape))}), "
+                        f"got {type(value).__name__}")
+    if value.dim() != 1 + len(factor.view_shape) or tuple(value.shape[1:]) != factor.view_shape:
+        expected = "(n" + "".join(f", {size}" for size in factor.view_shape) + ")"
+        raise ValueError(f"{where}: expected a tensor of shape {expected}, got {tuple(value.shape)}")
+    return value.reshape(value.shape[0], factor.width)
 
 
 def as_product(domain: Domain) -> Product:
@@ -371,7 +513,24 @@ class SegmentTable:
         return result
 
     def describe_column(self, column: int) -> str:
-        """Human-readable name of a column, for error messages: 'column 5 (Categorical(4) class 2)'."""
+        """Human-readable name of a column, for error messages: 'column 5 (factor 1: Categorical(4), entry 2)'.
+
+        A column of a field names its element: 'column 70 (factor 0: Lattice(0.0, 255.0, step=1.0,
+        shape=(3, 8, 8)), element (1, 0, 6))'.
+        """
+        if self.domain is not None:
+            offset = 0
+            for index, factor in enumerate(getattr(self.domain, "factors", [self.domain])):
+                if offset <= column < offset + factor.width:
+                    element, entry = divmod(column - offset, factor.element_width)
+                    where = f"column {column} (factor {index}: {factor!r}"
+                    if factor.shape:
+                        position = tuple(int(i) for i in torch.unravel_index(torch.tensor(element), factor.shape))
+                        where += f", element {position}"
+                    if factor.element_width > 1:
+                        where += f", entry {entry}"
+                    return where + ")"
+                offset += factor.width
         for index, segment in enumerate(self.segments):
             if segment.offset <= column < segment.offset + segment.width:
                 factor = _factor_repr(segment)

@@ -25,7 +25,7 @@ from torch import nn
 from omegabridge import dispatch
 from omegabridge.domains import Kind
 
-__all__ = ["TimeEmbedding", "DriftMLP"]
+__all__ = ["TimeEmbedding", "BridgeDrift", "DriftMLP", "DriftUNet", "DriftSetNetwork", "for_domain"]
 
 
 class TimeEmbedding(nn.Module):
@@ -50,7 +50,57 @@ class TimeEmbedding(nn.Module):
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-class DriftMLP(nn.Module):
+class BridgeDrift(nn.Module):
+    """Base of the default models: predict the data point, return the bridge drift f = (x_hat - m) / s.
+
+    It computes what every default model sees (see ``DriftMLP``): the state standardised by
+    the law of Z_t, the posterior mean m(z, s) standardised by the data's moments, and three
+    smooth time features; a subclass's ``predict`` maps them to h, and x_hat = m + sigma h.
+    With ``predict`` zero at initialisation the model is the pure Omega-bridge (f = 0).
+    """
+
+    def __init__(self, bridge, data: torch.Tensor | None = None):
+        super().__init__()
+        self.bridge = bridge
+        self.table = bridge.table
+        self._beta_end = float(bridge.time_grid.beta_end)
+        self._start_variance = float(bridge.start_std) ** 2
+        mean, std = _domain_moments(bridge.table)
+        if data is not None:
+            data = bridge.check_data(data, name="data")
+            # A column that is constant in the data keeps a floor from the domain's own scale,
+            # so the features (m - mu) / sigma stay bounded.
+            mean, std = data.mean(dim=0), torch.maximum(data.std(dim=0, unbiased=False), 1e-2 * std)
+        self.register_buffer("data_mean", mean.to(torch.float32))
+        self.register_buffer("data_std", std.to(torch.float32))
+
+    def inputs(self, z: torch.Tensor, t: torch.Tensor):
+        """(standardised z, standardised m, time features (n, 3), s (n, 1)) for states z and times t."""
+        z = z.to(torch.float32)
+        # Schedule quantities in float64 (s is a small difference of large numbers late in time).
+        s = self.bridge.remaining_at(t.detach().to(torch.float64)).clamp_min(1e-12 * self._beta_end)
+        beta = self._beta_end - s
+        c = beta / self._beta_end
+        v = beta * s / self._beta_end + (s / self._beta_end) ** 2 * self._start_variance
+        scale = torch.sqrt(c[:, None] ** 2 * self.data_std.to(torch.float64) ** 2 + v[:, None]).clamp_min(1e-6)
+        s = s.to(torch.float32)[:, None]
+        c = c.to(torch.float32)[:, None]
+        with torch.no_grad():
+            m = dispatch.posterior_mean(z.detach(), self.table, s)  # the fused kernel on CPU float32
+        time_features = torch.cat([torch.log(s / self._beta_end) / 4.0, c, torch.sqrt(s / self._beta_end)], dim=1)
+        return (z - c * self.data_mean) / scale.to(torch.float32), (m - self.data_mean) / self.data_std, time_features, s
+
+    def predict(self, z: torch.Tensor, m: torch.Tensor, time_features: torch.Tensor) -> torch.Tensor:
+        """h, of z's shape, from the standardised inputs (subclasses)."""
+        raise NotImplementedError
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        z, m, time_features, s = self.inputs(z, t)
+        # x_hat - m = sigma h, so f = sigma h / s.
+        return self.data_std * self.predict(z, m, time_features) / s
+
+
+class DriftMLP(BridgeDrift):
     """Data-predicting MLP turned into a bridge drift: f(z, t) = (x_hat(z, t) - m(z, s(t))) / s(t).
 
     Inputs of the MLP (3 + 2 x width of them):
@@ -88,15 +138,11 @@ class DriftMLP(nn.Module):
     """
 
     def __init__(self, bridge, hidden: int = 256, depth: int = 3, data: torch.Tensor | None = None):
-        super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
-        self.bridge = bridge
-        self.table = bridge.table
-        self._beta_end = float(bridge.time_grid.beta_end)
-        self._start_variance = float(bridge.start_std) ** 2
+        super().__init__(bridge, data)
         width = bridge.width
         layers: list[nn.Module] = []
         size = 2 * width + 3
@@ -107,39 +153,39 @@ class DriftMLP(nn.Module):
         self.head = nn.Linear(size, width)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        mean, std = _domain_moments(bridge.table)
-        if data is not None:
-            data = bridge.check_data(data, name="data")
-            # A column that is constant in the data keeps a floor from the domain's own scale,
-            # so the features (m - mu) / sigma stay bounded.
-            mean, std = data.mean(dim=0), torch.maximum(data.std(dim=0, unbiased=False), 1e-2 * std)
-        self.register_buffer("data_mean", mean.to(torch.float32))
-        self.register_buffer("data_std", std.to(torch.float32))
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        z = z.to(torch.float32)
-        # Schedule quantities in float64 (s is a small difference of large numbers late in time).
-        s = self.bridge.remaining_at(t.detach().to(torch.float64)).clamp_min(1e-12 * self._beta_end)
-        beta = self._beta_end - s
-        c = beta / self._beta_end
-        v = beta * s / self._beta_end + (s / self._beta_end) ** 2 * self._start_variance
-        scale = torch.sqrt(c[:, None] ** 2 * self.data_std.to(torch.float64) ** 2 + v[:, None]).clamp_min(1e-6)
-        s = s.to(torch.float32)[:, None]
-        c = c.to(torch.float32)[:, None]
-        with torch.no_grad():
-            m = dispatch.posterior_mean(z.detach(), self.table, s)  # the fused kernel on CPU float32
-        features = torch.cat(
-            [
-                (z - c * self.data_mean) / scale.to(torch.float32),
-                (m - self.data_mean) / self.data_std,
-                torch.log(s / self._beta_end) / 4.0,
-                c,
-                torch.sqrt(s / self._beta_end),
-            ],
-            dim=1,
-        )
-        # x_hat - m = sigma h, so f = sigma h / s.
-        return self.data_std * self.head(self.body(features)) / s
+    def predict(self, z: torch.Tensor, m: torch.Tensor, time_features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(torch.cat([z, m, time_features], dim=1)))
+
+
+def for_domain(bridge, data: torch.Tensor | None = None, **options) -> BridgeDrift:
+    """The default drift model for ``bridge``'s domain: a ``DriftUNet`` when the domain holds an image
+    field (C, H, W) or a categorical map (H, W), a ``DriftSetNetwork`` for a point field (P, D <= 4),
+    else a ``DriftMLP``; ``options`` go to that class. (It takes the bridge, not the bare domain:
+    a default model also needs the schedule, whose s(t) scales its inputs and outputs.)
+
+    >>> import omegabridge as ob
+    >>> type(for_domain(ob.Bridge(ob.Lattice(0, 63, shape=(512, 3)), steps=10))).__name__
+    'DriftSetNetwork'
+    >>> type(for_domain(ob.Bridge(ob.Product([ob.Real(), ob.Categorical(3)]), steps=10))).__name__
+    'DriftMLP'
+    """
+    from omegabridge.field_models import DriftSetNetwork, DriftUNet, find_field
+
+    if find_field(bridge.domain, "image") is not None:
+        return DriftUNet(bridge, data=data, **options)
+    if find_field(bridge.domain, "points") is not None:
+        return DriftSetNetwork(bridge, data=data, **options)
+    return DriftMLP(bridge, data=data, **options)
+
+
+def __getattr__(name: str):
+    # The field models live in their own module, which imports this one.
+    if name in ("DriftUNet", "DriftSetNetwork"):
+        from omegabridge import field_models
+
+        return getattr(field_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _domain_moments(table) -> tuple[torch.Tensor, torch.Tensor]:

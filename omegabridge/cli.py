@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
             "independent-marginals baseline, and write PNGs, metrics and samples to the output folder."
         ),
     )
+    demo.add_argument("name", nargs="?", choices=("segments",), metavar="NAME",
+                      help="a field demo: segments (procedural 32x32 scenes, 6 classes, with the U-Net); "
+                      "without NAME: the tables demo")
     demo.add_argument("-o", "--output", metavar="DIR", default=defaults.output,
                       help=f"folder for the output files (default: ./{defaults.output})")
     demo.add_argument("--iterations", type=_integer("iterations", 1), metavar="N",
@@ -325,6 +328,8 @@ def _evaluate(args) -> int:
 def _demo(args) -> int:
     from omegabridge import demo
 
+    if args.name == "segments":
+        return _field_demo(args)
     demo.require_demo_dependencies()
     _threads(args.threads)
     values = dict(demo.QUICK) if args.quick else {}
@@ -334,6 +339,20 @@ def _demo(args) -> int:
         if given is not None:
             values[name] = given
     demo.run_demo(demo.DemoConfig(**values))
+    return EXIT_OK
+
+
+def _field_demo(args) -> int:
+    from omegabridge import field_demos
+
+    if args.only:
+        raise UsageError(f"--only chooses a data set of the tables demo; 'demo {args.name}' has one")
+    values = dict(field_demos.SEGMENTS_QUICK) if args.quick else {}
+    values.update(output=args.output, progress=args.progress, threads=args.threads)
+    for name in ("iterations", "seed", "steps"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    field_demos.run_segments(field_demos.SegmentsConfig(**values))
     return EXIT_OK
 
 

@@ -32,8 +32,8 @@ class SegmentsConfig:
     train_maps: int = 2000
     test_maps: int = 400
     size: int = 32
-    steps: int = 100
-    iterations: int = 2000
+    steps: int = 50
+    iterations: int = 600
     batch_size: int = 32
     learning_rate: float = 2e-3
     channels: tuple = (32, 64)

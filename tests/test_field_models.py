@@ -10,12 +10,7 @@ import omegabridge as ob
 from omegabridge.field_models import DriftSetNetwork, DriftUNet
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 CASES = {

@@ -47,13 +47,7 @@ def launch(*argv, workers: int = 1, check: bool = True) -> subprocess.CompletedP
     return result
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread in this process too: the subprocesses run with one, and two cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def load_state(path) -> dict:

@@ -90,14 +90,6 @@ def trained_distances(seed: int = 0, iterations: int = 1500) -> tuple[dict[str, 
     return distances(x, data), seconds
 
 
-@pytest.fixture
-def one_thread():
-    """Time the training on one core (and keep it off cores that other work is using)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_untrained_model_is_the_plain_bridge_and_fails_the_thresholds():
     data = toy()
@@ -112,7 +104,7 @@ def test_untrained_model_is_the_plain_bridge_and_fails_the_thresholds():
     assert tv["joint"] > JOINT_TV, tv
 
 
-def test_default_model_learns_lattice_categorical_toy(one_thread):
+def test_default_model_learns_lattice_categorical_toy(one_torch_thread):
     # About 25-30 s of training on one free CPU core (plus ~5 s of sampling).
     tv, seconds = trained_distances(seed=0)
     message = f"{tv} after {seconds:.0f} s of training"

@@ -251,7 +251,7 @@ def _sample(args) -> int:
 
     from omegabridge import distributed
     from omegabridge.tabular import TabularBridge
-    from omegabridge.tabular.sample_parts import part_rows
+    from omegabridge.tabular.sample_parts import worker_parts
     from omegabridge.tabular.table_files import output_kind, write_chunks
 
     _threads(args.threads)
@@ -267,9 +267,8 @@ def _sample(args) -> int:
     model = TabularBridge.load(args.model, device=args.device, progress=False)
     extra = {"model": os.path.abspath(args.model), "seed": args.seed, "schema": model.schema.to_dict()}
     if kind == "parts":
-        parts = part_rows(args.rows, args.chunk_rows)
-        mine = distributed.contiguous_range(len(parts), distributed.rank(), distributed.world_size())
-        total = sum(parts[number][1] for number in mine)
+        mine = worker_parts(args.rows, args.chunk_rows, distributed.rank(), distributed.world_size())
+        total = sum(count for _, _, count in mine)
         workers = f" (worker 0 of {distributed.world_size()})" if distributed.is_distributed() else ""
         with tqdm(total=total, disable=not (args.progress and distributed.is_main()), desc=f"sampling{workers}",
                   unit="row", unit_scale=True) as bar:
@@ -283,7 +282,8 @@ def _sample(args) -> int:
         if distributed.is_main():
             whose = " of worker 0's" if distributed.is_distributed() else ""
             resumed = f" ({summary['resumed']}{whose} part(s) were already done)" if summary["resumed"] else ""
-            print(f"wrote {args.rows} rows to {args.output} in {len(parts)} part file(s) + manifest.json{resumed}")
+            parts = math.ceil(args.rows / args.chunk_rows)
+            print(f"wrote {args.rows} rows to {args.output} in {parts} part file(s) + manifest.json{resumed}")
         return EXIT_OK
     chunks = model.sample_chunks(args.rows, args.seed, chunk_rows=args.chunk_rows)
     with tqdm(total=args.rows, disable=not args.progress, desc="sampling", unit="row", unit_scale=True) as bar:

@@ -235,7 +235,7 @@ def plot_marginals(real, frames: dict, schema, path: str) -> str:
     matplotlib.use("Agg", force=True)
     from matplotlib import pyplot as plt
 
-    from omegabridge.files import atomic_write
+    from omegabridge.files import save_figure
 
     columns = list(schema)
     across = 3
@@ -276,11 +276,7 @@ def plot_marginals(real, frames: dict, schema, path: str) -> str:
     axes.flat[0].legend(fontsize=7)
     figure.suptitle("fair: marginals of real and synthetic rows (share of rows)")
     figure.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
-    finally:
-        plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 # ----------------------------------------------------------------------------------------
@@ -352,7 +348,7 @@ def plot_digits(real, frames: dict, path: str, count: int = 48) -> str:
     matplotlib.use("Agg", force=True)
     from matplotlib import pyplot as plt
 
-    from omegabridge.files import atomic_write
+    from omegabridge.files import save_figure
 
     panels = [("real (held out)", real)] + list(frames.items())
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
@@ -368,11 +364,7 @@ def plot_digits(real, frames: dict, path: str, count: int = 48) -> str:
         axis.axis("off")
     figure.suptitle("digits: 8x8 images with pixels on the lattice 0..16")
     figure.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80))
-    finally:
-        plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 # ----------------------------------------------------------------------------------------

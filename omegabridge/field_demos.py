@@ -73,6 +73,8 @@ def _plot(real: np.ndarray, frames: dict, path: str, count: int = 12) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from omegabridge.files import save_figure
+
     rows = {"held-out real": real, **frames}
     figure, axes = plt.subplots(len(rows), count, figsize=(count * 0.9, len(rows) * 1.0))
     for row, (name, maps) in enumerate(rows.items()):
@@ -83,8 +85,7 @@ def _plot(real: np.ndarray, frames: dict, path: str, count: int = 12) -> None:
             axis.set_yticks([])
         axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, dpi=110)
 
 
 def run_segments(config: SegmentsConfig, log: Callable[[str], None] = print) -> dict:
@@ -115,12 +116,13 @@ def run_segments(config: SegmentsConfig, log: Callable[[str], None] = print) -> 
     mark = time.perf_counter()
     x = bridge.sample(model, n=config.test_maps, seed=config.seed, batch_size=256, progress=config.progress)
     seconds["sample"] = time.perf_counter() - mark
-    assert bool(domain.contains(x).all())
+    inside = domain.contains(x)
+    assert bool(inside.all())
     samples = domain.unflatten(x).argmax(dim=-1).numpy()
     baseline = independent_pixels(train, config.test_maps, classes, config.seed)
     result = {
         "config": asdict(config),
-        "valid": float(domain.contains(x).float().mean()),
+        "valid": float(inside.float().mean()),
         "scores": {"omegabridge": _score(samples, test, classes), "independent pixels": _score(baseline, test, classes),
                    "held-out real (train vs test)": _score(train[:config.test_maps], test, classes)},
         "reference_components_mean": float(np.mean(component_counts(test))),

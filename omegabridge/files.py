@@ -19,7 +19,34 @@ import shutil
 import tempfile
 from typing import Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_folder", "replace_folder", "write_json", "json_safe"]
+__all__ = ["atomic_write", "atomic_folder", "replace_folder", "remove_temporaries", "save_figure", "write_json", "json_safe"]
+
+
+def _temporary_name(path: str) -> tuple[str, str]:
+    """(prefix, suffix) of the temporary files ``atomic_write`` makes for ``path``."""
+    return "." + os.path.basename(path) + ".", ".tmp"
+
+
+def remove_temporaries(folder: str, name: str | None = None) -> None:
+    """Remove temporary files that atomic writes into ``folder`` left behind (a kill mid-write).
+
+    ``name`` limits it to the temporaries of that one file; otherwise every one in ``folder`` goes.
+    """
+    prefix, suffix = _temporary_name(name) if name is not None else (".", ".tmp")
+    for entry in os.listdir(folder):
+        if entry.startswith(prefix) and entry.endswith(suffix):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, entry))
+
+
+def save_figure(figure, path: str, dpi: int = 80) -> str:
+    """Write a matplotlib ``figure`` to ``path`` as PNG atomically, then close it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=dpi))
+    finally:
+        plt.close(figure)
 
 
 def _default_mode(path: str) -> None:
@@ -34,7 +61,8 @@ def atomic_write(path: str, write: Callable[[str], None]) -> str:
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    prefix, suffix = _temporary_name(path)
+    handle, temporary = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     os.close(handle)
     try:
         write(temporary)

@@ -27,9 +27,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import glob
 import hashlib
 import math
 import numbers
@@ -43,7 +41,7 @@ from tqdm.auto import tqdm
 
 from omegabridge import distributed
 from omegabridge.bridge import check_loss_weight
-from omegabridge.files import atomic_write
+from omegabridge.files import atomic_write, remove_temporaries
 
 __all__ = ["Trainer", "TrainingRecord", "TrainingCheckpointError", "FORMAT", "FORMAT_VERSION"]
 
@@ -201,7 +199,9 @@ class Trainer:
         self.iteration, self.losses = 0, []
         if self.checkpoint is not None:
             if distributed.is_main():
-                _remove_stale_temporaries(self.checkpoint)
+                folder, name = os.path.split(os.path.abspath(self.checkpoint))
+                if os.path.isdir(folder):
+                    remove_temporaries(folder, name)
             if resume and os.path.exists(self.checkpoint):
                 self._restore(self.checkpoint)
                 self._say(f"resuming from {self.checkpoint} at iteration {self.iteration} of {iterations}")
@@ -318,7 +318,6 @@ class Trainer:
         """The checkpoint's content (CPU tensors and plain types; the same on every worker)."""
         from omegabridge import __version__
 
-        cpu = lambda state: _to_cpu(state)  # noqa: E731
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -326,10 +325,10 @@ class Trainer:
             "iteration": self.iteration,
             "settings": self.settings(),
             "data": {"rows": self._data_rows, "sha256": self._data_fingerprint},
-            "model": cpu(self.model.state_dict()),
-            "optimizer": cpu(self._optimizer.state_dict()),
+            "model": _to_cpu(self.model.state_dict()),
+            "optimizer": _to_cpu(self._optimizer.state_dict()),
             "scheduler": self._scheduler.state_dict(),
-            "ema": cpu(self.ema.state_dict()) if self.ema is not None else None,
+            "ema": _to_cpu(self.ema.state_dict()) if self.ema is not None else None,
             "losses": torch.tensor(self.losses, dtype=torch.float64),
         }
 
@@ -389,14 +388,6 @@ def _to_cpu(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_to_cpu(item) for item in value)
     return value
-
-
-def _remove_stale_temporaries(path: str) -> None:
-    """Temporary files an atomic write killed mid-way left beside ``path``."""
-    folder, name = os.path.split(os.path.abspath(path))
-    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
-        with contextlib.suppress(OSError):
-            os.unlink(stale)
 
 
 def _positive_integer(name: str, value) -> None:

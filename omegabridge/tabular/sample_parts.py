@@ -34,10 +34,10 @@ import shutil
 from typing import Callable
 
 from omegabridge import distributed
-from omegabridge.files import atomic_write, replace_folder, write_json
+from omegabridge.files import atomic_write, remove_temporaries, replace_folder, write_json
 from omegabridge.tabular.table_files import MAX_PARTS, TableFileError, part_name, write_manifest
 
-__all__ = ["PARTIAL_SUFFIX", "JOB_FILE", "part_rows", "model_fingerprint", "write_sample_parts"]
+__all__ = ["PARTIAL_SUFFIX", "JOB_FILE", "part_rows", "worker_parts", "model_fingerprint", "write_sample_parts"]
 
 PARTIAL_SUFFIX = ".partial"
 JOB_FILE = "job.json"
@@ -47,6 +47,16 @@ JOB_FORMAT = "omegabridge.sample-job"
 def part_rows(rows: int, chunk_rows: int) -> list[tuple[int, int]]:
     """(first row, row count) of each part."""
     return [(first, min(chunk_rows, rows - first)) for first in range(0, rows, chunk_rows)]
+
+
+def worker_parts(rows: int, chunk_rows: int, rank: int, world_size: int) -> list[tuple[int, int, int]]:
+    """(part number, first row, row count) of the parts worker ``rank`` of ``world_size`` writes: a contiguous run.
+
+    >>> worker_parts(250, 100, rank=1, world_size=2)
+    [(2, 200, 50)]
+    """
+    parts = part_rows(rows, chunk_rows)
+    return [(number, *parts[number]) for number in distributed.contiguous_range(len(parts), rank, world_size)]
 
 
 def model_fingerprint(model) -> str:
@@ -103,8 +113,7 @@ def write_sample_parts(
     if not os.path.isdir(staging):
         raise TableFileError(f"{staging}: not found by worker {rank}; all workers must share one file system")
     summary = {"path": final, "kind": "parts", "rows": rows, "parts": [], "resumed": 0}
-    for number in distributed.contiguous_range(len(parts), rank, world_size):
-        first, count = parts[number]
+    for number, first, count in worker_parts(rows, chunk_rows, rank, world_size):
         target = os.path.join(staging, part_name(number))
         if os.path.exists(target):
             summary["resumed"] += 1
@@ -135,9 +144,7 @@ def _prepare_staging(staging: str, job: dict, overwrite: bool) -> None:
     if not os.path.exists(staging):
         os.makedirs(staging)
         write_json(os.path.join(staging, JOB_FILE), job)
-    for name in os.listdir(staging):  # temporaries of parts a kill interrupted
-        if name.startswith(".") and name.endswith(".tmp"):
-            os.unlink(os.path.join(staging, name))
+    remove_temporaries(staging)  # of parts a kill interrupted
 
 
 def _read_job(staging: str) -> dict | None:

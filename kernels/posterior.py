@@ -24,6 +24,13 @@ CATEGORICAL = tl.constexpr(6)
 SPHERE = tl.constexpr(7)
 # Lattice points beyond this many sqrt(s) (plus one step) from the nearest carry < exp(-40).
 LATTICE_WINDOW_SIGMAS = tl.constexpr(9.0)
+# As omegabridge.reference (the reasons are written there): at most this many points on either
+# side of the nearest; beyond, Euler-Maclaurin with four end corrections, except far outside.
+LATTICE_WINDOW_LIMIT = tl.constexpr(34.0)
+LATTICE_WINDOW_POINTS = tl.constexpr(34)
+LATTICE_OUTSIDE_RATE = tl.constexpr(0.75)
+EULER_MACLAURIN = tl.constexpr((1.0 / 12.0, -1.0 / 720.0, 1.0 / 30240.0, -1.0 / 1209600.0))  # B_2p/(2p)!
+SQRT_TWO_PI = tl.constexpr(2.5066282746310002)
 
 
 @triton.jit
@@ -97,7 +104,7 @@ def lattice_radius(sigma_max, step_min, last_max):
 
 
 @triton.jit
-def lattice_mean(z, low, step, inverse_step, last, s, sigma, valid):
+def lattice_mean(z, low, step, inverse_step, last, s, sigma, valid, quadrature_ptr):
     """m = x_n + sum_j w_j (j d) over the window j = -R..R around the nearest point x_n.
 
     Weights relative to x_n follow w_{j+1} = w_j a b^j (a = exp(logit of one step), b =
@@ -116,7 +123,8 @@ def lattice_mean(z, low, step, inverse_step, last, s, sigma, valid):
     sigma_max = tl.max(tl.where(valid, sigma + tl.zeros(z.shape, tl.float32), 0.0))
     step_min = tl.min(tl.where(valid, step + tl.zeros(z.shape, tl.float32), float("inf")))
     last_max = tl.max(tl.where(valid, last + tl.zeros(z.shape, tl.float32), 0.0))
-    radius = lattice_radius(sigma_max, step_min, last_max)
+    # At most LATTICE_WINDOW_LIMIT points on either side: beyond, Euler-Maclaurin serves the elements.
+    radius = tl.minimum(lattice_radius(sigma_max, step_min, last_max), LATTICE_WINDOW_POINTS)
     jf = tl.zeros((), tl.float32)
     for _ in range(0, radius):
         jf += 1.0
@@ -128,7 +136,65 @@ def lattice_mean(z, low, step, inverse_step, last, s, sigma, valid):
         w_down = tl.where(nearest - jf >= 0.0, down, 0.0)
         weight_sum += w_up + w_down
         moment += (jf * step) * (w_up - w_down)
-    return (z + delta) + moment / weight_sum
+    m = (low + nearest * step) + moment / weight_sum  # not z + delta: that rounds at large |z|
+    if (last_max > LATTICE_WINDOW_LIMIT) & (LATTICE_WINDOW_SIGMAS * sigma_max / step_min + 2.0 > LATTICE_WINDOW_LIMIT):
+        sigma_points = sigma * inverse_step
+        y = (z - low) * inverse_step
+        outside = tl.maximum(tl.maximum(-y, y - last), 0.0)
+        use_formula = ((last > LATTICE_WINDOW_LIMIT) & (LATTICE_WINDOW_SIGMAS * sigma_points + 2.0 > LATTICE_WINDOW_LIMIT)
+                       & (outside < LATTICE_OUTSIDE_RATE * sigma_points * sigma_points))
+        m = tl.where(use_formula, lattice_euler_maclaurin_mean(z, low, step, last, sigma, valid, quadrature_ptr), m)
+    return m
+
+
+@triton.jit
+def _scaled_hermite_step(v, current, previous, order, inverse_variance):
+    """He_(order+1)(u)/sigma'^(order+1) from the two before it (v = u/sigma')."""
+    return v * current - order * inverse_variance * previous
+
+
+@triton.jit
+def lattice_euler_maclaurin_mean(z, low, step, last, sigma, valid, quadrature_ptr):
+    """m when many lattice points carry weight: the truncated-Gaussian mean on [low, low + last step]
+    plus Euler-Maclaurin end corrections (four terms), as reference.lattice_euler_maclaurin_mean."""
+    sigma_points = sigma / step
+    y = (z - low) / step
+    u_low = -y / sigma_points
+    u_high = (last - y) / sigma_points
+    outside = tl.maximum(tl.maximum(u_low, -u_high), 0.0)
+    weight_low = tl.exp(-0.5 * (u_low - outside) * (u_low + outside))
+    weight_high = tl.exp(-0.5 * (u_high - outside) * (u_high + outside))
+    below_mass = special.mills_ratio(tl.maximum(u_low, 0.0)) - weight_high * special.mills_ratio(tl.maximum(u_high, 0.0))
+    above_mass = special.mills_ratio(tl.maximum(-u_high, 0.0)) - weight_low * special.mills_ratio(tl.maximum(-u_low, 0.0))
+    inside_mass = SQRT_TWO_PI * special.normal_mass(tl.minimum(u_low, -1e-30), tl.maximum(u_high, 1e-30))
+    mass = tl.where(u_low >= 0.0, below_mass, tl.where(u_high <= 0.0, above_mass, inside_mass))
+    centre_value = interval_mean(z, low, low + last * step, sigma, valid, quadrature_ptr)
+    centre = (centre_value - low) / step
+    inverse_variance = 1.0 / (sigma_points * sigma_points)
+    v_low = tl.minimum(tl.maximum(u_low / sigma_points, -1e3), 1e3)  # beyond, the end weighs 0: keep finite
+    v_high = tl.minimum(tl.maximum(u_high / sigma_points, -1e3), 1e3)
+    ends = 0.5 * (weight_low + weight_high)
+    ends_centred = 0.5 * ((last - centre) * weight_high - centre * weight_low)
+    # p = 1..4, k = 2p - 1: B_2p/(2p)! (f^(k)(n) - f^(k)(0)); h_k = He_k(u)/sigma'^k, h_(k-1) before it.
+    low_previous = tl.full(z.shape, 1.0, tl.float32)
+    high_previous = tl.full(z.shape, 1.0, tl.float32)
+    low_current = v_low
+    high_current = v_high
+    for p in tl.static_range(1, 5):
+        k = 2 * p - 1
+        coefficient = EULER_MACLAURIN[p - 1]
+        ends += coefficient * (low_current * weight_low - high_current * weight_high)
+        high_term = (-(last - centre) * high_current + k * high_previous) * weight_high
+        low_term = (centre * low_current + k * low_previous) * weight_low
+        ends_centred += coefficient * (high_term - low_term)
+        # two steps of the recurrence: h_k -> h_(k+1) -> h_(k+2)
+        low_next = _scaled_hermite_step(v_low, low_current, low_previous, k, inverse_variance)
+        high_next = _scaled_hermite_step(v_high, high_current, high_previous, k, inverse_variance)
+        low_previous = low_next
+        low_current = _scaled_hermite_step(v_low, low_next, low_current, k + 1, inverse_variance)
+        high_previous = high_next
+        high_current = _scaled_hermite_step(v_high, high_next, high_current, k + 1, inverse_variance)
+    return centre_value + step * ends_centred / (sigma_points * mass + ends)
 
 
 @triton.jit
@@ -146,7 +212,7 @@ def elementwise_mean(kind, z, low, high, step, inverse_step, last, s, sigma, val
             m = -lower_halfline_mean(-z, -high, sigma)
     if (KINDS >> LATTICE.value) & 1:
         if kind == LATTICE:
-            m = lattice_mean(z, low, step, inverse_step, last, s, sigma, valid)
+            m = lattice_mean(z, low, step, inverse_step, last, s, sigma, valid, quadrature_ptr)
     if (KINDS >> BINARY.value) & 1:
         if kind == BINARY:
             m = binary_mean(z, s)

@@ -38,6 +38,8 @@ __all__ = [
     "interval_mean",
     "lower_halfline_mean",
     "lattice_weights",
+    "lattice_mean",
+    "lattice_euler_maclaurin_mean",
 ]
 
 Scale = Union[float, torch.Tensor]  # a scalar s, or per-row s of shape (n, 1)
@@ -46,6 +48,16 @@ _LATTICE_CHUNK_ELEMENTS = 1 << 22
 # E = phi(b)/phi(a) is near 1; there the mean comes from Gauss-Legendre quadrature instead.
 _SHORT_INTERVAL = 1.0
 _SHORT_INTERVAL_RATE = 40.0
+# The lattice mean at a cost bounded whatever K (bridge-math.md section 2, "Lattice"): a window
+# of points around the nearest when few carry weight, Euler-Maclaurin when many do. The same
+# constants are in csrc/include/omegabridge/posterior.h and kernels/posterior.py.
+LATTICE_WINDOW_SIGMAS = 9.0  # points beyond 9 sqrt(s) (plus one step) carry < e^-40 relative weight
+LATTICE_WINDOW_LIMIT = 34  # the most points summed on either side of the nearest
+# Far outside (distance / sigma'^2 >= this, in points) the weights fall by e^-0.75 per point from
+# the end, so LATTICE_WINDOW_LIMIT points leave < e^-25; nearer, Euler-Maclaurin's error with
+# the four corrections below is about 2 (rate / 2 pi)^10 < 1e-9 relative (measured: 5e-10).
+LATTICE_OUTSIDE_RATE = 0.75
+LATTICE_EULER_MACLAURIN_COEFFICIENTS = (1 / 12, -1 / 720, 1 / 30240, -1 / 1209600)  # B_2p / (2p)!, p = 1..4
 
 
 # ----------------------------------------------------------------------------------------
@@ -211,9 +223,128 @@ def lattice_weights(z: torch.Tensor, s: torch.Tensor, low, step, points):
     return torch.softmax(logits, dim=-1), offsets, x_near
 
 
-def _lattice_mean(z, s, low, step, points):
-    weights, offsets, x_near = lattice_weights(z, s, low, step, points)
-    return x_near + (weights * offsets).sum(-1)
+def lattice_window_radius(sigma_points: float, most_points: int) -> int:
+    """Points summed on either side of the nearest one: enough for every element the window serves.
+
+    With sigma' = sqrt(s)/step, points beyond 9 sigma' (plus one step) carry < e^-40 relative
+    weight; the window never exceeds ``LATTICE_WINDOW_LIMIT``, because where 9 sigma' + 2 does,
+    the Euler-Maclaurin form serves every element except those far outside the lattice, whose
+    weights fall by at least e^-LATTICE_OUTSIDE_RATE per point from the nearer end.
+    """
+    radius = min(math.ceil(LATTICE_WINDOW_SIGMAS * sigma_points + 2.0), LATTICE_WINDOW_LIMIT)
+    return max(0, min(radius, most_points - 1))
+
+
+def lattice_uses_euler_maclaurin(z, s, low, step, points) -> torch.Tensor:
+    """Bool per element: its mean comes from the Euler-Maclaurin form, not the window.
+
+    True when the window would be cut short (K - 1 and 9 sigma' + 2 both beyond
+    ``LATTICE_WINDOW_LIMIT``) and z is not far outside: distance outside / sigma'^2 (in points, the
+    rate at which the weights fall per point from the nearer end) below ``LATTICE_OUTSIDE_RATE``.
+    """
+    sigma_points = torch.sqrt(s) / step
+    y = (z - low) / step
+    last = (points - 1).to(z.dtype)
+    outside = torch.clamp(torch.maximum(-y, y - last), min=0.0)
+    return (
+        (last > LATTICE_WINDOW_LIMIT)
+        & (LATTICE_WINDOW_SIGMAS * sigma_points + 2.0 > LATTICE_WINDOW_LIMIT)
+        & (outside < LATTICE_OUTSIDE_RATE * sigma_points * sigma_points)
+    )
+
+
+def _lattice_window_mean(z, s, low, step, points, radius: int):
+    """x_n + sum_j w_j (x_{n+j} - x_n) over the points j = -radius..radius around the nearest x_n."""
+    last = (points - 1).to(torch.float64)
+    nearest = torch.minimum(torch.clamp(torch.round((z.to(torch.float64) - low) / step), min=0.0), last)
+    x_near = (low + nearest * step).to(z.dtype)  # canonical points, rounded once from float64
+    j = torch.arange(-radius, radius + 1, dtype=torch.float64, device=z.device)
+    index = nearest[..., None] + j
+    offsets = (low[:, None] + index * step[:, None]).to(z.dtype) - x_near[..., None]
+    s3 = s[..., None] if torch.is_tensor(s) and s.dim() else s
+    logits = -offsets * (offsets + 2.0 * (x_near - z)[..., None]) / (2.0 * s3)
+    # Each element sums its own window (as a kernel column would), whatever its neighbours need.
+    own = torch.ceil(LATTICE_WINDOW_SIGMAS * torch.sqrt(torch.as_tensor(s, dtype=torch.float64)) / step + 2.0)
+    own = torch.clamp(own, max=LATTICE_WINDOW_LIMIT)
+    inside = (index >= 0) & (index <= last[..., None]) & (j.abs() <= own[..., None])
+    logits = torch.where(inside, logits, torch.full_like(logits, -math.inf))
+    return x_near + (torch.softmax(logits, dim=-1) * offsets).sum(-1)
+
+
+def _scaled_hermite(u: torch.Tensor, sigma_points: torch.Tensor, degree: int) -> list[torch.Tensor]:
+    """He_k(u) / sigma'^k for k = 0..degree (bounded where the Euler-Maclaurin form is used, even when u is large)."""
+    v = torch.clamp(u / sigma_points, -1e3, 1e3)  # beyond, the end's weight is 0: keep the product finite
+    inverse_variance = 1.0 / (sigma_points * sigma_points)
+    values = [torch.ones_like(u), v]
+    for k in range(1, degree):
+        values.append(v * values[k] - k * inverse_variance * values[k - 1])
+    return values
+
+
+def lattice_euler_maclaurin_mean(z, s, low, step, points) -> torch.Tensor:
+    """m on the lattice when many points carry weight: the truncated-Gaussian mean plus end corrections.
+
+    In units of the step, with y = (z - low)/step, sigma' = sqrt(s)/step, g(x) = exp(-(x - y)^2 / (2 sigma'^2))
+    on x = 0..n (n = K - 1), Euler-Maclaurin gives sum_x f(x) = integral_0^n f + (f(0) + f(n))/2
+    + sum_p B_2p/(2p)! (f^(2p-1)(n) - f^(2p-1)(0)). Writing the integral's ratio as the mean m_I of the
+    Gaussian truncated to [low, high] (``interval_mean``) and taking f = (x - m_I) g for the numerator:
+
+        m = m_I + step * B_c / (sigma' M + B_0),
+
+    where M is the integral of g in units of sigma' and B_0, B_c the end terms of g and (x - m_I) g;
+    g's derivatives are Hermite polynomials, g^(k) = (-1/sigma')^k He_k(u) g. Every g is scaled by
+    the weight of the nearer end when z lies outside, as in ``interval_mean``, so nothing underflows.
+    """
+    sigma = torch.sqrt(s)
+    sigma_points = sigma / step
+    y = (z - low) / step
+    last = (points - 1).to(z.dtype)
+    u_low, u_high = -y / sigma_points, (last - y) / sigma_points
+    outside = torch.clamp(torch.maximum(u_low, -u_high), min=0.0)
+    weight_low = torch.exp(-0.5 * (u_low - outside) * (u_low + outside))
+    weight_high = torch.exp(-0.5 * (u_high - outside) * (u_high + outside))
+    zero = torch.zeros_like(z)
+    below, above = u_low >= 0, u_high <= 0
+    mass = torch.where(
+        below,
+        special.mills_ratio(torch.maximum(u_low, zero)) - weight_high * special.mills_ratio(torch.maximum(u_high, zero)),
+        torch.where(
+            above,
+            special.mills_ratio(torch.maximum(-u_high, zero)) - weight_low * special.mills_ratio(torch.maximum(-u_low, zero)),
+            math.sqrt(2.0 * math.pi) * special.normal_mass(torch.minimum(u_low, zero), torch.maximum(u_high, zero)),
+        ),
+    )
+    high = low + last * step
+    centre_value = interval_mean(z, s, low, high)
+    centre = (centre_value - low) / step
+    degree = 2 * len(LATTICE_EULER_MACLAURIN_COEFFICIENTS)
+    hermite_low = _scaled_hermite(u_low, sigma_points, degree)
+    hermite_high = _scaled_hermite(u_high, sigma_points, degree)
+    ends = 0.5 * (weight_low + weight_high)
+    ends_centred = 0.5 * ((last - centre) * weight_high - centre * weight_low)
+    for p, coefficient in enumerate(LATTICE_EULER_MACLAURIN_COEFFICIENTS, start=1):
+        k = 2 * p - 1  # odd: g^(k) = -He_k(u)/sigma'^k g, g^(k-1) = +He_(k-1)(u)/sigma'^(k-1) g
+        ends = ends + coefficient * (hermite_low[k] * weight_low - hermite_high[k] * weight_high)
+        high_term = (-(last - centre) * hermite_high[k] + k * hermite_high[k - 1]) * weight_high
+        low_term = (centre * hermite_low[k] + k * hermite_low[k - 1]) * weight_low
+        ends_centred = ends_centred + coefficient * (high_term - low_term)
+    return centre_value + step * ends_centred / (sigma_points * mass + ends)
+
+
+def lattice_mean(z: torch.Tensor, s, low, step, points) -> torch.Tensor:
+    """m for lattice columns at a bounded cost per element whatever K: the window or Euler-Maclaurin.
+
+    ``z`` (n, L); ``s`` a scalar or (n, 1); ``low``, ``step`` float64 (L,); ``points`` long (L,).
+    """
+    s = torch.as_tensor(s, dtype=z.dtype, device=z.device)
+    sigma_points = float((torch.sqrt(s.max()) / step.min()).item()) if step.numel() else 0.0
+    radius = lattice_window_radius(sigma_points, int(points.max()))
+    window = _lattice_window_mean(z, s, low, step, points, radius)
+    low_z, step_z = _cast(low, z), _cast(step, z)
+    use_formula = lattice_uses_euler_maclaurin(z, s, low_z, step_z, points)
+    if not bool(use_formula.any()):
+        return window
+    return torch.where(use_formula, lattice_euler_maclaurin_mean(z, s, low_z, step_z, points), window)
 
 
 def _row_chunks(rows: int, per_row: int):
@@ -276,9 +407,9 @@ def posterior_mean(z: torch.Tensor, table: SegmentTable, s: Scale) -> torch.Tens
         out[:, plan.binary] = torch.sigmoid((z[:, plan.binary] - 0.5) / s)
     if plan.lattice.numel():
         cols = plan.lattice
-        per_row = cols.numel() * int(plan.lattice_points.max())
+        per_row = cols.numel() * (2 * LATTICE_WINDOW_LIMIT + 1)
         for start, stop in _row_chunks(z.shape[0], per_row):
-            out[start:stop, cols] = _lattice_mean(
+            out[start:stop, cols] = lattice_mean(
                 z[start:stop, cols], _per_row(s, start, stop), plan.lattice_low, plan.lattice_step, plan.lattice_points
             )
     if plan.categorical.index.numel():

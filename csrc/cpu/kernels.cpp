@@ -91,14 +91,14 @@ OB_INLINE std::int64_t padded_blocks(std::int64_t count) {
 // Per-thread buffers; grown once, never inside the tile loop.
 struct Scratch {
   std::vector<float> noise, value, mean, first, second, third, fourth;
-  std::vector<float> fifth, sixth, seventh, eighth, value_aux;
+  std::vector<float> fifth, sixth, seventh, eighth, value_aux, formula, careful;
   std::vector<std::uint32_t> words;  // the tile's Philox words, four planar arrays
   void reserve(const Call& call) {
     const std::size_t width = static_cast<std::size_t>(call.layout->width);
     const std::int64_t blocks = padded_blocks(call.tile_rows * call.blocks_per_row);
     noise.resize(static_cast<std::size_t>(4 * blocks));
     words.resize(static_cast<std::size_t>(4 * blocks));
-    for (auto* row : {&value, &mean, &first, &second, &third, &fourth, &fifth, &sixth, &seventh, &eighth, &value_aux}) {
+    for (auto* row : {&value, &mean, &first, &second, &third, &fourth, &fifth, &sixth, &seventh, &eighth, &value_aux, &formula, &careful}) {
       row->resize(width);
     }
   }
@@ -226,25 +226,56 @@ OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* _
     down_ratio[c] = fastmath::exp(pm::lattice_logit(-d, delta, inverse_two_s));
     decay[c] = fastmath::exp(-d * d * inverse_s);
   });
-  // The widest window of the run's columns; at most K - 1 points on either side.
-  const std::int64_t radius =
-      std::min<std::int64_t>(run.most_points - 1, pm::lattice_radius(sigma, run.smallest_step, run.most_points));
-  for (std::int64_t j = 1; j <= radius; ++j) {
-    const float jf = static_cast<float>(j);
+  // The widest window of the run's columns, at most K - 1 and kLatticeWindowLimit points on either
+  // side: beyond the limit, Euler-Maclaurin serves the columns.
+  const std::int64_t window = pm::lattice_radius(sigma, run.smallest_step, run.most_points);
+  const std::int64_t radius = std::min<std::int64_t>(
+      run.most_points - 1, std::min<std::int64_t>(window, static_cast<std::int64_t>(pm::kLatticeWindowLimit)));
+  const bool may_use_formula = run.most_points - 1 > static_cast<std::int64_t>(pm::kLatticeWindowLimit) &&
+                               pm::kLatticeWindowSigmas * sigma / run.smallest_step + 2.0f > pm::kLatticeWindowLimit;
+  // formula[c]: 1 where the column takes Euler-Maclaurin; careful[c]: 1 where its fast form must be redone.
+  float* __restrict formula = scratch.formula.data();
+  float* __restrict careful = scratch.careful.data();
+  float window_columns = may_use_formula ? 0.0f : 1.0f;
+  if (may_use_formula) {
+    // A plain simd loop: the formula is long, so runs are long enough that a runtime trip count costs nothing.
+    OB_SIMD
+    for (std::int64_t c = begin; c < end; ++c) {
+      const float sigma_points = sigma * inverse_step[c];
+      const float y = (v[c] - low[c]) * inverse_step[c];
+      const float uses = pm::lattice_uses_euler_maclaurin(y, last[c], sigma_points);
+      m[c] = pm::lattice_euler_maclaurin_fast(v[c], low[c], step[c], inverse_step[c], last[c], sigma_points);
+      formula[c] = uses;
+      careful[c] = uses * (1.0f - pm::lattice_euler_maclaurin_fast_holds(y, last[c], sigma_points));
+    }
+    OB_SIMD
+    for (std::int64_t c = begin; c < end; ++c) window_columns = std::max(window_columns, 1.0f - formula[c]);
+  }
+  if (window_columns > 0.0f) {
+    for (std::int64_t j = 1; j <= radius; ++j) {
+      const float jf = static_cast<float>(j);
+      for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
+        up[c] *= up_ratio[c];
+        up_ratio[c] *= decay[c];
+        down[c] *= down_ratio[c];
+        down_ratio[c] *= decay[c];
+        const float w_up = nearest[c] + jf <= last[c] ? up[c] : 0.0f;
+        const float w_down = nearest[c] - jf >= 0.0f ? down[c] : 0.0f;
+        weight_sum[c] += w_up + w_down;
+        moment[c] += (jf * step[c]) * (w_up - w_down);
+      });
+    }
+    // x_n from the lattice, not v + delta_n: that sum rounds at large |z|.
     for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
-      up[c] *= up_ratio[c];
-      up_ratio[c] *= decay[c];
-      down[c] *= down_ratio[c];
-      down_ratio[c] *= decay[c];
-      const float w_up = nearest[c] + jf <= last[c] ? up[c] : 0.0f;
-      const float w_down = nearest[c] - jf >= 0.0f ? down[c] : 0.0f;
-      weight_sum[c] += w_up + w_down;
-      moment[c] += (jf * step[c]) * (w_up - w_down);
+      const float windowed = (low[c] + nearest[c] * step[c]) + moment[c] / weight_sum[c];
+      m[c] = may_use_formula && formula[c] != 0.0f ? m[c] : windowed;
     });
   }
-  for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
-    m[c] = (v[c] + delta_near[c]) + moment[c] / weight_sum[c];
-  });
+  if (may_use_formula) {
+    for (std::int64_t c = begin; c < end; ++c) {
+      if (careful[c] != 0.0f) m[c] = pm::lattice_euler_maclaurin_mean(v[c], low[c], step[c], last[c], sigma);
+    }
+  }
 }
 
 // Categorical run: softmax(v / s) per group, the exponentials vectorised over the whole run.

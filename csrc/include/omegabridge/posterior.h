@@ -29,6 +29,17 @@ enum Kind : std::int32_t {
 // Lattice points farther than this many sqrt(s) (plus one step) from the nearest point
 // have weight below exp(-40) relative to it: nothing in float32.
 constexpr float kLatticeWindowSigmas = 9.0f;
+// The most points a window sums on either side of the nearest: where 9 sigma' + 2 exceeds it
+// (sigma' = sqrt(s)/step), lattice_euler_maclaurin_mean serves every element except those far
+// outside, whose weights fall by at least exp(-kLatticeOutsideRate) per point from the end.
+// As reference.LATTICE_WINDOW_LIMIT and LATTICE_OUTSIDE_RATE (the reasons are written there).
+constexpr float kLatticeWindowLimit = 34.0f;
+constexpr float kLatticeOutsideRate = 0.75f;
+// B_2p / (2p)!, p = 1..4: the Euler-Maclaurin end corrections.
+constexpr int kEulerMaclaurinTerms = 4;
+OB_INLINE float euler_maclaurin_coefficient(int p) {
+  return p == 1 ? 1.0f / 12.0f : (p == 2 ? -1.0f / 720.0f : (p == 3 ? 1.0f / 30240.0f : -1.0f / 1209600.0f));
+}
 
 // [low, inf): with u = (z - low)/sigma, inside (u >= 0) z + sigma phi(u)/Phi(u), written as
 // phi (G + u)/(G + u - phi) (Phi = 1 - phi/(G + u)); outside low + sigma G(-u).
@@ -91,6 +102,121 @@ OB_INLINE float binary_mean(float z, float inverse_s) {
 // delta_near = x_n - z: -(offset)(offset + 2 delta_near)/(2 s) (exact where logits are close).
 OB_INLINE float lattice_logit(float offset, float delta_near, float inverse_two_s) {
   return -offset * (offset + 2.0f * delta_near) * inverse_two_s;
+}
+
+// 1 where the element's mean comes from Euler-Maclaurin (many points carry weight and z is not
+// far outside), else 0: y = (z - low)/step, sigma_points = sqrt(s)/step, last = K - 1. A float
+// indicator, not a bool: GCC does not vectorise the loops over it with bool conditions.
+OB_INLINE float lattice_uses_euler_maclaurin(float y, float last, float sigma_points) {
+  const float outside = -y > y - last ? -y : y - last;
+  return (last > kLatticeWindowLimit ? 1.0f : 0.0f) *
+         (kLatticeWindowSigmas * sigma_points + 2.0f > kLatticeWindowLimit ? 1.0f : 0.0f) *
+         (outside < kLatticeOutsideRate * sigma_points * sigma_points ? 1.0f : 0.0f);
+}
+
+// m on a lattice {low + k step, k = 0..last} when many points carry weight: the mean of the
+// Gaussian truncated to [low, low + last step] plus Euler-Maclaurin end corrections, as
+// reference.lattice_euler_maclaurin_mean (the derivation is written there). The end weights
+// are scaled by the nearer end's when z lies outside, so nothing underflows.
+OB_INLINE float lattice_euler_maclaurin_mean(float z, float low, float step, float last, float sigma) {
+  const float sigma_points = sigma / step;
+  const float y = (z - low) / step;
+  const float u_low = -y / sigma_points;
+  const float u_high = (last - y) / sigma_points;
+  float outside = u_low > -u_high ? u_low : -u_high;
+  outside = outside > 0.0f ? outside : 0.0f;
+  const float weight_low = fastmath::exp(-0.5f * (u_low - outside) * (u_low + outside));
+  const float weight_high = fastmath::exp(-0.5f * (u_high - outside) * (u_high + outside));
+  float mass;
+  if (u_low >= 0.0f) {
+    mass = special::mills_ratio(u_low) - weight_high * special::mills_ratio(u_high);
+  } else if (u_high <= 0.0f) {
+    mass = special::mills_ratio(-u_high) - weight_low * special::mills_ratio(-u_low);
+  } else {
+    mass = 2.5066282746310002f * special::normal_mass(u_low, u_high);
+  }
+  const float centre_value = interval_mean(z, low, low + last * step, sigma);
+  const float centre = (centre_value - low) / step;
+  // He_k(u)/sigma'^k by the three-term recurrence in v = u/sigma' (clamped: beyond, the end's
+  // weight is 0 and the product must stay finite).
+  const float inverse_variance = 1.0f / (sigma_points * sigma_points);
+  float v_low = u_low / sigma_points, v_high = u_high / sigma_points;
+  v_low = v_low < -1e3f ? -1e3f : (v_low > 1e3f ? 1e3f : v_low);
+  v_high = v_high < -1e3f ? -1e3f : (v_high > 1e3f ? 1e3f : v_high);
+  float low_previous = 1.0f, low_current = v_low, high_previous = 1.0f, high_current = v_high;
+  float ends = 0.5f * (weight_low + weight_high);
+  float ends_centred = 0.5f * ((last - centre) * weight_high - centre * weight_low);
+  for (int p = 1; p <= kEulerMaclaurinTerms; ++p) {
+    const int k = 2 * p - 1;  // low_current = He_k / sigma'^k, low_previous = He_(k-1) / sigma'^(k-1)
+    const float coefficient = euler_maclaurin_coefficient(p);
+    ends += coefficient * (low_current * weight_low - high_current * weight_high);
+    const float high_term = (-(last - centre) * high_current + k * high_previous) * weight_high;
+    const float low_term = (centre * low_current + k * low_previous) * weight_low;
+    ends_centred += coefficient * (high_term - low_term);
+    // two recurrence steps: k -> k + 1 -> k + 2
+    for (int j = k; j <= k + 1; ++j) {
+      const float low_next = v_low * low_current - static_cast<float>(j) * inverse_variance * low_previous;
+      const float high_next = v_high * high_current - static_cast<float>(j) * inverse_variance * high_previous;
+      low_previous = low_current;
+      low_current = low_next;
+      high_previous = high_current;
+      high_current = high_next;
+    }
+  }
+  return centre_value + step * ends_centred / (sigma_points * mass + ends);
+}
+
+// The Euler-Maclaurin mean, branch-free (so a loop over it vectorises), in the frame reflected
+// so that z lies on the near end's side of the midpoint. It writes the truncated-Gaussian mean as
+// y + sigma' (g_near - g_far) / M, which is exact where z is inside the lattice or at most one
+// sigma outside and the lattice spans at least a quarter sigma (lattice_euler_maclaurin_fast_holds);
+// lattice_euler_maclaurin_mean (relative to the nearer end, as interval_mean) redoes the others.
+// Same derivation as reference.lattice_euler_maclaurin_mean.
+OB_INLINE float lattice_euler_maclaurin_fast(float z, float low, float step, float inverse_step, float last,
+                                             float sigma_points) {
+  const float y = (z - low) * inverse_step;
+  const bool above = y > 0.5f * last;
+  const float y_near = above ? last - y : y;  // points from the near end (negative: outside)
+  const float inverse_sigma_points = 1.0f / sigma_points;
+  const float a = -y_near * inverse_sigma_points;  // u at the near end (>= 0 outside)
+  const float b = (last - y_near) * inverse_sigma_points;  // u at the far end (> 0)
+  const float d = a > 0.0f ? a : 0.0f;
+  const float weight_near = fastmath::exp(-0.5f * (a - d) * (a + d));
+  const float weight_far = fastmath::exp(-0.5f * (b - d) * (b + d));
+  const float ratio_near = special::mills_ratio(a < 0.0f ? -a : a);
+  const float ratio_far = special::mills_ratio(b);
+  const float mass = a >= 0.0f ? ratio_near - weight_far * ratio_far
+                               : 2.5066282746310002f - weight_near * ratio_near - weight_far * ratio_far;
+  const float centre = y_near + sigma_points * (weight_near - weight_far) / mass;
+  const float inverse_variance = inverse_sigma_points * inverse_sigma_points;
+  float v_near = a * inverse_sigma_points, v_far = b * inverse_sigma_points;
+  v_near = v_near > 1e3f ? 1e3f : v_near;
+  v_far = v_far > 1e3f ? 1e3f : v_far;
+  float near_previous = 1.0f, near_current = v_near, far_previous = 1.0f, far_current = v_far;
+  float ends = 0.5f * (weight_near + weight_far);
+  float ends_centred = 0.5f * ((last - centre) * weight_far - centre * weight_near);
+  for (int p = 1; p <= kEulerMaclaurinTerms; ++p) {
+    const float k = static_cast<float>(2 * p - 1);
+    const float coefficient = euler_maclaurin_coefficient(p);
+    ends += coefficient * (near_current * weight_near - far_current * weight_far);
+    ends_centred += coefficient * ((-(last - centre) * far_current + k * far_previous) * weight_far -
+                                   (centre * near_current + k * near_previous) * weight_near);
+    const float near_next = v_near * near_current - k * inverse_variance * near_previous;
+    const float far_next = v_far * far_current - k * inverse_variance * far_previous;
+    near_previous = near_next;
+    far_previous = far_next;
+    near_current = v_near * near_next - (k + 1.0f) * inverse_variance * near_current;
+    far_current = v_far * far_next - (k + 1.0f) * inverse_variance * far_current;
+  }
+  const float mean_near = centre + ends_centred / (sigma_points * mass + ends);
+  return low + step * (above ? last - mean_near : mean_near);
+}
+
+// 1 where lattice_euler_maclaurin_fast is exact, else 0: z at most one sigma outside, the lattice
+// at least a quarter sigma wide (arguments as lattice_uses_euler_maclaurin).
+OB_INLINE float lattice_euler_maclaurin_fast_holds(float y, float last, float sigma_points) {
+  const float outside = -y > y - last ? -y : y - last;
+  return (outside <= sigma_points ? 1.0f : 0.0f) * (last >= 0.25f * sigma_points ? 1.0f : 0.0f);
 }
 
 // Index of the lattice point nearest to z (clamped to [0, points - 1]), in double and

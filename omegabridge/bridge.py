@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from omegabridge import dispatch, noise, reference
 from omegabridge.domains import Domain
 from omegabridge.errors import DomainError, ModelOutputError
-from omegabridge.schedules import Exp, Schedule, Table
+from omegabridge.schedules import Schedule, Table, for_reach
 
 __all__ = ["Bridge"]
 
@@ -33,7 +33,9 @@ class Bridge:
 
     Args:
         domain: any omegabridge domain (a factor or a ``Product``).
-        schedule: a schedule from ``omegabridge.schedules`` (default ``Exp(a=3, b=1)``).
+        schedule: a schedule from ``omegabridge.schedules``; by default one scaled to the domain,
+            ``schedules.for_reach(domain.reach)`` = ``Exp(a=3, b=max(1, reach)^2)`` (``Exp(3, 1)``
+            for unit-scale domains, ``Exp(3, 255^2)`` for 8-bit pixels).
         steps: number of time steps N (default 1000; a ``Table`` schedule fixes it itself).
         grid: ``"t"`` (uniform in t) or ``"beta"`` (uniform in beta(t)).
         start_std: gamma of a random start Z_0 ~ N(0, gamma^2 I); 0 starts at zeros.
@@ -55,7 +57,7 @@ class Bridge:
             raise TypeError(f"domain must be an omegabridge domain, got {type(domain).__name__}")
         self.domain = domain
         self.table = domain.segment_table()
-        self.schedule = Exp(3.0, 1.0) if schedule is None else schedule
+        self.schedule = for_reach(domain.reach) if schedule is None else schedule
         if not isinstance(self.schedule, Schedule):
             raise TypeError(f"schedule must come from omegabridge.schedules, got {type(self.schedule).__name__}")
         if isinstance(self.schedule, Table):

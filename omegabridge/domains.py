@@ -135,6 +135,23 @@ class Domain:
             for s in element
         ]
 
+    @property
+    def reach(self) -> float:
+        """How far the domain's farthest point lies from the origin (the bridge's start), per
+        coordinate: max |low|, |high| over interval and lattice elements, 1 for categorical, binary,
+        sphere and unbounded ones (no scale is known without data). Sets the default schedule.
+
+        >>> import omegabridge as ob
+        >>> ob.Product([ob.Lattice(0, 255, shape=(3, 2, 2)), ob.Categorical(10)]).reach
+        255.0
+        """
+        reach = 1.0
+        for factor in getattr(self, "factors", [self]):
+            for segment in factor.element_segments():
+                if segment.kind in (Kind.INTERVAL, Kind.LATTICE):
+                    reach = max(reach, abs(segment.low), abs(segment.high))
+        return reach
+
     def segment_table(self) -> "SegmentTable":
         """Compile this domain into the segment table all backends read."""
         return SegmentTable(self.segments(), domain=self)

@@ -149,6 +149,25 @@ class Exp(Schedule):
         return f"Exp(a={self.a}, b={self.b})"
 
 
+def for_reach(reach: float) -> "Exp":
+    """The default schedule of a domain whose farthest point from the start z0 = 0 is ``reach`` away.
+
+    ``Exp(a=3, b=max(1, reach)^2)``: beta(T) = 0.95 max(1, reach)^2, so the base process spreads
+    as far as the farthest point of the domain, and the bridge's own law at T (f = 0:
+    N(0, beta(T) I) restricted to the domain) is within a factor exp(-1/1.9) = 0.59 of flat
+    over it. Unit-scale domains keep the paper's Exp(3, 1); a 0..255 pixel lattice gets b = 255^2.
+
+    >>> for_reach(255.0)
+    Exp(a=3.0, b=65025.0)
+    >>> for_reach(0.5)
+    Exp(a=3.0, b=1.0)
+    """
+    reach = float(reach)
+    if not math.isfinite(reach) or reach < 0:
+        raise ValueError(f"reach must be finite and >= 0, got {reach!r}")
+    return Exp(3.0, max(1.0, reach) ** 2)
+
+
 class Linear(Schedule):
     """g(t) = b (1 - t) + c, beta(t) = b (2 - t) t / 2 + c t.
 

@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
             "independent-marginals baseline, and write PNGs, metrics and samples to the output folder."
         ),
     )
-    demo.add_argument("name", nargs="?", choices=("segments",), metavar="NAME",
-                      help="a field demo: segments (procedural 32x32 scenes, 6 classes, with the U-Net); "
+    demo.add_argument("name", nargs="?", choices=("segments", "digits"), metavar="NAME",
+                      help="a field demo: segments (procedural 32x32 scenes, 6 classes, with the U-Net), "
+                      "digits (scikit-learn's 8x8 digits as a (1, 8, 8) lattice 0..16 field, with the U-Net); "
                       "without NAME: the tables demo")
     demo.add_argument("-o", "--output", metavar="DIR", default=defaults.output,
                       help=f"folder for the output files (default: ./{defaults.output})")
@@ -328,7 +329,7 @@ def _evaluate(args) -> int:
 def _demo(args) -> int:
     from omegabridge import demo
 
-    if args.name == "segments":
+    if args.name is not None:
         return _field_demo(args)
     demo.require_demo_dependencies()
     _threads(args.threads)
@@ -343,16 +344,21 @@ def _demo(args) -> int:
 
 
 def _field_demo(args) -> int:
-    from omegabridge import field_demos
+    from omegabridge import digit_demo, field_demos
 
     if args.only:
-        raise UsageError(f"--only chooses a data set of the tables demo; 'demo {args.name}' has one")
-    values = dict(field_demos.SEGMENTS_QUICK) if args.quick else {}
+        tables_digits = " (the tables demo's flat digits: 'omegabridge demo --only digits')" if args.name == "digits" else ""
+        raise UsageError(f"--only chooses a data set of the tables demo; 'demo {args.name}' has one{tables_digits}")
+    quick, config, run = {
+        "segments": (field_demos.SEGMENTS_QUICK, field_demos.SegmentsConfig, field_demos.run_segments),
+        "digits": (digit_demo.DIGITS_QUICK, digit_demo.DigitsConfig, digit_demo.run_digits),
+    }[args.name]
+    values = dict(quick) if args.quick else {}
     values.update(output=args.output, progress=args.progress, threads=args.threads)
     for name in ("iterations", "seed", "steps"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    field_demos.run_segments(field_demos.SegmentsConfig(**values))
+    run(config(**values))
     return EXIT_OK
 
 

@@ -283,17 +283,20 @@ def plot_marginals(real, frames: dict, schema, path: str) -> str:
 # digits
 # ----------------------------------------------------------------------------------------
 def digit_classifier(pixels, labels):
-    """Logistic regression (on standardised pixels) fitted to real digits: the judge of sampled ones."""
+    """Logistic regression (on standardised pixels) fitted to real digits: the judge of sampled ones.
+
+    ``pixels``: rows of 64 pixels, a DataFrame or an array (as are the images of ``digit_scores``).
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(pixels.to_numpy(dtype=float), labels)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(np.asarray(pixels, dtype=float), labels)
 
 
 def digit_scores(classifier, pixels) -> dict:
     """Class histogram of ``classifier``'s labels for the images, its TV from uniform, and the mean top probability."""
-    probabilities = classifier.predict_proba(pixels.to_numpy(dtype=float))
+    probabilities = classifier.predict_proba(np.asarray(pixels, dtype=float))
     histogram = np.bincount(probabilities.argmax(axis=1), minlength=probabilities.shape[1]) / len(probabilities)
     return {
         "class_histogram": histogram.tolist(),
@@ -342,7 +345,7 @@ def format_digits(result: dict) -> str:
 
 
 def plot_digits(real, frames: dict, path: str, count: int = 48) -> str:
-    """Grids of real (held-out) and sampled digits side by side."""
+    """Grids of real (held-out) and sampled digits side by side (each a DataFrame or array of rows of 64 pixels)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -353,7 +356,7 @@ def plot_digits(real, frames: dict, path: str, count: int = 48) -> str:
     panels = [("real (held out)", real)] + list(frames.items())
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
     for axis, (name, frame) in zip(axes, panels):
-        images = frame.to_numpy(dtype=float)[:count].reshape(-1, 8, 8)
+        images = np.asarray(frame, dtype=float)[:count].reshape(-1, 8, 8)
         columns = 8
         grid = np.full((-(-len(images) // columns) * 9, columns * 9), np.nan)
         for index, image in enumerate(images):

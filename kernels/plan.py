@@ -114,7 +114,7 @@ def _items(table: SegmentTable) -> list[tuple[int, int, int, int]]:
             for begin, end in _elementwise_pieces(run_begin, run_end):
                 items.append((int(run_kind), begin, end, _class_of(begin, end, ELEMENTWISE_BLOCKS, 0)))
 
-    for segment in table.segments:
+    for segment in table.elements:
         if segment.kind in GROUP_KINDS:
             flush()
             run_kind = None
@@ -141,7 +141,7 @@ def build_plan(table: SegmentTable, device) -> Plan:
     parameters = torch.zeros(5, width + 4, dtype=torch.float64)
     lattice = torch.zeros(2, width + 4, dtype=torch.float64)
     wide_sphere = ""
-    for segment in table.segments:
+    for segment in table.elements:
         columns = slice(segment.offset, segment.offset + segment.width)
         if segment.kind == Kind.INTERVAL:
             parameters[LOW, columns], parameters[HIGH, columns] = segment.low, segment.high

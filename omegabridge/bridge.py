@@ -322,7 +322,7 @@ def _describe_outside(x: torch.Tensor, inside: torch.Tensor, table, name: str) -
     bad_rows = ~inside.all(dim=1)
     lines = [f"{name}: {int(bad_rows.sum())} of {x.shape[0]} rows lie outside the domain"]
     shown = 0
-    for segment in table.segments:
+    for segment in table.elements:
         columns = slice(segment.offset, segment.offset + segment.width)
         bad = ~inside[:, columns].all(dim=1)
         count = int(bad.sum())

@@ -47,9 +47,11 @@ def layout(table: SegmentTable):
         offsets = tensors["offsets"].to(torch.int64).contiguous()
         widths = tensors["widths"].to(torch.int64).contiguous()
         points = tensors["points"].to(torch.int64).contiguous()
+        repeats = tensors["repeats"].to(torch.int64).contiguous()
         parameters = tensors["parameters"].to(torch.float64).contiguous()
         cached = ext.make_layout(
-            kinds.numel(), kinds.data_ptr(), offsets.data_ptr(), widths.data_ptr(), points.data_ptr(), parameters.data_ptr()
+            kinds.numel(), kinds.data_ptr(), offsets.data_ptr(), widths.data_ptr(), points.data_ptr(),
+            repeats.data_ptr(), parameters.data_ptr()
         )
         table.__dict__["_native_layout"] = cached
     return cached

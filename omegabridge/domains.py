@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -85,7 +86,9 @@ class Segment:
     ``low``/``high`` are the interval ends (or the half-line's finite end, or the
     lattice's first and last point); ``step`` is the lattice spacing; ``points``
     is the number of lattice points, or the group size K of a categorical, or
-    the dimension d of a sphere.
+    the dimension d of a sphere. ``repeat`` is a field's element count: the segment
+    covers ``repeat`` elements of ``width`` columns each, element r at ``offset + r * width``,
+    so kernels find an element's parameters by arithmetic.
     """
 
     kind: Kind
@@ -95,6 +98,12 @@ class Segment:
     high: float = 0.0
     step: float = 0.0
     points: int = 0
+    repeat: int = 1
+
+    @property
+    def columns(self) -> int:
+        """Columns the segment covers: ``repeat * width``."""
+        return self.repeat * self.width
 
 
 class Domain:
@@ -125,15 +134,13 @@ class Domain:
         raise NotImplementedError
 
     def segments(self) -> list[Segment]:
-        """The factor's segments (one per element of a field) with offsets relative to its first column."""
+        """The factor's segments, offsets relative to its first column: a field is one segment
+        whose ``repeat`` is its element count."""
         element = self.element_segments()
         if not self.shape:
             return element
-        return [
-            Segment(s.kind, start + s.offset, s.width, s.low, s.high, s.step, s.points)
-            for start in range(0, self.width, self.element_width)
-            for s in element
-        ]
+        (segment,) = element  # every kind's element is one segment
+        return [dataclasses.replace(segment, repeat=self.elements)]
 
     @property
     def reach(self) -> float:
@@ -397,17 +404,7 @@ class Product(Domain):
         offset = 0
         for factor in self.factors:
             for segment in factor.segments():
-                result.append(
-                    Segment(
-                        segment.kind,
-                        offset + segment.offset,
-                        segment.width,
-                        segment.low,
-                        segment.high,
-                        segment.step,
-                        segment.points,
-                    )
-                )
+                result.append(dataclasses.replace(segment, offset=offset + segment.offset))
             offset += factor.width
         return result
 
@@ -498,35 +495,48 @@ class SegmentTable:
     def __init__(self, segments: Sequence[Segment], domain: Domain | None = None):
         self.segments = list(segments)
         self.domain = domain
-        self.width = sum(segment.width for segment in self.segments)
+        self.width = sum(segment.columns for segment in self.segments)
         covered = 0
         for segment in self.segments:
             if segment.offset != covered:
                 raise ValueError(f"segment table: segment at column {segment.offset} leaves a gap or overlap")
-            covered += segment.width
+            if segment.repeat < 1:
+                raise ValueError(f"segment table: segment at column {segment.offset} repeats {segment.repeat} times")
+            covered += segment.columns
+
+    @cached_property
+    def elements(self) -> list[Segment]:
+        """One segment per element, a field's ``repeat`` unrolled (offset + r * width): for code that
+        builds per-column index arrays once (the torch reference, the Triton plan, error messages)."""
+        return [
+            dataclasses.replace(segment, offset=segment.offset + r * segment.width, repeat=1)
+            for segment in self.segments
+            for r in range(segment.repeat)
+        ]
 
     # --- packed form for native backends -------------------------------------------------
     def as_tensors(self) -> dict[str, torch.Tensor]:
-        """Packed arrays: kinds, offsets, widths, points and parameters (low, high, step)."""
+        """Packed arrays: kinds, offsets, widths, points, repeats and parameters (low, high, step)."""
         return {
             "kinds": torch.tensor([int(s.kind) for s in self.segments], dtype=torch.int32),
             "offsets": torch.tensor([s.offset for s in self.segments], dtype=torch.int64),
             "widths": torch.tensor([s.width for s in self.segments], dtype=torch.int64),
             "points": torch.tensor([s.points for s in self.segments], dtype=torch.int64),
+            "repeats": torch.tensor([s.repeat for s in self.segments], dtype=torch.int64),
             "parameters": torch.tensor([[s.low, s.high, s.step] for s in self.segments], dtype=torch.float64),
         }
 
     # --- index sets the torch reference uses (one gather per kind, no loop over columns) --
     def columns_of(self, *kinds: Kind) -> list[Segment]:
-        """The segments of the given kinds, in layout order."""
-        return [segment for segment in self.segments if segment.kind in kinds]
+        """The elements (``elements``) of the given kinds, in layout order."""
+        return [segment for segment in self.elements if segment.kind in kinds]
 
     @cached_property
     def column_kinds(self) -> torch.Tensor:
         """Kind of every column, int64 (width,)."""
         result = torch.empty(self.width, dtype=torch.int64)
         for segment in self.segments:
-            result[segment.offset : segment.offset + segment.width] = int(segment.kind)
+            result[segment.offset : segment.offset + segment.columns] = int(segment.kind)
         return result
 
     def describe_column(self, column: int) -> str:
@@ -548,7 +558,7 @@ class SegmentTable:
                         where += f", entry {entry}"
                     return where + ")"
                 offset += factor.width
-        for index, segment in enumerate(self.segments):
+        for index, segment in enumerate(self.elements):
             if segment.offset <= column < segment.offset + segment.width:
                 factor = _factor_repr(segment)
                 if segment.width > 1:

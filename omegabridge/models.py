@@ -193,7 +193,7 @@ def _domain_moments(table) -> tuple[torch.Tensor, torch.Tensor]:
     mean = torch.zeros(table.width, dtype=torch.float64)
     std = torch.ones(table.width, dtype=torch.float64)
     for segment in table.segments:
-        columns = slice(segment.offset, segment.offset + segment.width)
+        columns = slice(segment.offset, segment.offset + segment.columns)  # every element of a field
         if segment.kind in (Kind.INTERVAL, Kind.LATTICE):
             mean[columns] = 0.5 * (segment.low + segment.high)
             std[columns] = max((segment.high - segment.low) / math.sqrt(12.0), 1e-3)

@@ -223,18 +223,6 @@ def lattice_weights(z: torch.Tensor, s: torch.Tensor, low, step, points):
     return torch.softmax(logits, dim=-1), offsets, x_near
 
 
-def lattice_window_radius(sigma_points: float, most_points: int) -> int:
-    """Points summed on either side of the nearest one: enough for every element the window serves.
-
-    With sigma' = sqrt(s)/step, points beyond 9 sigma' (plus one step) carry < e^-40 relative
-    weight; the window never exceeds ``LATTICE_WINDOW_LIMIT``, because where 9 sigma' + 2 does,
-    the Euler-Maclaurin form serves every element except those far outside the lattice, whose
-    weights fall by at least e^-LATTICE_OUTSIDE_RATE per point from the nearer end.
-    """
-    radius = min(math.ceil(LATTICE_WINDOW_SIGMAS * sigma_points + 2.0), LATTICE_WINDOW_LIMIT)
-    return max(0, min(radius, most_points - 1))
-
-
 def lattice_uses_euler_maclaurin(z, s, low, step, points) -> torch.Tensor:
     """Bool per element: its mean comes from the Euler-Maclaurin form, not the window.
 
@@ -337,9 +325,9 @@ def lattice_mean(z: torch.Tensor, s, low, step, points) -> torch.Tensor:
     ``z`` (n, L); ``s`` a scalar or (n, 1); ``low``, ``step`` float64 (L,); ``points`` long (L,).
     """
     s = torch.as_tensor(s, dtype=z.dtype, device=z.device)
-    sigma_points = float((torch.sqrt(s.max()) / step.min()).item()) if step.numel() else 0.0
-    radius = lattice_window_radius(sigma_points, int(points.max()))
-    window = _lattice_window_mean(z, s, low, step, points, radius)
+    # Always the widest window, each element masked to its own: the same tensor shapes whatever the
+    # other columns of the layout, so a column gives the same bits alone or in a wider layout.
+    window = _lattice_window_mean(z, s, low, step, points, LATTICE_WINDOW_LIMIT)
     low_z, step_z = _cast(low, z), _cast(step, z)
     use_formula = lattice_uses_euler_maclaurin(z, s, low_z, step_z, points)
     if not bool(use_formula.any()):

@@ -115,13 +115,15 @@ void normals(std::uintptr_t out_ptr, std::int64_t rows, std::int64_t width, std:
 }
 
 cpu::Layout make_layout(std::int64_t count, std::uintptr_t kinds, std::uintptr_t offsets,
-                        std::uintptr_t widths, std::uintptr_t points, std::uintptr_t parameters) {
+                        std::uintptr_t widths, std::uintptr_t points, std::uintptr_t repeats,
+                        std::uintptr_t parameters) {
   if (count < 0) throw py::value_error("segment count must be non-negative");
   try {
     return cpu::Layout::from_segments(count, reinterpret_cast<const std::int32_t*>(kinds),
                                       reinterpret_cast<const std::int64_t*>(offsets),
                                       reinterpret_cast<const std::int64_t*>(widths),
                                       reinterpret_cast<const std::int64_t*>(points),
+                                      reinterpret_cast<const std::int64_t*>(repeats),
                                       reinterpret_cast<const double*>(parameters));
   } catch (const std::invalid_argument& error) {
     throw py::value_error(error.what());
@@ -200,9 +202,9 @@ PYBIND11_MODULE(_native_ext, m) {
       .def_property_readonly("width", [](const cpu::Layout& l) { return l.width; })
       .def("__repr__", &cpu::Layout::describe);
   m.def("make_layout", &make_layout, py::arg("count"), py::arg("kinds"), py::arg("offsets"),
-        py::arg("widths"), py::arg("points"), py::arg("parameters"),
+        py::arg("widths"), py::arg("points"), py::arg("repeats"), py::arg("parameters"),
         "Layout from the addresses of SegmentTable.as_tensors(): int32 kinds, int64 offsets, "
-        "widths and points, float64 parameters (count, 3).");
+        "widths, points and repeats, float64 parameters (count, 3).");
   m.def("posterior_mean", &posterior_mean, py::arg("layout"), py::arg("z"), py::arg("remaining"),
         py::arg("out"), py::arg("rows"), py::arg("threads"),
         "out = m(z, s) with float32 z, out (rows, width) and per-row float32 s (rows,).");

@@ -272,13 +272,32 @@ def test_layout_rejects_an_inconsistent_table():
     offsets = torch.tensor([0], dtype=torch.int64)
     widths = torch.tensor([1], dtype=torch.int64)
     points = torch.tensor([1], dtype=torch.int64)
+    repeats = torch.tensor([1], dtype=torch.int64)
     parameters = torch.zeros(1, 3, dtype=F64)
+
+    def make():
+        return ext.make_layout(1, kinds.data_ptr(), offsets.data_ptr(), widths.data_ptr(), points.data_ptr(),
+                               repeats.data_ptr(), parameters.data_ptr())
+
     with pytest.raises(ValueError, match="segment 0 of the table: unknown kind 9"):
-        ext.make_layout(1, kinds.data_ptr(), offsets.data_ptr(), widths.data_ptr(), points.data_ptr(), parameters.data_ptr())
+        make()
     offsets[0] = 2
     kinds[0] = 1
     with pytest.raises(ValueError, match="segment 0 of the table: offset 2"):
-        ext.make_layout(1, kinds.data_ptr(), offsets.data_ptr(), widths.data_ptr(), points.data_ptr(), parameters.data_ptr())
+        make()
+    offsets[0] = 0
+    repeats[0] = 0
+    with pytest.raises(ValueError, match="segment 0 of the table: bad repeat count 0"):
+        make()
+
+
+def test_a_field_is_one_segment_and_the_layout_unrolls_it_by_arithmetic():
+    domain = ob.Product([ob.Categorical(19, shape=(64, 64)), ob.Lattice(0, 255, shape=(3, 4, 4)), ob.Interval(0, 1)])
+    table = domain.segment_table()
+    assert [segment.repeat for segment in table.segments] == [4096, 48, 1]
+    layout = cpu_backend.layout(table)
+    assert layout.width == domain.width == 4096 * 19 + 48 + 1
+    assert repr(layout) == "Layout(width=77873, runs=[categorical 0:77824, lattice 77824:77872, interval 77872:77873])"
 
 
 def test_the_extension_reports_its_instruction_set():

@@ -37,9 +37,12 @@ def test_a_field_is_its_elements_side_by_side(name, shape):
     field, element = FACTORS[name](shape), FACTORS[name](())
     count, width = math.prod(shape), ELEMENT_WIDTH.get(name, 1)
     assert field.width == count * width and field.shape == shape and field.elements == count
-    segments = field.segment_table().segments
-    assert len(segments) == count
-    for number, segment in enumerate(segments):
+    table = field.segment_table()
+    (segment,) = table.segments  # a field is one segment with a repeat count
+    assert (segment.offset, segment.repeat, segment.columns) == (0, count, count * width)
+    assert int(table.as_tensors()["repeats"][0]) == count
+    assert len(table.elements) == count
+    for number, segment in enumerate(table.elements):
         (alone,) = element.segments()
         assert segment.offset == number * width
         assert (segment.kind, segment.width, segment.low, segment.high, segment.step, segment.points) == (

@@ -112,16 +112,7 @@ def test_a_row_mixing_lattices_of_different_steps_takes_each_columns_regime(back
     s = torch.tensor(4.0) * torch.exp(torch.randn(rows, 1, generator=generator)).clamp(0.01, 100.0)
     z = 300.0 * torch.rand(rows, domain.width, generator=generator) - 20.0
     m = dispatch.posterior_mean(z, table, s, backend=backend)
-    for column, segment in enumerate(table.segments):
+    for column, segment in enumerate(table.elements):
         exact = _exact_mean(z[:, column], s[:, 0], segment.low, segment.step, segment.points)
         bound = 1e-5 * (exact.abs() + s[:, 0].to(F64).sqrt())
         assert bool(((m[:, column].to(F64) - exact).abs() <= bound).all()), table.describe_column(column)
-
-
-def test_the_window_is_bounded_whatever_k_and_s():
-    for sigma_points in (0.0, 0.5, 3.0, 3.5, 10.0, 1e6):
-        for points in (2, 35, 36, 256, 4096, 10**6):
-            radius = reference.lattice_window_radius(sigma_points, points)
-            assert 0 <= radius <= min(reference.LATTICE_WINDOW_LIMIT, points - 1)
-            if points - 1 <= reference.LATTICE_WINDOW_LIMIT and sigma_points >= 10.0:
-                assert radius == points - 1  # small lattices are summed whole

@@ -187,8 +187,11 @@ OB_INLINE void fill_normals(float* __restrict noise, std::uint32_t* __restrict w
   normals_from_words(noise, w0, w1, w2, w3, padded);
 }
 
-// Lattice run [begin, end): m = x_n + sum_j w_j (j d) over the window of points j = -R..R
-// around the nearest point x_n that carry weight. The weights relative to x_n follow
+// Lattice run [begin, end). Where many points carry weight (9 sigma' + 2 > kLatticeWindowLimit,
+// K - 1 beyond it too, z not far outside), the Euler-Maclaurin form: one vectorised pass, the
+// few elements its fast form does not cover redone by the careful form. Elsewhere
+// m = x_n + sum_j w_j (j d) over the window of points j = -R..R around the nearest point x_n,
+// R <= kLatticeWindowLimit. The weights relative to x_n follow
 // w_{j+1} = w_j a b^j with a = exp(-d (d + 2 delta)/(2 s)), b = exp(-d^2 / s) (delta = x_n - z),
 // so a row costs three exponentials per column however wide the window (the rounding of the
 // products grows like j ulp, far inside the 1e-5 accuracy contract). Columns are the inner,
@@ -210,22 +213,6 @@ OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* _
   const float* __restrict inverse_step = layout.lattice_inverse_step.data();
   const float* __restrict last = layout.lattice_last.data();
   const float inverse_two_s = 0.5f * inverse_s;
-  for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
-    float position = (v[c] - low[c]) * inverse_step[c];
-    position = (position + fastmath::kRoundMagic) - fastmath::kRoundMagic;
-    position = position < 0.0f ? 0.0f : (position > last[c] ? last[c] : position);
-    nearest[c] = position;
-    const float d = step[c];
-    const float delta = (low[c] + position * d) - v[c];
-    delta_near[c] = delta;
-    weight_sum[c] = 1.0f;
-    moment[c] = 0.0f;
-    up[c] = 1.0f;
-    down[c] = 1.0f;
-    up_ratio[c] = fastmath::exp(pm::lattice_logit(d, delta, inverse_two_s));
-    down_ratio[c] = fastmath::exp(pm::lattice_logit(-d, delta, inverse_two_s));
-    decay[c] = fastmath::exp(-d * d * inverse_s);
-  });
   // The widest window of the run's columns, at most K - 1 and kLatticeWindowLimit points on either
   // side: beyond the limit, Euler-Maclaurin serves the columns.
   const std::int64_t window = pm::lattice_radius(sigma, run.smallest_step, run.most_points);
@@ -252,6 +239,22 @@ OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* _
     for (std::int64_t c = begin; c < end; ++c) window_columns = std::max(window_columns, 1.0f - formula[c]);
   }
   if (window_columns > 0.0f) {
+    for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
+      float position = (v[c] - low[c]) * inverse_step[c];
+      position = (position + fastmath::kRoundMagic) - fastmath::kRoundMagic;
+      position = position < 0.0f ? 0.0f : (position > last[c] ? last[c] : position);
+      nearest[c] = position;
+      const float d = step[c];
+      const float delta = (low[c] + position * d) - v[c];
+      delta_near[c] = delta;
+      weight_sum[c] = 1.0f;
+      moment[c] = 0.0f;
+      up[c] = 1.0f;
+      down[c] = 1.0f;
+      up_ratio[c] = fastmath::exp(pm::lattice_logit(d, delta, inverse_two_s));
+      down_ratio[c] = fastmath::exp(pm::lattice_logit(-d, delta, inverse_two_s));
+      decay[c] = fastmath::exp(-d * d * inverse_s);
+    });
     for (std::int64_t j = 1; j <= radius; ++j) {
       const float jf = static_cast<float>(j);
       for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {

@@ -43,12 +43,14 @@ struct Layout {
   std::vector<Run> runs;
   std::vector<Group> groups;
 
-  // From the segment arrays (n segments): kinds, offsets, widths, points and the
-  // parameters (low, high, step) row-major (n, 3). Throws std::invalid_argument naming the
+  // From the segment arrays (n segments): kinds, offsets, widths, points, repeats (a field's
+  // element count: the segment covers repeats x width columns, element r at offset + r width)
+  // and the parameters (low, high, step) row-major (n, 3). Throws std::invalid_argument naming the
   // segment on an inconsistent table.
   static Layout from_segments(std::int64_t count, const std::int32_t* kinds,
                               const std::int64_t* offsets, const std::int64_t* widths,
-                              const std::int64_t* points, const double* parameters);
+                              const std::int64_t* points, const std::int64_t* repeats,
+                              const double* parameters);
 
   std::string describe() const;
 };

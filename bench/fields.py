@@ -21,7 +21,7 @@ its window late (small s). Reported: the mean over those steps of the time per s
   3,072 to 6,144 autograd calls per step; timed at one step index only, it is the slowest by far)
   and ``triton`` when a GPU is present.
 
-    python bench/fields.py             # about 5 minutes on 2 cores
+    python bench/fields.py --threads 1   # about 5 minutes
     python bench/fields.py --quick     # a smoke run
 """
 
@@ -150,8 +150,11 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="an eighth of the rows, 1 repeat (a smoke run)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", default="cpu,reference,per-element" + (",triton" if torch.cuda.is_available() else ""))
+    parser.add_argument("--threads", type=int, default=0, help="torch (and kernel) threads; 0 keeps torch's default")
     parser.add_argument("--output", default=str(RESULTS / "fields"), help="path prefix of the .md, .csv and .png")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     backends = args.backends.split(",")
     for backend in backends:
         if backend not in BACKENDS:
@@ -168,7 +171,8 @@ def main(argv=None) -> int:
                   f"per step ({rows} rows)", flush=True)
 
     device = machine() + (f"; GPU {torch.cuda.get_device_name()}" if "triton" in backends else "")
-    command = "python bench/fields.py" + (" --quick" if args.quick else f" --repeats {args.repeats}") + f" --backends {args.backends}"
+    command = ("python bench/fields.py" + (" --quick" if args.quick else f" --repeats {args.repeats}") + f" --backends {args.backends}"
+               + (f" --threads {args.threads}" if args.threads else ""))
     lines = [f"Device: {device}. {datetime.date.today()}, omegabridge {ob.__version__}, command: {command}", "",
              f"Mean time per step over {STEP_INDICES} steps spread over the default {STEPS}-step schedule (per-element: "
              "the middle step only). Element rate = rows x width / time.", "",

@@ -224,6 +224,7 @@ OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* _
   float* __restrict formula = scratch.formula.data();
   float* __restrict careful = scratch.careful.data();
   float window_columns = may_use_formula ? 0.0f : 1.0f;
+  float careful_columns = 0.0f;
   if (may_use_formula) {
     // A plain simd loop: the formula is long, so runs are long enough that a runtime trip count costs nothing.
     OB_SIMD
@@ -235,8 +236,14 @@ OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* _
       formula[c] = uses;
       careful[c] = uses * (1.0f - pm::lattice_euler_maclaurin_fast_holds(y, last[c], sigma_points));
     }
-    OB_SIMD
-    for (std::int64_t c = begin; c < end; ++c) window_columns = std::max(window_columns, 1.0f - formula[c]);
+    // Sums, not maxima: a simd reduction of std::max does not vectorise without fast-math.
+#if defined(_OPENMP)
+#pragma omp simd reduction(+ : window_columns, careful_columns)
+#endif
+    for (std::int64_t c = begin; c < end; ++c) {
+      window_columns += 1.0f - formula[c];
+      careful_columns += careful[c];
+    }
   }
   if (window_columns > 0.0f) {
     for_columns(begin, end, [&](std::int64_t c) OB_LAMBDA_INLINE {
@@ -274,7 +281,7 @@ OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* _
       m[c] = may_use_formula && formula[c] != 0.0f ? m[c] : windowed;
     });
   }
-  if (may_use_formula) {
+  if (careful_columns > 0.0f) {
     for (std::int64_t c = begin; c < end; ++c) {
       if (careful[c] != 0.0f) m[c] = pm::lattice_euler_maclaurin_mean(v[c], low[c], step[c], last[c], sigma);
     }

@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
             "independent-marginals baseline, and write PNGs, metrics and samples to the output folder."
         ),
     )
-    demo.add_argument("name", nargs="?", choices=("segments",), metavar="NAME",
-                      help="a field demo: segments (procedural 32x32 scenes, 6 classes, with the U-Net); "
+    demo.add_argument("name", nargs="?", choices=("segments", "points"), metavar="NAME",
+                      help="a field demo: segments (procedural 32x32 scenes, 6 classes, with the U-Net), "
+                      "points (procedural shapes of 512 points on a 64^3 grid, with the set network); "
                       "without NAME: the tables demo")
     demo.add_argument("-o", "--output", metavar="DIR", default=defaults.output,
                       help=f"folder for the output files (default: ./{defaults.output})")
@@ -328,7 +329,7 @@ def _evaluate(args) -> int:
 def _demo(args) -> int:
     from omegabridge import demo
 
-    if args.name == "segments":
+    if args.name is not None:
         return _field_demo(args)
     demo.require_demo_dependencies()
     _threads(args.threads)
@@ -342,17 +343,27 @@ def _demo(args) -> int:
     return EXIT_OK
 
 
-def _field_demo(args) -> int:
+def _field_demo_parts(name: str):
+    """(quick sizes, config class, run function) of the field demo ``name``."""
+    if name == "points":
+        from omegabridge import point_demo
+
+        return point_demo.POINTS_QUICK, point_demo.PointsConfig, point_demo.run_points
     from omegabridge import field_demos
 
+    return field_demos.SEGMENTS_QUICK, field_demos.SegmentsConfig, field_demos.run_segments
+
+
+def _field_demo(args) -> int:
     if args.only:
         raise UsageError(f"--only chooses a data set of the tables demo; 'demo {args.name}' has one")
-    values = dict(field_demos.SEGMENTS_QUICK) if args.quick else {}
+    quick, config, run = _field_demo_parts(args.name)
+    values = dict(quick) if args.quick else {}
     values.update(output=args.output, progress=args.progress, threads=args.threads)
     for name in ("iterations", "seed", "steps"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    field_demos.run_segments(field_demos.SegmentsConfig(**values))
+    run(config(**values))
     return EXIT_OK
 
 

@@ -141,9 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
             "independent-marginals baseline, and write PNGs, metrics and samples to the output folder."
         ),
     )
-    demo.add_argument("name", nargs="?", choices=("segments", "digits"), metavar="NAME",
-                      help="a field demo: segments (procedural 32x32 scenes, 6 classes, with the U-Net), "
-                      "digits (scikit-learn's 8x8 digits as a (1, 8, 8) lattice 0..16 field, with the U-Net); "
+    demo.add_argument("name", nargs="?", choices=("digits", "segments", "points"), metavar="NAME",
+                      help="a field demo: digits (scikit-learn's 8x8 digits as a (1, 8, 8) lattice 0..16 field, with the U-Net), "
+                      "segments (procedural 32x32 scenes, 6 classes, with the U-Net), "
+                      "points (procedural shapes of 512 points on a 64^3 grid, with the set network); "
                       "without NAME: the tables demo")
     demo.add_argument("-o", "--output", metavar="DIR", default=defaults.output,
                       help=f"folder for the output files (default: ./{defaults.output})")
@@ -343,16 +344,26 @@ def _demo(args) -> int:
     return EXIT_OK
 
 
-def _field_demo(args) -> int:
-    from omegabridge import digit_demo, field_demos
+def _field_demo_parts(name: str):
+    """(quick sizes, config class, run function) of the field demo ``name``."""
+    if name == "points":
+        from omegabridge import point_demo
 
+        return point_demo.POINTS_QUICK, point_demo.PointsConfig, point_demo.run_points
+    if name == "digits":
+        from omegabridge import digit_demo
+
+        return digit_demo.DIGITS_QUICK, digit_demo.DigitsConfig, digit_demo.run_digits
+    from omegabridge import field_demos
+
+    return field_demos.SEGMENTS_QUICK, field_demos.SegmentsConfig, field_demos.run_segments
+
+
+def _field_demo(args) -> int:
     if args.only:
         tables_digits = " (the tables demo's flat digits: 'omegabridge demo --only digits')" if args.name == "digits" else ""
         raise UsageError(f"--only chooses a data set of the tables demo; 'demo {args.name}' has one{tables_digits}")
-    quick, config, run = {
-        "segments": (field_demos.SEGMENTS_QUICK, field_demos.SegmentsConfig, field_demos.run_segments),
-        "digits": (digit_demo.DIGITS_QUICK, digit_demo.DigitsConfig, digit_demo.run_digits),
-    }[args.name]
+    quick, config, run = _field_demo_parts(args.name)
     values = dict(quick) if args.quick else {}
     values.update(output=args.output, progress=args.progress, threads=args.threads)
     for name in ("iterations", "seed", "steps"):

@@ -12,11 +12,13 @@ Point clouds (P points in R^D each):
 
 - ``pairwise_chamfer``: the symmetric Chamfer distance (mean squared distance to the nearest
   point of the other cloud, both ways) between every pair of clouds of two sets;
+  ``grid_chamfer``: the same, exactly, for clouds of integer points, through one distance
+  transform per cloud (hundreds of times faster for 512-point clouds on a 64^3 grid);
 - ``minimum_matching_distance``: for each reference cloud, the Chamfer distance to its
   nearest sample, averaged (how close the samples come to the real shapes);
 - ``one_nearest_neighbour_accuracy``: leave-one-out 1-NN classification of samples against
   reference clouds under Chamfer distance; 0.5 when the two sets are indistinguishable,
-  1.0 when they separate.
+  1.0 when they separate (``nearest_neighbour_accuracy_of`` does it from a distance matrix).
 
 Features: ``frechet_distance`` between Gaussians fitted to two feature sets.
 
@@ -38,8 +40,10 @@ __all__ = [
     "component_counts",
     "component_count_tv",
     "pairwise_chamfer",
+    "grid_chamfer",
     "minimum_matching_distance",
     "one_nearest_neighbour_accuracy",
+    "nearest_neighbour_accuracy_of",
     "frechet_distance",
 ]
 
@@ -109,18 +113,91 @@ def pairwise_chamfer(a, b, chunk: int = 64) -> np.ndarray:
     return result.numpy()
 
 
-def minimum_matching_distance(samples, reference) -> float:
-    """Mean over reference clouds of the Chamfer distance to the nearest sample cloud."""
-    return float(pairwise_chamfer(reference, samples).min(axis=1).mean())
+#: The most grid cells ``grid_chamfer`` tabulates a cloud's distances on (int32: 64 MiB per table).
+GRID_CELLS_LIMIT = 2**24
 
 
-def one_nearest_neighbour_accuracy(samples, reference) -> float:
-    """Leave-one-out 1-NN accuracy (Chamfer distance) at telling samples from reference clouds."""
-    together = np.concatenate([np.asarray(samples), np.asarray(reference)])
-    labels = np.r_[np.zeros(len(samples)), np.ones(len(reference))]
-    distances = pairwise_chamfer(together, together)
+def _integer_clouds(clouds, name: str) -> np.ndarray:
+    clouds = np.asarray(clouds)
+    if clouds.ndim != 3 or clouds.shape[1] == 0:
+        raise ValueError(f"{name} must be point clouds of shape (n, P, D), got {clouds.shape}")
+    if not np.issubdtype(clouds.dtype, np.integer):
+        if not np.array_equal(clouds, np.rint(clouds)):
+            raise ValueError(f"{name} must have integer coordinates for grid_chamfer (pairwise_chamfer takes any)")
+        clouds = np.rint(clouds)
+    return clouds.astype(np.int64)
+
+
+def _squared_distance_table(cloud: np.ndarray, shape: tuple, cells: np.ndarray) -> np.ndarray:
+    """Squared distance from every cell of a grid of ``shape`` to the nearest point of ``cloud`` (int32, flat)."""
+    from scipy import ndimage
+
+    empty = np.ones(shape, dtype=bool)
+    empty[tuple(cloud.T)] = False
+    # The indices of each cell's nearest point, not the float distances: squared integer distances stay exact.
+    nearest = ndimage.distance_transform_edt(empty, return_distances=False, return_indices=True)
+    return ((nearest - cells) ** 2).sum(axis=0, dtype=np.int32).ravel()
+
+
+def _directed_chamfer(a: np.ndarray, b: np.ndarray, shape: tuple) -> np.ndarray:
+    """(len(a), len(b)): mean over a[i]'s points of the squared distance to the nearest point of b[j]."""
+    flat_a = np.ravel_multi_index(tuple(a.reshape(-1, a.shape[2]).T), shape).reshape(a.shape[:2])
+    cells = np.indices(shape, dtype=np.int32)
+    result = np.empty((len(a), len(b)))
+    for j, cloud in enumerate(b):
+        result[:, j] = _squared_distance_table(cloud, shape, cells)[flat_a].mean(axis=1)
+    return result
+
+
+def grid_chamfer(a, b=None) -> np.ndarray:
+    """``pairwise_chamfer`` of clouds with integer coordinates, exactly (float64), via distance transforms.
+
+    Brute force costs P x Q distances per pair of clouds. Here each cloud's squared distance
+    to its nearest point is tabulated once over the grid that bounds all the points (scipy's
+    exact Euclidean distance transform), and a pair costs P + Q look-ups: len(a) + len(b)
+    transforms in all, or len(a) when ``b`` is None (a against itself).
+
+    >>> a = np.array([[[0, 0], [2, 0]]]); b = np.array([[[0, 1]], [[5, 0]]])
+    >>> grid_chamfer(a, b)   # (1 + 5) / 2 + 1 and (25 + 9) / 2 + 9
+    array([[ 4., 26.]])
+    """
+    a = _integer_clouds(a, "a")
+    same = b is None
+    b = a if same else _integer_clouds(b, "b")
+    if a.shape[2] != b.shape[2]:
+        raise ValueError(f"point sets must have one dimension D, got {a.shape} and {b.shape}")
+    low = np.minimum(a.min(axis=(0, 1)), b.min(axis=(0, 1)))
+    a, b = a - low, b - low
+    shape = tuple(int(v) + 1 for v in np.maximum(a.max(axis=(0, 1)), b.max(axis=(0, 1))))
+    if np.prod(shape, dtype=np.float64) > GRID_CELLS_LIMIT:
+        raise ValueError(f"the points span a grid of {shape} cells, more than grid_chamfer tabulates "
+                         f"({GRID_CELLS_LIMIT}); use pairwise_chamfer")
+    a_to_b = _directed_chamfer(a, b, shape)
+    b_to_a = a_to_b.T if same else _directed_chamfer(b, a, shape).T
+    return a_to_b + b_to_a
+
+
+def minimum_matching_distance(samples, reference, chamfer=pairwise_chamfer) -> float:
+    """Mean over reference clouds of the Chamfer distance to the nearest sample cloud (``chamfer``: the matrix function)."""
+    return float(chamfer(reference, samples).min(axis=1).mean())
+
+
+def nearest_neighbour_accuracy_of(distances, samples: int) -> float:
+    """Leave-one-out 1-NN accuracy from the distance matrix of a set whose first ``samples`` members are samples.
+
+    >>> nearest_neighbour_accuracy_of(np.array([[0, 1, 5], [1, 0, 5], [5, 5, 0]]), samples=2)
+    0.6666666666666666
+    """
+    distances = np.array(distances, dtype=np.float64)
+    labels = np.arange(len(distances)) >= samples
     np.fill_diagonal(distances, np.inf)
     return float((labels[distances.argmin(axis=1)] == labels).mean())
+
+
+def one_nearest_neighbour_accuracy(samples, reference, chamfer=pairwise_chamfer) -> float:
+    """Leave-one-out 1-NN accuracy (Chamfer distance, ``chamfer`` the matrix function) at telling samples from reference clouds."""
+    together = np.concatenate([np.asarray(samples), np.asarray(reference)])
+    return nearest_neighbour_accuracy_of(chamfer(together, together), len(samples))
 
 
 def frechet_distance(a, b) -> float:

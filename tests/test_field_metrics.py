@@ -49,6 +49,33 @@ def test_chamfer_matches_brute_force_and_one_nn_separates():
     assert 0.2 <= accuracy <= 0.8, accuracy  # one law: near chance
 
 
+def test_grid_chamfer_is_the_brute_force_chamfer_of_integer_clouds():
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(-3, 12, (5, 17, 3)), rng.integers(0, 20, (4, 9, 3))
+    expected = np.array([[brute_chamfer(x, y) for y in b] for x in a])
+    np.testing.assert_array_equal(fm.grid_chamfer(a, b), expected)
+    np.testing.assert_array_equal(fm.grid_chamfer(a.astype(np.float32), b), expected)  # integer-valued floats
+    itself = fm.grid_chamfer(a)
+    np.testing.assert_array_equal(itself, np.array([[brute_chamfer(x, y) for y in a] for x in a]))
+    planar = rng.integers(0, 30, (3, 11, 2))
+    np.testing.assert_array_equal(fm.grid_chamfer(planar), np.array([[brute_chamfer(x, y) for y in planar] for x in planar]))
+    with pytest.raises(ValueError, match="integer coordinates"):
+        fm.grid_chamfer(a + 0.5, b)
+    with pytest.raises(ValueError, match="use pairwise_chamfer"):
+        fm.grid_chamfer(np.array([[[0, 0, 0]], [[10**6, 10**6, 10**6]]]))
+
+
+def test_one_nn_accuracy_from_a_distance_matrix_and_with_another_chamfer():
+    # Samples 0, 1 are each other's nearest; reference 2 is nearest to sample 1: 3 of 4 right.
+    distances = np.array([[0, 1, 9, 9], [1, 0, 2, 9], [9, 2, 0, 5], [9, 9, 5, 0]])
+    assert fm.nearest_neighbour_accuracy_of(distances, samples=2) == 0.75
+    clouds = datasets.point_shapes(24, points=32, seed=3)[0]
+    assert fm.one_nearest_neighbour_accuracy(clouds[:12], clouds[12:], chamfer=fm.grid_chamfer) == \
+        fm.one_nearest_neighbour_accuracy(clouds[:12], clouds[12:])
+    assert fm.minimum_matching_distance(clouds[:12], clouds[12:], chamfer=fm.grid_chamfer) == \
+        pytest.approx(fm.minimum_matching_distance(clouds[:12], clouds[12:]), rel=1e-6)
+
+
 def test_frechet_distance_of_gaussians():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(20000, 2))

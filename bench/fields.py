@@ -33,7 +33,6 @@ import datetime
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import omegabridge as ob  # noqa: E402
 from omegabridge import dispatch  # noqa: E402
-from run import machine  # noqa: E402
+from run import _time, grouped_bars, machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BACKENDS = ("cpu", "reference", "per-element", "triton")
@@ -59,16 +58,6 @@ def layouts(quick: bool) -> dict[str, tuple[ob.Domain, int]]:
         "point cloud 2048x3 K=64": (ob.Lattice(0, 63, step=1, shape=(2048, 3)), 32 // scale),
         "half-line 3x32x32": (ob.HalfLine(low=0.0, shape=(3, 32, 32)), 64 // scale),
     }
-
-
-def _time(function, repeats: int) -> float:
-    function()  # warm-up
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def _data(domain, rows: int, generator) -> torch.Tensor:
@@ -217,12 +206,8 @@ def _plot(results, path, device):
     backend_names = list(dict.fromkeys(r["backend"] for r in results))
     by_key = {(r["layout"], r["backend"]): r for r in results}
     figure, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
-    width = 0.8 / len(backend_names)
     for axis, key, title in zip(axes, ("force_ms", "step_ms"), ("singular force m(z, s)", "fused step")):
-        for j, backend in enumerate(backend_names):
-            heights = [by_key[(name, backend)][key] if (name, backend) in by_key else 0 for name in layout_names]
-            positions = [i + (j - (len(backend_names) - 1) / 2) * width for i in range(len(layout_names))]
-            axis.bar(positions, heights, width=width, label=backend)
+        grouped_bars(axis, by_key, layout_names, backend_names, key)
         axis.set_yscale("log")
         axis.set_title(title)
         axis.set_xticks(range(len(layout_names)), layout_names, fontsize=7, rotation=15, ha="right")

@@ -204,6 +204,15 @@ def main(argv=None) -> int:
     return 0
 
 
+def grouped_bars(axis, by_key, layout_names, backend_names, key, scale=1.0):
+    """One group of bars per layout, one bar per backend: ``by_key[(layout, backend)][key] * scale``."""
+    width = 0.8 / len(backend_names)
+    for j, backend in enumerate(backend_names):
+        heights = [by_key[(name, backend)][key] * scale if (name, backend) in by_key else 0 for name in layout_names]
+        positions = [i + (j - (len(backend_names) - 1) / 2) * width for i in range(len(layout_names))]
+        axis.bar(positions, heights, width=width, label=backend)
+
+
 def _plot(rows, rate, path):
     """Two panels (step, target): per layout one bar per backend, as a fraction of the copy rate."""
     import matplotlib
@@ -215,12 +224,8 @@ def _plot(rows, rate, path):
     backend_names = list(dict.fromkeys(r["backend"] for r in rows))
     by_key = {(r["layout"], r["backend"]): r for r in rows}
     figure, axes = plt.subplots(1, 2, figsize=(14, 4.8), sharey=True)
-    width = 0.8 / len(backend_names)
     for axis, key, title in zip(axes, ("step_elements_per_s", "target_elements_per_s"), ("step", "training target")):
-        for j, backend in enumerate(backend_names):
-            heights = [by_key[(name, backend)][key] / rate if (name, backend) in by_key else 0 for name in layout_names]
-            positions = [i + (j - (len(backend_names) - 1) / 2) * width for i in range(len(layout_names))]
-            axis.bar(positions, heights, width=width, label=backend)
+        grouped_bars(axis, by_key, layout_names, backend_names, key, scale=1.0 / rate)
         axis.axhline(0.4, color="black", linestyle="--", linewidth=1)
         axis.text(len(layout_names) - 0.5, 0.42, "40% of copy", ha="right", va="bottom", fontsize=8)
         axis.set_yscale("log")

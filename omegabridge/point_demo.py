@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["PointsConfig", "POINTS_QUICK", "run_points", "independent_coordinates", "score_rows"]
+__all__ = ["PointsConfig", "POINTS_QUICK", "run_points", "independent_coordinates", "score_rows", "depth_image"]
 
 BASELINE = "independent coordinates"
 REAL = "held-out real (train vs test)"

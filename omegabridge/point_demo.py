@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["PointsConfig", "POINTS_QUICK", "run_points", "independent_coordinates", "score_rows"]
+__all__ = ["PointsConfig", "POINTS_QUICK", "run_points", "independent_coordinates", "score_rows", "depth_image"]
 
 BASELINE = "independent coordinates"
 REAL = "held-out real (train vs test)"
@@ -136,7 +136,20 @@ def score_rows(rows: dict, held_out: np.ndarray) -> dict:
     return scores
 
 
-VIEWS = ((0, 1, 2), (0, 2, 1), (1, 2, 0))  # (horizontal, vertical, colour) axes of the x-y, x-z and y-z views
+VIEWS = ((0, 1, 2), (0, 2, 1), (1, 2, 0))  # (horizontal, vertical, depth) axes of the x-y, x-z and y-z views
+
+
+def depth_image(cloud: np.ndarray, across: int, up: int, depth: int, grid: int) -> np.ndarray:
+    """A view of an integer cloud along one axis: each grid column holds the smallest ``depth`` coordinate there, NaN where empty.
+
+    >>> depth_image(np.array([[1, 0, 5], [1, 0, 2], [0, 1, 7]]), 0, 1, 2, grid=2)
+    array([[nan,  2.],
+           [ 7., nan]])
+    """
+    image = np.full((grid, grid), np.inf)
+    np.minimum.at(image, (cloud[:, up], cloud[:, across]), cloud[:, depth])
+    image[np.isinf(image)] = np.nan
+    return image
 
 
 def _plot(sets: dict, grid: int, path: str, count: int = 8) -> None:
@@ -147,27 +160,24 @@ def _plot(sets: dict, grid: int, path: str, count: int = 8) -> None:
 
     from omegabridge.files import save_figure
 
+    colours = plt.get_cmap("viridis").with_extremes(bad="white")
     rows = len(sets) * len(VIEWS)
-    figure, axes = plt.subplots(rows, count, figsize=(count * 1.1, rows * 1.1))
+    figure, axes = plt.subplots(rows, count, figsize=(count * 1.0, rows * 1.0))
     for group, (name, clouds) in enumerate(sets.items()):
         for view, (across, up, depth) in enumerate(VIEWS):
             row = group * len(VIEWS) + view
             for column in range(count):
-                cloud = clouds[column]
                 axis = axes[row, column]
-                # Colour by the hidden coordinate so the depth of a projected shape still shows.
-                axis.scatter(cloud[:, across], cloud[:, up], c=cloud[:, depth], s=0.6, cmap="viridis",
-                             vmin=0, vmax=grid - 1, linewidths=0)
-                axis.set_xlim(-0.5, grid - 0.5)
-                axis.set_ylim(-0.5, grid - 0.5)
-                axis.set_aspect("equal")
+                # One pixel per grid column, coloured by the nearest point's depth, so a projected shape keeps its relief.
+                axis.imshow(depth_image(clouds[column], across, up, depth, grid), origin="lower", cmap=colours,
+                            vmin=0, vmax=grid - 1, interpolation="nearest")
                 axis.set_xticks([])
                 axis.set_yticks([])
             label = "xyz"[across] + "-" + "xyz"[up]
             axes[row, 0].set_ylabel(f"{name}\n{label}" if view == 0 else label, rotation=0, ha="right",
-                                    va="center", fontsize=7)
+                                    va="center", fontsize=8)
     figure.tight_layout(h_pad=0.2, w_pad=0.2)
-    save_figure(figure, path, dpi=100)
+    save_figure(figure, path, dpi=80)
 
 
 def _report(result: dict) -> str:

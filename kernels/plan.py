@@ -13,7 +13,7 @@ Example:
     >>> from omegabridge.kernels.plan import build_plan
     >>> plan = build_plan(ob.Product([ob.HalfLine(low=0.0), ob.Categorical(3)]).segment_table(), "cpu")
     >>> plan.items.tolist()
-    [[2, 0, 1, 0], [6, 1, 4, 4]]
+    [[2, 0, 1, 0], [6, 1, 4, 2]]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Field demos: ``omegabridge demo segments`` (more to come: digits with the U-Net, points).
+"""Field demos: ``omegabridge demo segments`` (``digit_demo`` and ``point_demo`` hold digits and points).
 
 segments: seeded procedural scenes (``omegabridge.datasets.segmentation_scenes``, 32 x 32,
 6 classes) as a ``Categorical(6, shape=(32, 32))`` field, the default model for it (a

@@ -10,9 +10,13 @@ import pytest
 
 import omegabridge
 
+import omegabridge.kernels  # installed from kernels/, so not under omegabridge.__path__
+
 MODULES = sorted(
-    info.name for info in pkgutil.walk_packages(omegabridge.__path__, prefix="omegabridge.")
-    if not info.name.endswith("__main__")
+    {info.name for info in pkgutil.walk_packages(omegabridge.__path__, prefix="omegabridge.")
+     if not info.name.endswith("__main__")}
+    | {"omegabridge.kernels"}
+    | {info.name for info in pkgutil.walk_packages(omegabridge.kernels.__path__, prefix="omegabridge.kernels.")}
 )
 
 

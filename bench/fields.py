@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import omegabridge as ob  # noqa: E402
 from omegabridge import dispatch  # noqa: E402
+from baselines import _log_h as log_h  # noqa: E402
 from run import _time, grouped_bars, machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,23 +80,14 @@ def _state(bridge, x: torch.Tensor, index: int, generator) -> torch.Tensor:
 
 
 def _per_element_force(domain, z: torch.Tensor, s: float) -> torch.Tensor:
-    """grad log h by autograd, one element (a column, or a categorical's K columns) at a time."""
+    """grad log h by autograd, one element (a column, or a categorical's K columns) at a time,
+    with bench/baselines' log h of the factor (a field's elements share its parameters)."""
     score = torch.empty_like(z)
     width = domain.element_width
-    segment = domain.element_segments()[0]
-    points = None
-    if segment.kind == ob.domains.Kind.LATTICE:
-        points = segment.low + segment.step * torch.arange(segment.points, dtype=z.dtype)
     for start in range(0, domain.width, width):
         columns = z[:, start:start + width].detach().requires_grad_(True)
         with torch.enable_grad():
-            if points is not None:
-                log_h = torch.logsumexp(-((points - columns) ** 2) / (2 * s), dim=-1).sum()
-            elif segment.kind == ob.domains.Kind.CATEGORICAL:
-                log_h = torch.logsumexp(columns / s, dim=-1).sum()
-            else:
-                log_h = torch.special.log_ndtr((columns - segment.low) / math.sqrt(s)).sum()
-            (grad,) = torch.autograd.grad(log_h, columns)
+            (grad,) = torch.autograd.grad(log_h(domain, columns, s), columns)
         score[:, start:start + width] = grad
     return score
 
@@ -202,19 +194,16 @@ def _plot(results, path, device):
 
     from omegabridge.files import save_figure
 
-    layout_names = list(dict.fromkeys(r["layout"] for r in results))
-    backend_names = list(dict.fromkeys(r["backend"] for r in results))
-    by_key = {(r["layout"], r["backend"]): r for r in results}
     figure, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
     for axis, key, title in zip(axes, ("force_ms", "step_ms"), ("singular force m(z, s)", "fused step")):
-        grouped_bars(axis, by_key, layout_names, backend_names, key)
+        layout_names = grouped_bars(axis, results, key)
         axis.set_yscale("log")
         axis.set_title(title)
         axis.set_xticks(range(len(layout_names)), layout_names, fontsize=7, rotation=15, ha="right")
         axis.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("ms per step (log)")
     handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=len(backend_names), fontsize=8, frameon=False)
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     figure.suptitle(f"field layouts, time per step: {device}", fontsize=8)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(figure, str(path), dpi=120)

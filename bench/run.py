@@ -204,13 +204,17 @@ def main(argv=None) -> int:
     return 0
 
 
-def grouped_bars(axis, by_key, layout_names, backend_names, key, scale=1.0):
-    """One group of bars per layout, one bar per backend: ``by_key[(layout, backend)][key] * scale``."""
+def grouped_bars(axis, rows, key, scale=1.0) -> list[str]:
+    """One group of bars per layout, one bar per backend, of ``row[key] * scale``; returns the layouts in order."""
+    layout_names = list(dict.fromkeys(r["layout"] for r in rows))
+    backend_names = list(dict.fromkeys(r["backend"] for r in rows))
+    by_key = {(r["layout"], r["backend"]): r for r in rows}
     width = 0.8 / len(backend_names)
     for j, backend in enumerate(backend_names):
         heights = [by_key[(name, backend)][key] * scale if (name, backend) in by_key else 0 for name in layout_names]
         positions = [i + (j - (len(backend_names) - 1) / 2) * width for i in range(len(layout_names))]
         axis.bar(positions, heights, width=width, label=backend)
+    return layout_names
 
 
 def _plot(rows, rate, path):
@@ -220,12 +224,9 @@ def _plot(rows, rate, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    layout_names = list(dict.fromkeys(r["layout"] for r in rows))
-    backend_names = list(dict.fromkeys(r["backend"] for r in rows))
-    by_key = {(r["layout"], r["backend"]): r for r in rows}
     figure, axes = plt.subplots(1, 2, figsize=(14, 4.8), sharey=True)
     for axis, key, title in zip(axes, ("step_elements_per_s", "target_elements_per_s"), ("step", "training target")):
-        grouped_bars(axis, by_key, layout_names, backend_names, key, scale=1.0 / rate)
+        layout_names = grouped_bars(axis, rows, key, scale=1.0 / rate)
         axis.axhline(0.4, color="black", linestyle="--", linewidth=1)
         axis.text(len(layout_names) - 0.5, 0.42, "40% of copy", ha="right", va="bottom", fontsize=8)
         axis.set_yscale("log")
@@ -234,7 +235,7 @@ def _plot(rows, rate, path):
         axis.grid(axis="y", which="major", alpha=0.3)
     axes[0].set_ylabel("elements/s as a fraction of the copy rate (log)")
     handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=len(backend_names), fontsize=8, frameon=False)
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     figure.suptitle(f"omegabridge on {machine()}", fontsize=9)
     figure.tight_layout(rect=(0, 0.05, 1, 1))
     figure.savefig(path, dpi=120)

@@ -241,12 +241,13 @@ def lattice_uses_euler_maclaurin(z, s, low, step, points) -> torch.Tensor:
     )
 
 
-def _lattice_window_mean(z, s, low, step, points, radius: int):
-    """x_n + sum_j w_j (x_{n+j} - x_n) over the points j = -radius..radius around the nearest x_n."""
+def _lattice_window_mean(z, s, low, step, points):
+    """x_n + sum_j w_j (x_{n+j} - x_n) over the points j = -LIMIT..LIMIT around the nearest x_n, each element
+    masked to its own window."""
     last = (points - 1).to(torch.float64)
     nearest = torch.minimum(torch.clamp(torch.round((z.to(torch.float64) - low) / step), min=0.0), last)
     x_near = (low + nearest * step).to(z.dtype)  # canonical points, rounded once from float64
-    j = torch.arange(-radius, radius + 1, dtype=torch.float64, device=z.device)
+    j = torch.arange(-LATTICE_WINDOW_LIMIT, LATTICE_WINDOW_LIMIT + 1, dtype=torch.float64, device=z.device)
     index = nearest[..., None] + j
     offsets = (low[:, None] + index * step[:, None]).to(z.dtype) - x_near[..., None]
     s3 = s[..., None] if torch.is_tensor(s) and s.dim() else s
@@ -327,7 +328,7 @@ def lattice_mean(z: torch.Tensor, s, low, step, points) -> torch.Tensor:
     s = torch.as_tensor(s, dtype=z.dtype, device=z.device)
     # Always the widest window, each element masked to its own: the same tensor shapes whatever the
     # other columns of the layout, so a column gives the same bits alone or in a wider layout.
-    window = _lattice_window_mean(z, s, low, step, points, LATTICE_WINDOW_LIMIT)
+    window = _lattice_window_mean(z, s, low, step, points)
     low_z, step_z = _cast(low, z), _cast(step, z)
     use_formula = lattice_uses_euler_maclaurin(z, s, low_z, step_z, points)
     if not bool(use_formula.any()):

@@ -35,7 +35,9 @@ def _log_h(factor, z: torch.Tensor, s: float) -> torch.Tensor:
         points = segment.low + segment.step * torch.arange(segment.points, dtype=z.dtype, device=z.device)
         return torch.logsumexp(-((points - z) ** 2) / (2 * s), dim=-1).sum()
     if isinstance(factor, ob.Categorical):
-        return torch.logsumexp(z / s, dim=-1).sum()
+        # log sum_k N(e_k; z, s) = logsumexp(z / s) - |z|^2 / (2 s) + const: the second term is the
+        # -z/s of the score (m - z)/s
+        return (torch.logsumexp(z / s, dim=-1) - (z * z).sum(dim=-1) / (2 * s)).sum()
     raise TypeError(f"no per-column baseline for {factor!r}")
 
 

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -223,26 +224,41 @@ OB_INLINE void lattice_mean(const Layout& layout, const Run& run, const float* _
   // formula[c]: 1 where the column takes Euler-Maclaurin; careful[c]: 1 where its fast form must be redone.
   float* __restrict formula = scratch.formula.data();
   float* __restrict careful = scratch.careful.data();
-  float window_columns = may_use_formula ? 0.0f : 1.0f;
-  float careful_columns = 0.0f;
+  float window_columns = may_use_formula ? 0.0f : 1.0f;  // sums, not maxima: a simd reduction of
+  float careful_columns = 0.0f;                          // std::max does not vectorise without fast-math
   if (may_use_formula) {
-    // A plain simd loop: the formula is long, so runs are long enough that a runtime trip count costs nothing.
-    OB_SIMD
-    for (std::int64_t c = begin; c < end; ++c) {
-      const float sigma_points = sigma * inverse_step[c];
-      const float y = (v[c] - low[c]) * inverse_step[c];
-      const float uses = pm::lattice_uses_euler_maclaurin(y, last[c], sigma_points);
-      m[c] = pm::lattice_euler_maclaurin_fast(v[c], low[c], step[c], inverse_step[c], last[c], sigma_points);
-      formula[c] = uses;
-      careful[c] = uses * (1.0f - pm::lattice_euler_maclaurin_fast_holds(y, last[c], sigma_points));
-    }
-    // Sums, not maxima: a simd reduction of std::max does not vectorise without fast-math.
+    const float inverse_sigma = 1.0f / sigma;
+    auto formula_pass = [&](auto terms) OB_LAMBDA_INLINE {
+      float windows = 0.0f, carefuls = 0.0f;
 #if defined(_OPENMP)
-#pragma omp simd reduction(+ : window_columns, careful_columns)
+#pragma omp simd reduction(+ : windows, carefuls)
 #endif
-    for (std::int64_t c = begin; c < end; ++c) {
-      window_columns += 1.0f - formula[c];
-      careful_columns += careful[c];
+      for (std::int64_t c = begin; c < end; ++c) {
+        const float sigma_points = sigma * inverse_step[c];
+        const float y = (v[c] - low[c]) * inverse_step[c];
+        const float uses = pm::lattice_uses_euler_maclaurin(y, last[c], sigma_points);
+        m[c] = pm::lattice_euler_maclaurin_fast<decltype(terms)::value>(v[c], low[c], step[c], inverse_step[c], last[c],
+                                                                        sigma_points, step[c] * inverse_sigma);
+        const float redo = uses * (1.0f - pm::lattice_euler_maclaurin_fast_holds(y, last[c], sigma_points));
+        formula[c] = uses;
+        careful[c] = redo;
+        windows += 1.0f - uses;
+        carefuls += redo;
+      }
+      window_columns = windows;
+      careful_columns = carefuls;
+    };
+    // The narrowest sigma' of the run's columns sets the number of terms for all of them.
+    switch (pm::lattice_euler_maclaurin_terms(sigma / run.largest_step)) {
+      case 1:
+        formula_pass(std::integral_constant<int, 1>{});
+        break;
+      case 2:
+        formula_pass(std::integral_constant<int, 2>{});
+        break;
+      default:
+        formula_pass(std::integral_constant<int, pm::kEulerMaclaurinTerms>{});
+        break;
     }
   }
   if (window_columns > 0.0f) {
@@ -307,7 +323,7 @@ OB_INLINE void categorical_mean(const Layout& layout, const Run& run, const floa
     for (c = group.offset; c < group.offset + group.width; ++c) group_max[c] = most;
   }
   for_columns(run.begin, run.end, [&](std::int64_t c) OB_LAMBDA_INLINE {
-    exponential[c] = fastmath::exp((v[c] - group_max[c]) * inverse_s);
+    exponential[c] = fastmath::exp_or_zero((v[c] - group_max[c]) * inverse_s);
   });
   for (std::int64_t g = run.first_group; g < run.end_group; ++g) {
     const Group group = layout.groups[static_cast<std::size_t>(g)];

@@ -70,12 +70,13 @@ Layout Layout::from_segments(std::int64_t count, const std::int32_t* kinds,
         run.end = column + width;
         if (group >= 0) run.end_group = group + 1;
       } else {
-        layout.runs.push_back(Run{kind, column, column + width, group, group + 1, 0.0f, 1});
+        layout.runs.push_back(Run{kind, column, column + width, group, group + 1, 0.0f, 0.0f, 1});
       }
       if (kind == posterior::kLattice) {
         Run& run = layout.runs.back();
         const float step_float = static_cast<float>(step);
         run.smallest_step = run.smallest_step == 0.0f ? step_float : std::min(run.smallest_step, step_float);
+        run.largest_step = std::max(run.largest_step, step_float);
         run.most_points = std::max(run.most_points, points[i]);
       }
       column += width;

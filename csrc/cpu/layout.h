@@ -30,6 +30,7 @@ struct Run {
   std::int64_t first_group;
   std::int64_t end_group;
   float smallest_step;  // lattice runs: the smallest step of the run's columns
+  float largest_step;  // lattice runs: the largest step of the run's columns
   std::int64_t most_points;  // lattice runs: the largest K of the run's columns
 };
 

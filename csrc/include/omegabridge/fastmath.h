@@ -34,10 +34,8 @@ OB_INLINE float power_of_two(std::int32_t k) {
 // exp(x): k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2], degree-7 Taylor of
 // exp(r) (relative error < 6e-9 before rounding). NaN propagates; exp(-inf) = 0,
 // exp(+inf) = inf.
-OB_INLINE float exp(float x) {
-  const float clamped = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);  // NaN stays NaN
-  const float k = (clamped * kLog2e + kRoundMagic) - kRoundMagic;
-  const float r = (clamped - k * kLn2High) - k * kLn2Low;
+// exp(r) for r in [-ln2/2, ln2/2]: the Taylor polynomial shared by exp and exp_or_zero.
+OB_INLINE float exp_reduced(float r) {
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
@@ -46,8 +44,32 @@ OB_INLINE float exp(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
+  return p;
+}
+
+OB_INLINE float exp(float x) {
+  const float clamped = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);  // NaN stays NaN
+  const float k = (clamped * kLog2e + kRoundMagic) - kRoundMagic;
+  const float r = (clamped - k * kLn2High) - k * kLn2Low;
   const std::int32_t ki = static_cast<std::int32_t>(k == k ? k : 0.0f);
-  return p * power_of_two(ki);
+  return exp_reduced(r) * power_of_two(ki);
+}
+
+// exp(x), or 0 where x < kNegligibleExponent (exp below 1e-30): for weights that are added to
+// terms of order one, where a subnormal value changes nothing but costs a microcode assist in
+// every operation that touches it (measured: a third of a lattice step's time at sigma' = 16).
+constexpr float kNegligibleExponent = -69.0f;
+OB_INLINE float exp_or_zero(float x) {
+  // A product with exp of the clamped argument, not a select: with -fno-trapping-math the
+  // compiler may run exp on the raw argument under a select (its lanes are discarded), and
+  // exp of a smaller argument forms a subnormal on the way. In [-69, 88] one normal power of
+  // two scales the polynomial. NaN propagates.
+  const float kept = x < kNegligibleExponent ? 0.0f : 1.0f;
+  const float clamped = x < kNegligibleExponent ? kNegligibleExponent : (x > 88.0f ? 88.0f : x);
+  const float k = (clamped * kLog2e + kRoundMagic) - kRoundMagic;
+  const float r = (clamped - k * kLn2High) - k * kLn2Low;
+  const std::int32_t ki = static_cast<std::int32_t>(k == k ? k : 0.0f);
+  return kept * (exp_reduced(r) * float_of_bits(static_cast<std::uint32_t>(ki + 127) << 23));
 }
 
 // exp(x) - 1 without cancellation near 0: Taylor to x^9/9! for |x| < 1/2.

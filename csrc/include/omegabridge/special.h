@@ -10,6 +10,7 @@
 // (Math. Comp. 36, 1981) for erfcx. So R = 1/(G + x) and Q = phi R need no erfc from libm.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "omegabridge/config.h"

@@ -22,6 +22,7 @@ from .plan import FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, p
 
 VMF_MAX_ATTEMPTS = tl.constexpr(64)
 ROUND_MAGIC_64 = tl.constexpr(6755399441055744.0)  # 1.5 * 2^52: rounds a float64 half to even
+LATTICE_DRAW_CORRECTIONS = tl.constexpr(3)  # as reference.LATTICE_DRAW_CORRECTIONS
 
 
 @triton.jit
@@ -34,14 +35,89 @@ def _endpoint_mean(z_ptr, z_stride, drift_ptr, drift_stride, rows64, columns, ma
 
 
 @triton.jit
+def _scaled_gaussian_mass(t_a, t_b, w_a, w_b, t_c):
+    """integral over [t_a, t_b] of exp(-(t^2 - t_c^2)/2) (w: the integrand at the ends): Mills' ratios
+    in either tail, positive halves across 0 (only when y lies inside, where t_c is small)."""
+    upper = w_a * special.mills_ratio(tl.maximum(t_a, 0.0)) - w_b * special.mills_ratio(tl.maximum(t_b, 0.0))
+    lower = w_b * special.mills_ratio(tl.maximum(-t_b, 0.0)) - w_a * special.mills_ratio(tl.maximum(-t_a, 0.0))
+    scale = posterior.SQRT_TWO_PI * tl.exp(tl.minimum(0.5 * t_c * t_c, 80.0))
+    across = scale * special.normal_mass(tl.minimum(t_a, -1e-30), tl.maximum(t_b, 1e-30))
+    return tl.where(t_a >= 0.0, upper, tl.where(t_b <= 0.0, lower, across))
+
+
+@triton.jit
+def _lattice_weight(t, t_c):
+    """exp(-(t^2 - t_c^2)/2): a point's weight relative to the nearest point's."""
+    return tl.exp(-0.5 * (t - t_c) * (t + t_c))
+
+
+@triton.jit
+def _lattice_partial_sum(k, y, sigma_points, inverse_sigma_points, t_c, t_0, w_0):
+    """S(k) = w_0 + ... + w_k by Euler-Maclaurin (reference.lattice_euler_maclaurin_draw)."""
+    t_k = (k - y) * inverse_sigma_points
+    w_k = _lattice_weight(t_k, t_c)
+    total = sigma_points * _scaled_gaussian_mass(t_0, t_k, w_0, w_k, t_c) + 0.5 * (w_0 + w_k)
+    inverse_variance = inverse_sigma_points * inverse_sigma_points
+    v_0 = tl.minimum(tl.maximum(t_0 * inverse_sigma_points, -1e3), 1e3)  # beyond, the end weighs 0
+    v_k = tl.minimum(tl.maximum(t_k * inverse_sigma_points, -1e3), 1e3)
+    previous_0 = tl.full(y.shape, 1.0, tl.float32)
+    previous_k = tl.full(y.shape, 1.0, tl.float32)
+    current_0 = v_0
+    current_k = v_k
+    for p in tl.static_range(1, 5):
+        order = 2 * p - 1
+        total += posterior.EULER_MACLAURIN[p - 1] * (current_0 * w_0 - current_k * w_k)
+        next_0 = posterior._scaled_hermite_step(v_0, current_0, previous_0, order, inverse_variance)
+        next_k = posterior._scaled_hermite_step(v_k, current_k, previous_k, order, inverse_variance)
+        previous_0 = next_0
+        current_0 = posterior._scaled_hermite_step(v_0, next_0, current_0, order + 1, inverse_variance)
+        previous_k = next_k
+        current_k = posterior._scaled_hermite_step(v_k, next_k, current_k, order + 1, inverse_variance)
+    return total
+
+
+@triton.jit
+def _lattice_euler_maclaurin_index(mean, sigma, low, step, last, u):
+    """Index (float) of the inverse-CDF draw where many points carry weight, at a bounded cost: the
+    continuous quantile on [-1/2, last + 1/2], then one-point moves by the partial sums."""
+    sigma_points = sigma / step
+    inverse_sigma_points = 1.0 / sigma_points
+    y = (mean - low) / step
+    nearest = (tl.minimum(tl.maximum(y, -1.0), last + 1.0) + special.ROUND_MAGIC) - special.ROUND_MAGIC
+    nearest = tl.minimum(tl.maximum(nearest, 0.0), last)
+    t_c = (nearest - y) * inverse_sigma_points
+    t_0 = -y * inverse_sigma_points
+    w_0 = _lattice_weight(t_0, t_c)
+    target = u * _lattice_partial_sum(last, y, sigma_points, inverse_sigma_points, t_c, t_0, w_0)
+    # truncated_normal draws from the upper end down when the mean lies above the interval
+    upper_end = last + 0.5
+    guess = special.truncated_normal(y, sigma_points, tl.full(y.shape, -0.5, tl.float32), upper_end,
+                                     tl.where(y >= upper_end, 1.0 - u, u))
+    k = (tl.minimum(tl.maximum(guess, -1.0), last + 1.0) + special.ROUND_MAGIC) - special.ROUND_MAGIC
+    k = tl.minimum(tl.maximum(k, 0.0), last)
+    running = _lattice_partial_sum(k, y, sigma_points, inverse_sigma_points, t_c, t_0, w_0)
+    for _ in tl.static_range(LATTICE_DRAW_CORRECTIONS):
+        up = (running < target) & (k < last)
+        k = tl.where(up, k + 1.0, k)
+        w_k = _lattice_weight((k - y) * inverse_sigma_points, t_c)
+        running = tl.where(up, running + w_k, running)
+        down = (~up) & (k > 0.0) & (running - w_k >= target)
+        running = tl.where(down, running - w_k, running)
+        k = tl.where(down, k - 1.0, k)
+    return k
+
+
+@triton.jit
 def _lattice_draw(mean, sigma, s, low64, step64, last, valid, u):
-    """Inverse-CDF draw over the window of lattice points that carry weight; canonical float32 point."""
+    """Inverse-CDF draw, canonical float32 point: Euler-Maclaurin partial sums where many points carry
+    weight, else the window of at most LATTICE_WINDOW_LIMIT points on either side of the nearest."""
     position = (mean.to(tl.float64) - low64) / step64
     position = tl.minimum(tl.maximum(position, -1.0), last.to(tl.float64) + 1.0)
     position = tl.where(position == position, position, 0.0)  # NaN -> 0
     position = (position + ROUND_MAGIC_64) - ROUND_MAGIC_64
     nearest = tl.minimum(tl.maximum(position, 0.0), last.to(tl.float64))
     radius = tl.floor(sigma.to(tl.float64) * 9.0 / step64 + 1.0) + 1.0
+    radius = tl.minimum(radius, posterior.LATTICE_WINDOW_LIMIT)
     first = tl.maximum(nearest - radius, 0.0)
     final = tl.minimum(nearest + radius, last.to(tl.float64))
     x_near = (low64 + nearest * step64).to(tl.float32)
@@ -66,6 +142,17 @@ def _lattice_draw(mean, sigma, s, low64, step64, last, valid, u):
         chosen = tl.where(hit, k, chosen)
         found = found | hit
         k += 1.0
+    low = low64.to(tl.float32)
+    step = step64.to(tl.float32)
+    sigma_points = sigma / step
+    y = (mean - low) / step
+    outside = tl.maximum(tl.maximum(-y, y - last), 0.0)
+    use_formula = (valid & (last > posterior.LATTICE_WINDOW_LIMIT)
+                   & (posterior.LATTICE_WINDOW_SIGMAS * sigma_points + 2.0 > posterior.LATTICE_WINDOW_LIMIT)
+                   & (outside < posterior.LATTICE_OUTSIDE_RATE * sigma_points * sigma_points))
+    if tl.max(use_formula.to(tl.int32)) > 0:
+        formula_index = _lattice_euler_maclaurin_index(mean, sigma + tl.zeros(mean.shape, tl.float32), low, step, last, u)
+        chosen = tl.where(use_formula, formula_index.to(tl.float64), chosen)
     return (low64 + chosen * step64).to(tl.float32)
 
 

@@ -40,6 +40,8 @@ __all__ = [
     "lattice_weights",
     "lattice_mean",
     "lattice_euler_maclaurin_mean",
+    "lattice_draw",
+    "lattice_euler_maclaurin_draw",
 ]
 
 Scale = Union[float, torch.Tensor]  # a scalar s, or per-row s of shape (n, 1)
@@ -58,6 +60,10 @@ LATTICE_WINDOW_LIMIT = 34  # the most points summed on either side of the neares
 # the four corrections below is about 2 (rate / 2 pi)^10 < 1e-9 relative (measured: 5e-10).
 LATTICE_OUTSIDE_RATE = 0.75
 LATTICE_EULER_MACLAURIN_COEFFICIENTS = (1 / 12, -1 / 720, 1 / 30240, -1 / 1209600)  # B_2p / (2p)!, p = 1..4
+# The last step's draw where Euler-Maclaurin serves the mean: the continuous truncated normal's
+# quantile, rounded to a point, is moved this many times by one point towards the discrete
+# inverse CDF (it is off by at most one point: the two CDFs differ by O(weight / sigma'^2)).
+LATTICE_DRAW_CORRECTIONS = 3
 
 
 # ----------------------------------------------------------------------------------------
@@ -336,6 +342,115 @@ def lattice_mean(z: torch.Tensor, s, low, step, points) -> torch.Tensor:
     return torch.where(use_formula, lattice_euler_maclaurin_mean(z, s, low_z, step_z, points), window)
 
 
+def _lattice_window_draw(mean, s, low, step, points, u):
+    """Inverse-CDF draw over the points j = -LIMIT..LIMIT around the nearest, each element masked to
+    its own window; (index of the drawn point, the element's nearest index), both float64."""
+    last = (points - 1).to(torch.float64)
+    nearest = torch.minimum(torch.clamp(torch.round((mean.to(torch.float64) - low) / step), min=0.0), last)
+    x_near = (low + nearest * step).to(mean.dtype)
+    j = torch.arange(-LATTICE_WINDOW_LIMIT, LATTICE_WINDOW_LIMIT + 1, dtype=torch.float64, device=mean.device)
+    index = nearest[..., None] + j
+    offsets = (low[:, None] + index * step[:, None]).to(mean.dtype) - x_near[..., None]
+    s3 = s[..., None] if torch.is_tensor(s) and s.dim() else s
+    logits = -offsets * (offsets + 2.0 * (x_near - mean)[..., None]) / (2.0 * s3)
+    own = torch.ceil(LATTICE_WINDOW_SIGMAS * torch.sqrt(torch.as_tensor(s, dtype=torch.float64)) / step + 2.0)
+    own = torch.clamp(own, max=LATTICE_WINDOW_LIMIT)
+    inside = (index >= 0) & (index <= last[..., None]) & (j.abs() <= own[..., None])
+    logits = torch.where(inside, logits, torch.full_like(logits, -math.inf))
+    chosen = _inverse_cdf_index(torch.softmax(logits, dim=-1), u)
+    return nearest + (chosen - LATTICE_WINDOW_LIMIT).to(torch.float64)
+
+
+def _scaled_gaussian_mass(t_a, t_b, w_a, w_b, t_c):
+    """integral over [t_a, t_b] of exp(-(t^2 - t_c^2)/2) dt (t_a <= t_b), w = the integrand at the ends:
+    from Mills' ratios in either tail (no cancellation), as a sum of positive halves across 0."""
+    zero = torch.zeros_like(t_a)
+    mills = special.mills_ratio
+    upper = w_a * mills(torch.maximum(t_a, zero)) - w_b * mills(torch.maximum(t_b, zero))
+    lower = w_b * mills(torch.maximum(-t_b, zero)) - w_a * mills(torch.maximum(-t_a, zero))
+    # across 0 only when y lies inside the lattice, where |t_c| <= 1/(2 sigma'); clamped for the other lanes
+    scale = math.sqrt(2.0 * math.pi) * torch.exp(torch.clamp(0.5 * t_c * t_c, max=80.0))
+    across = scale * special.normal_mass(torch.minimum(t_a, zero), torch.maximum(t_b, zero))
+    return torch.where(t_a >= 0, upper, torch.where(t_b <= 0, lower, across))
+
+
+def lattice_euler_maclaurin_draw(mean, s, low, step, points, u) -> torch.Tensor:
+    """Index (float64) of the last step's lattice draw where many points carry weight, at a bounded cost.
+
+    The draw is the inverse CDF of the weights w_k = exp(-((k - y)^2 - (c - y)^2) / (2 sigma'^2)) on
+    k = 0..n (in points: y = (mean - low)/step, sigma' = sqrt(s)/step, c the nearest point): the
+    first k with S(k) >= u S(n), S(k) = w_0 + ... + w_k. Euler-Maclaurin gives S(k) at any k from
+    the Gaussian integral over [0, k] and the end terms of ``lattice_euler_maclaurin_mean``. The
+    continuous truncated normal on [-1/2, n + 1/2], at the same u, gives a point that is off by at
+    most one; ``LATTICE_DRAW_CORRECTIONS`` moves of one point (each adds or removes one weight)
+    settle it. ``mean`` (rows, L); ``s`` a scalar or (rows, 1); ``low``, ``step`` (L,) float64.
+    """
+    s = torch.as_tensor(s, dtype=mean.dtype, device=mean.device)
+    low_m, step_m = _cast(low, mean), _cast(step, mean)
+    sigma = torch.sqrt(s)
+    sigma_points = sigma / step_m
+    y = (mean - low_m) / step_m
+    last = (points - 1).to(mean.dtype)
+    nearest = torch.minimum(torch.clamp(torch.round(y), min=0.0), last)
+    t_c = (nearest - y) / sigma_points
+    degree = 2 * len(LATTICE_EULER_MACLAURIN_COEFFICIENTS)
+
+    def weight(k):
+        t = (k - y) / sigma_points
+        return t, torch.exp(-0.5 * (t - t_c) * (t + t_c))
+
+    t_0, w_0 = weight(torch.zeros_like(y))
+    hermite_0 = _scaled_hermite(t_0, sigma_points, degree)
+
+    def partial_sum(k):
+        t_k, w_k = weight(k)
+        hermite_k = _scaled_hermite(t_k, sigma_points, degree)
+        total = sigma_points * _scaled_gaussian_mass(t_0, t_k, w_0, w_k, t_c) + 0.5 * (w_0 + w_k)
+        for p, coefficient in enumerate(LATTICE_EULER_MACLAURIN_COEFFICIENTS, start=1):
+            total = total + coefficient * (hermite_0[2 * p - 1] * w_0 - hermite_k[2 * p - 1] * w_k)
+        return total
+
+    target = u * partial_sum(last)
+    # The continuous quantile at u; _truncated_normal draws from the upper end down when the mean lies
+    # above the interval, so there u's mirror gives the same quantile.
+    upper_end = low_m + (last + 0.5) * step_m
+    guess = _truncated_normal(mean, sigma, low_m - 0.5 * step_m, upper_end, torch.where(mean >= upper_end, 1.0 - u, u))
+    k = torch.minimum(torch.clamp(torch.round((guess - low_m) / step_m), min=0.0), last)
+    running = partial_sum(k)
+    for _ in range(LATTICE_DRAW_CORRECTIONS):
+        up = (running < target) & (k < last)
+        k = torch.where(up, k + 1.0, k)
+        running = torch.where(up, running + weight(k)[1], running)
+        w_k = weight(k)[1]
+        down = ~up & (k > 0) & (running - w_k >= target)
+        running = torch.where(down, running - w_k, running)
+        k = torch.where(down, k - 1.0, k)
+    return k.to(torch.float64)
+
+
+def lattice_draw(mean: torch.Tensor, s, low, step, points, u: torch.Tensor) -> torch.Tensor:
+    """The last step's draw on lattice columns at a bounded cost per element whatever K.
+
+    An inverse-CDF draw with the uniforms ``u`` over the window of at most ``LATTICE_WINDOW_LIMIT``
+    points on either side of the nearest where few points carry weight (or z is far outside), and
+    ``lattice_euler_maclaurin_draw`` where many do. Returns canonical points (rounded once from
+    float64) in mean's dtype. ``mean``, ``u`` (rows, L); ``s`` a scalar or (rows, 1); ``low``,
+    ``step`` float64 (L,); ``points`` long (L,).
+
+    Example:
+        >>> import torch
+        >>> low, step, points = torch.tensor([0.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64), torch.tensor([256])
+        >>> lattice_draw(torch.tensor([[100.3]]), 400.0, low, step, points, torch.tensor([[0.5]])).shape
+        torch.Size([1, 1])
+    """
+    s = torch.as_tensor(s, dtype=mean.dtype, device=mean.device)
+    index = _lattice_window_draw(mean, s, low, step, points, u)
+    use_formula = lattice_uses_euler_maclaurin(mean, s, _cast(low, mean), _cast(step, mean), points)
+    if bool(use_formula.any()):
+        index = torch.where(use_formula, lattice_euler_maclaurin_draw(mean, s, low, step, points, u), index)
+    return (low + index * step).to(mean.dtype)
+
+
 def _row_chunks(rows: int, per_row: int):
     size = max(1, _LATTICE_CHUNK_ELEMENTS // max(per_row, 1))
     return [(start, min(rows, start + size)) for start in range(0, rows, size)]
@@ -565,12 +680,10 @@ def final_step(
         out[:, plan.binary] = (u[:, plan.binary] <= p_one).to(z.dtype)
     if plan.lattice.numel():
         cols = plan.lattice
-        for start, stop in _row_chunks(rows, cols.numel() * int(plan.lattice_points.max())):
-            weights, offsets, x_near = lattice_weights(
-                mean[start:stop, cols], s, plan.lattice_low, plan.lattice_step, plan.lattice_points
+        for start, stop in _row_chunks(rows, cols.numel() * (2 * LATTICE_WINDOW_LIMIT + 1)):
+            out[start:stop, cols] = lattice_draw(
+                mean[start:stop, cols], s, plan.lattice_low, plan.lattice_step, plan.lattice_points, u[start:stop, cols]
             )
-            index = _inverse_cdf_index(weights, u[start:stop, cols])
-            out[start:stop, cols] = x_near + torch.gather(offsets, 2, index[..., None]).squeeze(-1)
     if plan.categorical.index.numel():
         group = plan.categorical
         probabilities = _softmax_group(mean, group, s)

@@ -54,10 +54,21 @@ std::int64_t inverse_cdf_index(const float* weights, std::int64_t count, float u
   return count - 1;
 }
 
+// Where many points carry weight, Euler-Maclaurin partial sums (pm::lattice_euler_maclaurin_draw);
+// elsewhere the inverse CDF over a window of at most kLatticeWindowLimit points on either side of
+// the nearest (all that carry weight, or, far outside, all but < e^-25 of it). Bounded cost whatever K.
 float lattice_draw(float mean, float sigma, float inverse_s, double low, double step,
                    std::int64_t points, float u, std::vector<float>& weights) {
+  const float y = static_cast<float>((static_cast<double>(mean) - low) / step);
+  const float sigma_points = static_cast<float>(sigma / step);
+  const float last_point = static_cast<float>(points - 1);
+  if (pm::lattice_uses_euler_maclaurin(y, last_point, sigma_points) != 0.0f) {
+    const float k = pm::lattice_euler_maclaurin_draw(y, sigma_points, last_point, u);
+    return pm::lattice_point(low, step, static_cast<std::int64_t>(k));
+  }
   const std::int64_t nearest = pm::lattice_nearest(mean, low, step, points);
-  const std::int64_t radius = pm::lattice_radius(sigma, step, points);
+  const std::int64_t radius = std::min<std::int64_t>(pm::lattice_radius(sigma, step, points),
+                                                     static_cast<std::int64_t>(pm::kLatticeWindowLimit));
   const std::int64_t first = std::max<std::int64_t>(0, nearest - radius);
   const std::int64_t last = std::min<std::int64_t>(points - 1, nearest + radius);
   const float x_near = pm::lattice_point(low, step, nearest);

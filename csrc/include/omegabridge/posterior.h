@@ -259,6 +259,63 @@ OB_INLINE float lattice_euler_maclaurin_fast_holds(float y, float last, float si
          (last >= 0.25f * sigma_points ? 1.0f : 0.0f);
 }
 
+// ---------------------------------------------------------------------------------------
+// The last step's lattice draw where many points carry weight (reference.lattice_euler_maclaurin_draw)
+// ---------------------------------------------------------------------------------------
+
+// As reference.LATTICE_DRAW_CORRECTIONS: one-point moves from the continuous quantile.
+constexpr int kLatticeDrawCorrections = 3;
+
+// The integral over [t_a, t_b] of exp(-(t^2 - t_c^2)/2) (t_a <= t_b), w the integrand at the ends:
+// Mills' ratios in either tail, positive halves across 0 (only when y lies inside, |t_c| small).
+OB_INLINE float scaled_gaussian_mass(float t_a, float t_b, float w_a, float w_b, float t_c) {
+  if (t_a >= 0.0f) return w_a * special::mills_ratio(t_a) - w_b * special::mills_ratio(t_b);
+  if (t_b <= 0.0f) return w_b * special::mills_ratio(-t_b) - w_a * special::mills_ratio(-t_a);
+  const float half_square = 0.5f * t_c * t_c;
+  return 2.5066282746310002f * fastmath::exp(half_square > 80.0f ? 80.0f : half_square) *
+         special::normal_mass(t_a, t_b);
+}
+
+// Partial sums S(k) = w_0 + ... + w_k of w_k = exp(-((k - y)^2 - (c - y)^2) / (2 sigma'^2)), c the
+// nearest point, by Euler-Maclaurin (the end terms of lattice_euler_maclaurin_mean).
+struct LatticePartialSums {
+  float y, sigma_points, inverse_sigma_points, t_c, t_0, w_0;
+  float hermite_0[2 * kEulerMaclaurinTerms];  // He_j(t_0) / sigma'^j, j = 0..7
+
+  OB_INLINE LatticePartialSums(float y_, float sigma_points_, float last) : y(y_), sigma_points(sigma_points_) {
+    inverse_sigma_points = 1.0f / sigma_points;
+    float nearest = rintf(y);
+    nearest = nearest < 0.0f ? 0.0f : (nearest > last ? last : nearest);
+    t_c = (nearest - y) * inverse_sigma_points;
+    t_0 = -y * inverse_sigma_points;
+    w_0 = weight_at(t_0);
+    scaled_hermite(t_0, hermite_0);
+  }
+  OB_INLINE float weight_at(float t) const { return fastmath::exp(-0.5f * (t - t_c) * (t + t_c)); }
+  OB_INLINE float weight(float k) const { return weight_at((k - y) * inverse_sigma_points); }
+  OB_INLINE void scaled_hermite(float t, float* out) const {
+    float v = t * inverse_sigma_points;
+    v = v < -1e3f ? -1e3f : (v > 1e3f ? 1e3f : v);  // beyond, the end's weight is 0: keep the product finite
+    const float inverse_variance = inverse_sigma_points * inverse_sigma_points;
+    out[0] = 1.0f;
+    out[1] = v;
+    for (int j = 1; j + 1 < 2 * kEulerMaclaurinTerms; ++j) {
+      out[j + 1] = v * out[j] - static_cast<float>(j) * inverse_variance * out[j - 1];
+    }
+  }
+  OB_INLINE float sum_to(float k) const {
+    const float t_k = (k - y) * inverse_sigma_points;
+    const float w_k = weight_at(t_k);
+    float hermite_k[2 * kEulerMaclaurinTerms];
+    scaled_hermite(t_k, hermite_k);
+    float total = sigma_points * scaled_gaussian_mass(t_0, t_k, w_0, w_k, t_c) + 0.5f * (w_0 + w_k);
+    for (int p = 1; p <= kEulerMaclaurinTerms; ++p) {
+      total += euler_maclaurin_coefficient(p) * (hermite_0[2 * p - 1] * w_0 - hermite_k[2 * p - 1] * w_k);
+    }
+    return total;
+  }
+};
+
 // Index of the lattice point nearest to z (clamped to [0, points - 1]), in double and
 // rounding half to even, as the reference's torch.round of (z - low)/step in float64.
 OB_INLINE std::int64_t lattice_nearest(float z, double low, double step, std::int64_t points) {
@@ -313,6 +370,34 @@ OB_INLINE float truncated_normal(float mean, float sigma, float low, float high,
     x = mean + sigma * y;
   }
   return x < low ? low : (x > high ? high : x);
+}
+
+// Index k (as a float) of the inverse-CDF draw over the lattice {0..last} in points (y = (mean -
+// low)/step, sigma' = sqrt(s)/step) where many points carry weight: the continuous quantile on
+// [-1/2, last + 1/2], then kLatticeDrawCorrections one-point moves by the partial sums. Bounded
+// cost whatever K; as reference.lattice_euler_maclaurin_draw.
+OB_INLINE float lattice_euler_maclaurin_draw(float y, float sigma_points, float last, float u) {
+  const LatticePartialSums sums(y, sigma_points, last);
+  const float target = u * sums.sum_to(last);
+  // truncated_normal draws from the upper end down when the mean lies above the interval.
+  const float upper_end = last + 0.5f;
+  const float guess = truncated_normal(y, sigma_points, -0.5f, upper_end, y >= upper_end ? 1.0f - u : u);
+  float k = rintf(guess);
+  k = k < 0.0f ? 0.0f : (k > last ? last : k);
+  float running = sums.sum_to(k);
+  for (int move = 0; move < kLatticeDrawCorrections; ++move) {
+    if (running < target && k < last) {
+      k += 1.0f;
+      running += sums.weight(k);
+    } else if (k > 0.0f) {
+      const float w_k = sums.weight(k);
+      if (running - w_k >= target) {
+        running -= w_k;
+        k -= 1.0f;
+      }
+    }
+  }
+  return k;
 }
 
 }  // namespace posterior

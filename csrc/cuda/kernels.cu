@@ -154,8 +154,9 @@ __device__ __forceinline__ Scale scale_of(float s) {
 // lattice_euler_maclaurin_fast_holds, else the careful form), otherwise the window of at most
 // kLatticeWindowLimit points on either side of the nearest point, with the weight recurrence
 // w_{j+1} = w_j a b^j of the CPU kernel (three exponentials per element).
-__device__ __noinline__ float lattice_mean(const ColumnParams& p, double step, std::int64_t points, float v,
-                                           float sigma, float inverse_s) {
+// (Parameters by value: a reference to the caller's ColumnParams would put it in local memory.)
+__device__ __noinline__ float lattice_mean(ColumnParams p, double step, std::int64_t points, float v, float sigma,
+                                           float inverse_s) {
   const float sigma_points = sigma * p.inverse_step;
   const float y = (v - p.low) * p.inverse_step;
   if (pm::lattice_uses_euler_maclaurin(y, p.last, sigma_points) != 0.0f) {
@@ -302,21 +303,19 @@ template <Op op, int kStorage>
 __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, std::int64_t row,
                                            const Scale& k, std::uint32_t step, const StepScalars& scalars) {
   const std::int64_t width = a.layout.width;
-  const float* z_row = a.z + row * width;
   float* out_row = a.out + row * width;
   const std::int64_t begin = item.offset, end = item.offset + item.width;
   const std::uint64_t global_row = a.address.row_offset + static_cast<std::uint64_t>(row);
   NoiseAddress address = a.address;
   address.step = step;
-  const float* values = z_row;
-  if (op == Op::kTarget) {  // z_t first; the mean is taken of it
+  const float* values = op == Op::kTarget ? out_row : a.z + row * width;  // the target's mean is taken of z_t
+  if (op == Op::kTarget) {  // z_t first
     const float scale = a.mean_scale[row], spread = a.noise_scale[row];
     float n[4];
     for (std::int64_t c = begin; c < end; ++c) {
       if (c == begin || (c & 3) == 0) block_normals(address, global_row, c, kStreamTrain, n);
       out_row[c] = scale * load_one<kStorage>(a.input, row * width + c) + spread * pick(n, static_cast<unsigned>(c & 3));
     }
-    values = out_row;
   }
   const GroupMean mean = group_mean(values, begin, item.width, item.kind == pm::kCategorical, k.s, k.inverse_s);
   if (op == Op::kMean) {
@@ -330,7 +329,7 @@ __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, 
     float n[4];
     for (std::int64_t c = begin; c < end; ++c) {
       if (c == begin || (c & 3) == 0) block_normals(address, global_row, c, kStreamStep, n);
-      const float z = z_row[c];
+      const float z = values[c];
       const float drift = a.input != nullptr ? load_one<kStorage>(a.input, row * width + c) : 0.0f;
       out_row[c] = z + scalars.increment * ((mean(z) - z) * k.inverse_s + drift) + scalars.sqrt_increment * pick(n, static_cast<unsigned>(c & 3));
     }
@@ -446,9 +445,8 @@ __device__ __forceinline__ void sphere_draw(const Args& a, const WorkItem& item,
     squared += m * m;
   }
   const float norm = sqrtf(squared);
-  const float inverse_norm = 1.0f / norm;
-  auto direction = [&](std::int64_t c) {
-    return norm > 0.0f ? final_mean<kStorage>(a, row, offset + c, k.s) * inverse_norm : (c == 0 ? 1.0f : 0.0f);
+  auto direction = [&](std::int64_t c) {  // a division, as the CPU kernel (a reciprocal would round differently)
+    return norm > 0.0f ? final_mean<kStorage>(a, row, offset + c, k.s) / norm : (c == 0 ? 1.0f : 0.0f);
   };
   const float kappa = norm / k.s;
   const float dm1 = static_cast<float>(d - 1);

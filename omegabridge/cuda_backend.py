@@ -94,10 +94,9 @@ def is_available(device: torch.device | str | None = None) -> bool:
 
 def layout(table: SegmentTable, device: torch.device):
     """(extension Layout, its bytes as a uint8 tensor on ``device``), built once per (table, device)."""
-    device = torch.device(device)
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    device = _placed(device)
     cache = table.__dict__.setdefault("_cuda_layouts", {})
-    cached = cache.get(index)
+    cached = cache.get(str(device))
     if cached is None:
         ext = load()
         tensors = table.as_tensors()
@@ -110,8 +109,8 @@ def layout(table: SegmentTable, device: torch.device):
         )
         host = torch.empty(plan.nbytes, dtype=torch.uint8)
         plan.write(host.data_ptr())
-        cached = (plan, host.to(torch.device("cuda", index)))
-        cache[index] = cached
+        cached = (plan, host.to(device))  # the caching allocator's blocks are 512-byte aligned (16 needed)
+        cache[str(device)] = cached
     return cached
 
 
@@ -124,7 +123,23 @@ def step_schedule(remaining, increment, device) -> torch.Tensor:
     return rows.contiguous().to(device)
 
 
+# The three places that talk to torch.cuda (tests/test_cuda_emulation.py replaces them to run this
+# module on CPU tensors with the kernels compiled for the CPU).
+def _placed(device) -> torch.device:
+    """``device`` with its index (``cuda`` -> ``cuda:<current>``)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _on(device: torch.device):
+    """Context making ``device`` current, so a launch goes to the device holding the tensors."""
+    return torch.cuda.device(device)
+
+
 def _stream(device: torch.device) -> int:
+    """The handle of torch's current stream on ``device``: kernels run where torch's own work on it runs."""
     return torch.cuda.current_stream(device).cuda_stream
 
 
@@ -155,7 +170,7 @@ def posterior_mean(z: torch.Tensor, table: SegmentTable, remaining: torch.Tensor
     s = _per_row(remaining, z.shape[0])
     out = torch.empty_like(z)
     plan, buffer = layout(table, z.device)
-    with torch.cuda.device(z.device):
+    with _on(z.device):
         load().posterior_mean(plan, buffer.data_ptr(), z.data_ptr(), s.data_ptr(), out.data_ptr(), z.shape[0], _stream(z.device))
     return out
 
@@ -166,7 +181,7 @@ def step(z, drift, table, remaining: float, increment: float, seed: int, step_in
     drift, drift_address, storage = _drift(drift)
     out = torch.empty_like(z) if out is None else out
     plan, buffer = layout(table, z.device)
-    with torch.cuda.device(z.device):
+    with _on(z.device):
         load().step(
             plan, buffer.data_ptr(), z.data_ptr(), drift_address, storage, out.data_ptr(), z.shape[0],
             float(remaining), float(increment), seed, step_index, row_offset, _stream(z.device),
@@ -179,7 +194,7 @@ def scheduled_step(z, drift, table, schedule: torch.Tensor, counter: torch.Tenso
     on the device from ``schedule[k]`` (``step_schedule``): a launch a CUDA graph can replay every step."""
     drift, drift_address, storage = _drift(drift)
     plan, buffer = layout(table, z.device)
-    with torch.cuda.device(z.device):
+    with _on(z.device):
         load().scheduled_step(
             plan, buffer.data_ptr(), z.data_ptr(), drift_address, storage, z.data_ptr(), z.shape[0],
             schedule.data_ptr(), counter.data_ptr(), seed, row_offset, _stream(z.device),
@@ -193,7 +208,7 @@ def final_step(z, drift, table, remaining: float, seed: int, step_index: int, ro
     drift, drift_address, storage = _drift(drift)
     out = torch.empty_like(z)
     plan, buffer = layout(table, z.device)
-    with torch.cuda.device(z.device):
+    with _on(z.device):
         load().final_step(
             plan, buffer.data_ptr(), z.data_ptr(), drift_address, storage, out.data_ptr(), z.shape[0],
             float(remaining), seed, step_index, row_offset, _stream(z.device),
@@ -212,7 +227,7 @@ def bridge_target(x, table, mean_scale, noise_scale, remaining, seed: int, step_
     else:
         z_t, target = out
     plan, buffer = layout(table, x.device)
-    with torch.cuda.device(x.device):
+    with _on(x.device):
         load().bridge_target(
             plan, buffer.data_ptr(), x.data_ptr(), _STORAGE[x.dtype], c.data_ptr(), sigma.data_ptr(), s.data_ptr(),
             z_t.data_ptr(), target.data_ptr(), rows, seed, step_index, row_offset, _stream(x.device),
@@ -223,7 +238,7 @@ def bridge_target(x, table, mean_scale, noise_scale, remaining, seed: int, step_
 def _noise(kind: str, seed: int, step: int, row_offset: int, rows: int, width: int, stream: int, device) -> torch.Tensor:
     out = torch.empty(rows, width, dtype=torch.float32, device=device)
     if rows and width:
-        with torch.cuda.device(out.device):
+        with _on(out.device):
             getattr(load(), kind)(out.data_ptr(), rows, width, seed, step, row_offset, stream, _stream(out.device))
     return out
 

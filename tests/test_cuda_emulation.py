@@ -251,3 +251,68 @@ def test_the_emulated_and_cpu_kernels_agree_on_a_whole_sample(generator):
     on_cpu = bridge.sample(None, n=rows, seed=17, progress=False, backend="cpu")
     agreement = factor_rows_agree(domain, emulated, on_cpu.to(F64), 1.0)
     assert min(agreement.values()) >= 0.99, agreement
+
+
+# ----------------------------------------------------------------------------------------
+# omegabridge.cuda_backend and dispatch's backend="cuda" on top of the emulated kernels
+# ----------------------------------------------------------------------------------------
+@pytest.fixture
+def emulated_backend(monkeypatch):
+    """cuda_backend with the emulated kernels on CPU tensors: its torch.cuda calls replaced."""
+    import contextlib
+
+    monkeypatch.setattr(cuda_backend, "load", lambda: ext)
+    monkeypatch.setattr(cuda_backend, "unavailable_reason", lambda device=None: "")
+    monkeypatch.setattr(cuda_backend, "_placed", lambda device: torch.device(device))
+    monkeypatch.setattr(cuda_backend, "_on", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(cuda_backend, "_stream", lambda device: 0)
+
+
+def test_dispatch_runs_backend_cuda_with_outputs_in_place_and_reduced_inputs(emulated_backend, generator):
+    from omegabridge import dispatch
+
+    domain = DOMAINS["mixed"]
+    table = domain.segment_table()
+    z = states(domain, 120, generator)
+    f = torch.randn(z.shape, generator=generator)
+    kwargs = dict(remaining=0.3, increment=0.05, seed=4, step_index=3, row_offset=9)
+    expected = kernel_step(table, z, f, 0.3, 0.05, 4, 3, row_offset=9)
+    assert torch.equal(dispatch.step(z, f, table, backend="cuda", **kwargs), expected)
+    state = z.clone()
+    assert dispatch.step(state, f.to(torch.float16).float(), table, backend="cuda", out=state, **kwargs) is state
+    assert torch.equal(state, dispatch.step(z, f.to(torch.float16), table, backend="cuda", **kwargs))
+    strided = torch.cat([z, z], dim=1)[:, : z.shape[1]]  # rows not contiguous: copied, then written back into out
+    assert torch.equal(dispatch.step(strided, f, table, backend="cuda", **kwargs), expected)
+    s = torch.full((120, 1), 0.2)
+    assert torch.equal(dispatch.posterior_mean(z, table, s, backend="cuda"), kernel_mean(table, z, s))
+    x = domain.project(z)
+    direct = kernel_target(table, x, s, s, s, 8, 0)
+    buffers = (torch.full_like(z, NAN), torch.full_like(z, NAN))
+    returned = dispatch.bridge_target(x, table, mean_scale=s, noise_scale=s, remaining=s, seed=8, backend="cuda", out=buffers)
+    assert returned[0] is buffers[0] and torch.equal(buffers[0], direct[0]) and torch.equal(buffers[1], direct[1])
+    final = dispatch.final_step(z, f, table, remaining=0.2, seed=3, step_index=5, backend="cuda")
+    assert torch.equal(final, kernel_final(table, z, f, 0.2, 3, 5))
+    schedule = cuda_backend.step_schedule([0.9, 0.5, 0.3], [0.2, 0.1, 0.05], "cpu")
+    state = z.clone()
+    dispatch.scheduled_step(state, f, table, schedule=schedule, counter=torch.tensor([2]), seed=4, row_offset=9)
+    assert torch.equal(state, kernel_step(table, z, f, 0.3, 0.05, 4, 2, row_offset=9))
+    with pytest.raises(ValueError, match="schedule must be"):
+        dispatch.scheduled_step(state, f, table, schedule=schedule[:, :4], counter=torch.tensor([2]), seed=4)
+
+
+def test_bridge_sample_on_backend_cuda_agrees_with_the_cpu_kernels(emulated_backend):
+    from omegabridge import cpu_backend
+
+    if not cpu_backend.is_available():
+        pytest.skip("the C++ CPU extension is not built here")
+    domain = ob.Product([ob.Interval(0.0, 1.0), ob.Categorical(4), ob.Lattice(0, 9), ob.HalfLine(low=0.0), ob.Sphere(3)])
+    bridge = ob.Bridge(domain, ob.schedules.Exp(a=3.0, b=1.0), steps=20)
+
+    def model(z, t):
+        return 0.1 * torch.tanh(z) * (1.0 - t[:, None])
+
+    on_cuda = bridge.sample(model, n=400, seed=17, progress=False, backend="cuda", batch_size=150)
+    on_cpu = bridge.sample(model, n=400, seed=17, progress=False, backend="cpu")
+    assert bool(domain.contains(on_cuda).all())
+    agreement = factor_rows_agree(domain, on_cuda, on_cpu.to(F64), 1.0)
+    assert min(agreement.values()) >= 0.99, agreement

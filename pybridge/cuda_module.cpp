@@ -241,8 +241,11 @@ PYBIND11_MODULE(_cuda_ext, m) {
       "Bad arguments raise ValueError before any CUDA call; a failed CUDA call raises RuntimeError naming it.";
   m.attr("abi") = 1;
   m.attr("step_scalar_count") = cu::kStepScalarCount;
+  // module_local: the kernels compiled for the CPU (tests/cuda_emulation.py) register the same C++
+  // type in a second module of the same process.
   py::class_<cu::LayoutPlan>(m, "Layout",
-                             "A segment table as the CUDA kernels read it: host bytes to copy to the device once.")
+                             "A segment table as the CUDA kernels read it: host bytes to copy to the device once.",
+                             py::module_local())
       .def_property_readonly("width", [](const cu::LayoutPlan& p) { return p.width; })
       .def_property_readonly("items", [](const cu::LayoutPlan& p) { return p.items; },
                              "work items (threads) per row")

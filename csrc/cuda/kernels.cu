@@ -376,8 +376,11 @@ __global__ void __launch_bounds__(kThreads) bridge_kernel(Args a) {
 // ---------------------------------------------------------------------------------------
 // The exact last step (csrc/cpu/final_step.cpp, per element or per group)
 // ---------------------------------------------------------------------------------------
+// The last step runs once per sample, so the drift's storage is a runtime value here (one
+// kernel to compile instead of three).
 struct FinalScalars {
   float s, sigma, inverse_s;
+  int storage;
 };
 
 // Inverse-CDF draw on the window of lattice points around the mean (as the CPU's lattice_draw):
@@ -404,28 +407,30 @@ __device__ __forceinline__ float lattice_draw(float mean, float sigma, float inv
   return pm::lattice_point(low, step, last);
 }
 
-template <int kStorage>
-__device__ __forceinline__ float final_mean(const Args& a, std::int64_t row, std::int64_t c, float s) {
-  const std::int64_t i = row * a.layout.width + c;
-  const float f = a.input != nullptr ? load_one<kStorage>(a.input, i) : 0.0f;
-  return a.z[i] + s * f;
+__device__ __forceinline__ float load_any(const void* data, std::int64_t i, int storage) {
+  return storage == 0 ? load_one<0>(data, i) : (storage == 1 ? load_one<1>(data, i) : load_one<2>(data, i));
 }
 
-template <int kStorage>
+__device__ __forceinline__ float final_mean(const Args& a, std::int64_t row, std::int64_t c, const FinalScalars& k) {
+  const std::int64_t i = row * a.layout.width + c;
+  const float f = a.input != nullptr ? load_any(a.input, i, k.storage) : 0.0f;
+  return a.z[i] + k.s * f;
+}
+
 __device__ __forceinline__ void categorical_draw(const Args& a, const WorkItem& item, std::int64_t row,
                                               const FinalScalars& k, std::uint64_t global_row) {
   const std::int64_t begin = item.offset, end = item.offset + item.width;
-  float top = final_mean<kStorage>(a, row, begin, k.s);
-  for (std::int64_t c = begin + 1; c < end; ++c) top = fmaxf(top, final_mean<kStorage>(a, row, c, k.s));
+  float top = final_mean(a, row, begin, k);
+  for (std::int64_t c = begin + 1; c < end; ++c) top = fmaxf(top, final_mean(a, row, c, k));
   float total = 0.0f;
-  for (std::int64_t c = begin; c < end; ++c) total += fastmath::exp((final_mean<kStorage>(a, row, c, k.s) - top) * k.inverse_s);
+  for (std::int64_t c = begin; c < end; ++c) total += fastmath::exp((final_mean(a, row, c, k) - top) * k.inverse_s);
   const float u = philox::uniform(a.address.seed, a.address.step, global_row, static_cast<std::uint64_t>(begin),
                                   kStreamFinalUniform);
   const float threshold = u * total;
   float running = 0.0f;
   std::int64_t chosen = end - 1;
   for (std::int64_t c = begin; c < end; ++c) {
-    running += fastmath::exp((final_mean<kStorage>(a, row, c, k.s) - top) * k.inverse_s);
+    running += fastmath::exp((final_mean(a, row, c, k) - top) * k.inverse_s);
     if (running >= threshold) {
       chosen = c;
       break;
@@ -437,7 +442,6 @@ __device__ __forceinline__ void categorical_draw(const Args& a, const WorkItem& 
 
 // Wood's (1994) rejection sampler for vMF(mean/|mean|, |mean|/s), as the CPU's sphere_draw; the
 // output row holds the intermediate vectors.
-template <int kStorage>
 __device__ __forceinline__ void sphere_draw(const Args& a, const WorkItem& item, std::int64_t row,
                                          const FinalScalars& k, std::uint64_t global_row) {
   const std::int64_t offset = item.offset, d = item.width;
@@ -445,12 +449,12 @@ __device__ __forceinline__ void sphere_draw(const Args& a, const WorkItem& item,
   const NoiseAddress& n = a.address;
   float squared = 0.0f;
   for (std::int64_t c = 0; c < d; ++c) {
-    const float m = final_mean<kStorage>(a, row, offset + c, k.s);
+    const float m = final_mean(a, row, offset + c, k);
     squared += m * m;
   }
   const float norm = sqrtf(squared);
   auto direction = [&](std::int64_t c) {  // a division, as the CPU kernel (a reciprocal would round differently)
-    return norm > 0.0f ? final_mean<kStorage>(a, row, offset + c, k.s) / norm : (c == 0 ? 1.0f : 0.0f);
+    return norm > 0.0f ? final_mean(a, row, offset + c, k) / norm : (c == 0 ? 1.0f : 0.0f);
   };
   const float kappa = norm / k.s;
   const float dm1 = static_cast<float>(d - 1);
@@ -502,7 +506,6 @@ __device__ __forceinline__ void sphere_draw(const Args& a, const WorkItem& item,
   for (std::int64_t c = 0; c < d; ++c) out[c] *= sample_scale;
 }
 
-template <int kStorage>
 __device__ __forceinline__ void final_block(const Args& a, const WorkItem& item, std::int64_t row,
                                             const FinalScalars& k, std::uint64_t global_row) {
   const std::int64_t base = row * a.layout.width + item.offset;
@@ -510,7 +513,13 @@ __device__ __forceinline__ void final_block(const Args& a, const WorkItem& item,
   float z[4], f[4];
   load_state(a.z, base, mask, a.aligned, z);
   if (a.input != nullptr) {
-    load_four<kStorage>(a.input, base, mask, a.aligned, f);
+    if (k.storage == 0) {
+      load_four<0>(a.input, base, mask, a.aligned, f);
+    } else if (k.storage == 1) {
+      load_four<1>(a.input, base, mask, a.aligned, f);
+    } else {
+      load_four<2>(a.input, base, mask, a.aligned, f);
+    }
   } else {
 #pragma unroll
     for (int j = 0; j < 4; ++j) f[j] = 0.0f;
@@ -561,7 +570,6 @@ __device__ __forceinline__ void final_block(const Args& a, const WorkItem& item,
   }
 }
 
-template <int kStorage>
 __global__ void __launch_bounds__(kThreads, 1) final_kernel(Args a, FinalScalars k) {
   const std::int64_t items = a.layout.items;
   const std::int64_t total = a.rows * items;
@@ -573,11 +581,11 @@ __global__ void __launch_bounds__(kThreads, 1) final_kernel(Args a, FinalScalars
     const WorkItem item = a.layout.item[index - row * items];
     const std::uint64_t global_row = a.address.row_offset + static_cast<std::uint64_t>(row);
     if (item.kind == kBlockItem) {
-      final_block<kStorage>(a, item, row, k, global_row);
+      final_block(a, item, row, k, global_row);
     } else if (item.kind == pm::kCategorical) {
-      categorical_draw<kStorage>(a, item, row, k, global_row);
+      categorical_draw(a, item, row, k, global_row);
     } else {
-      sphere_draw<kStorage>(a, item, row, k, global_row);
+      sphere_draw(a, item, row, k, global_row);
     }
   }
 }
@@ -643,13 +651,17 @@ Status launch(Kernel kernel, std::int64_t work, void* stream, Params... params) 
 template <Op op>
 Status launch_bridge(const Args& args, Storage storage, void* stream) {
   const std::int64_t work = args.rows * args.layout.items;
-  switch (storage) {
-    case Storage::kBFloat16:
-      return launch(bridge_kernel<op, 1>, work, stream, args);
-    case Storage::kFloat16:
-      return launch(bridge_kernel<op, 2>, work, stream, args);
-    default:
-      return launch(bridge_kernel<op, 0>, work, stream, args);
+  if constexpr (op == Op::kMean) {
+    return launch(bridge_kernel<op, 0>, work, stream, args);  // no reduced-precision input
+  } else {
+    switch (storage) {
+      case Storage::kBFloat16:
+        return launch(bridge_kernel<op, 1>, work, stream, args);
+      case Storage::kFloat16:
+        return launch(bridge_kernel<op, 2>, work, stream, args);
+      default:
+        return launch(bridge_kernel<op, 0>, work, stream, args);
+    }
   }
 }
 
@@ -717,16 +729,8 @@ Status final_step(const DeviceLayout& layout, const float* z, const void* drift,
   args.aligned = rows_aligned(layout, z, drift, drift_storage, out, nullptr);
   // Rounded from double as the CPU kernel rounds them.
   const FinalScalars k{static_cast<float>(remaining), static_cast<float>(std::sqrt(remaining)),
-                       static_cast<float>(1.0 / remaining)};
-  const std::int64_t work = rows * layout.items;
-  switch (drift_storage) {
-    case Storage::kBFloat16:
-      return launch(final_kernel<1>, work, stream, args, k);
-    case Storage::kFloat16:
-      return launch(final_kernel<2>, work, stream, args, k);
-    default:
-      return launch(final_kernel<0>, work, stream, args, k);
-  }
+                       static_cast<float>(1.0 / remaining), static_cast<int>(drift_storage)};
+  return launch(final_kernel, rows * layout.items, stream, args, k);
 }
 
 Status noise(float* out, bool normal, std::int64_t rows, std::int64_t width, const NoiseAddress& address,

@@ -124,6 +124,23 @@ class OptionalBuildExt(build_ext):
     """build_ext that builds each extension per its switch (OMEGABRIDGE_BUILD_NATIVE, OMEGABRIDGE_BUILD_CUDA):
     a failure is an error when forced and a warning otherwise; the two builds are independent."""
 
+    def run(self) -> None:
+        if _native_mode() == "off":
+            print(f"omegabridge: {ENV_BUILD_NATIVE}=0, skipping the native extension", file=sys.stderr)
+        if _cuda_mode() == "off":
+            print(f"omegabridge: {ENV_BUILD_CUDA}=0, skipping the CUDA extension", file=sys.stderr)
+        elif _cuda_mode() == "try" and _nvcc() is None:
+            print("omegabridge: nvcc not found, skipping the CUDA extension", file=sys.stderr)
+        try:
+            super().run()
+        except Exception as error:  # outside build_extension (e.g. setting up the compiler)
+            if "force" in (_native_mode(), _cuda_mode()):
+                raise
+            _warn(
+                f"building the extensions failed ({type(error).__name__}: {error}). omegabridge is installed "
+                "without them and uses the torch reference code (and Triton on GPUs)."
+            )
+
     def build_extension(self, ext: Extension) -> None:
         cuda = ext.name == CUDA_EXTENSION_NAME
         variable = ENV_BUILD_CUDA if cuda else ENV_BUILD_NATIVE
@@ -148,7 +165,7 @@ class OptionalBuildExt(build_ext):
                 "to skip the build silently."
             )
             return
-        print(f"omegabridge: built {ext.name} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        print(f"omegabridge: {ext.name} built or up to date ({time.monotonic() - started:.0f} s)", file=sys.stderr)
 
     def _build_native(self, ext: Extension) -> None:
         import pybind11  # build requirement; imported here so OMEGABRIDGE_BUILD_NATIVE=0 needs no pybind11

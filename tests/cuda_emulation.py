@@ -9,6 +9,7 @@ under its own name (so it never shadows the real extension). About 30 s to compi
 from __future__ import annotations
 
 import hashlib
+import os
 import importlib.util
 import shutil
 import subprocess
@@ -44,7 +45,7 @@ def load():
         if compiler is None:
             raise RuntimeError("no C++ compiler found")
         directory.mkdir(parents=True, exist_ok=True)
-        partial = directory / f"partial{suffix}"
+        partial = directory / f"partial-{os.getpid()}{suffix}"  # parallel test workers each write their own, then rename
         command = [
             compiler, "-O2", "-std=c++17", "-fPIC", "-shared", "-w", "-DOB_CUDA_HOST_EMULATION",
             f"-I{ROOT / 'csrc/include'}", f"-I{pybind11.get_include()}", f"-I{sysconfig.get_paths()['include']}",

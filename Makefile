@@ -11,9 +11,11 @@ install:
 demo: install
 	$(PYTHON) -m omegabridge demo
 
-# The native extension is required here: a test run without it fails instead of skipping.
+# The native extension is required here: a test run without it fails instead of skipping. So is
+# the CUDA extension wherever nvcc is found (its kernels' tests still skip without a GPU).
 test: install
-	OMEGABRIDGE_REQUIRE_NATIVE=1 $(PYTHON) -m pytest -q tests
+	OMEGABRIDGE_REQUIRE_NATIVE=1 OMEGABRIDGE_REQUIRE_CUDA_BUILD=$$(command -v nvcc >/dev/null 2>&1 && echo 1 || echo 0) \
+		$(PYTHON) -m pytest -q tests
 
 bench:
 	$(PYTHON) bench/run.py

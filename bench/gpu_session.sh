@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (the device tool) for the Triton kernels: install the package
-# without the C++ build, run the Triton tests on the GPU, then bench/run_gpu.py. Everything it
+# without the C++ builds (CPU and CUDA), run the Triton tests on the GPU, then bench/run_gpu.py. Everything it
 # writes goes to $OUT (results, logs). Usage there: bash bench/gpu_session.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1 TRITON_DEFAULT_FP_FUSION=1
@@ -8,7 +8,7 @@ OUT=${OUT:-/tmp/omegabridge-gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/device.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/device.txt"
-OMEGABRIDGE_BUILD_NATIVE=0 python3 -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
+OMEGABRIDGE_BUILD_NATIVE=0 OMEGABRIDGE_BUILD_CUDA=0 python3 -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
 echo "== tests (GPU) =="
 timeout "${TEST_SECONDS:-220}" python3 -m pytest -q -n 16 -p no:cacheprovider -rfE --durations=5 -W ignore::UserWarning \
   tests/test_triton_kernels.py tests/test_posterior_mean.py tests/test_statistics.py -k "${TEST_SELECTION:-triton}" > "$OUT/gpu-tests.log" 2>&1

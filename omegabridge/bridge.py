@@ -11,12 +11,13 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
-from omegabridge import dispatch, noise, reference
+from omegabridge import cuda_graphs, dispatch, noise, reference
 from omegabridge.domains import Domain
 from omegabridge.errors import DomainError, ModelOutputError
 from omegabridge.schedules import Schedule, Table, for_reach
@@ -208,6 +209,7 @@ class Bridge:
         progress: bool = True,
         final: str = "exact",
         row_offset: int = 0,
+        cuda_graph: bool = False,
     ) -> torch.Tensor:
         """Draw ``n`` rows (float32, flat layout, exactly in the domain).
 
@@ -218,8 +220,16 @@ class Bridge:
         ``model=None`` samples the pure Omega-bridge (zero neural drift). ``backend="auto"``
         runs the fused C++ kernels on CPU when they are built (``"cpu"`` insists on them),
         the Triton kernels on a CUDA device (``"triton"``), and the torch reference
-        otherwise (``"reference"`` insists on it); all give the same sample up to float
-        rounding.
+        otherwise (``"reference"`` insists on it); ``"cuda"`` runs the CUDA C++ kernels;
+        all give the same sample up to float rounding.
+
+        On a CUDA device the step loop does not synchronise with the host: the model's drift
+        is checked for non-finite values into a device flag read once per batch.
+        ``cuda_graph=True`` (with ``device="cuda"`` and backend ``"cuda"`` or ``"auto"``)
+        captures one step, model plus fused CUDA step, in a CUDA graph per batch and replays
+        it for every step (``omegabridge.cuda_graphs``); where that is impossible (another
+        device or backend, a model that cannot be captured) it warns and samples without a
+        graph, giving the same sample.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -234,6 +244,13 @@ class Bridge:
         if model is not None and not callable(model):
             raise TypeError(f"model must be callable as model(z, t) or None, got {type(model).__name__}")
         device = dispatch.check_device(device)
+        use_graph = False
+        if cuda_graph:
+            reason = cuda_graphs.unavailable_reason(device, backend, self.steps)
+            if reason:
+                warnings.warn(f"cuda_graph=True: {reason}; sampling without a CUDA graph", RuntimeWarning, stacklevel=2)
+            else:
+                use_graph, backend = True, "cuda"
         dispatch.resolve_backend(backend, device)
         times = self.time_grid.t[:-1].to(torch.float32).to(device)
         out = torch.empty(n, self.width, dtype=torch.float32, device=device)
@@ -242,7 +259,7 @@ class Bridge:
         try:
             for start, stop in batches:
                 out[start:stop] = self._sample_batch(
-                    model, row_offset + start, stop - start, seed, times, device, backend, final, bar
+                    model, row_offset + start, stop - start, seed, times, device, backend, final, bar, use_graph
                 )
         finally:
             bar.close()
@@ -254,11 +271,20 @@ class Bridge:
             z = self.start_std * noise.normals(seed, 0, row_offset, rows, self.width, noise.STREAM_START, device=device)
         return z
 
-    def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar) -> torch.Tensor:
+    def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar, use_graph=False) -> torch.Tensor:
         z = self._start(rows, row_offset, seed, device)
         last = self.steps - 1
-        for k in range(last):
-            drift = _drift(model, z, times[k], k)
+        # On a GPU the drift's finiteness goes into a device flag, read once per batch: a check per
+        # step would wait for the device every step.
+        finite = torch.ones((), dtype=torch.bool, device=device) if device.type == "cuda" else None
+        first = 0
+        if use_graph:
+            first = cuda_graphs.graphed_steps(
+                self, model, z, times, seed, row_offset, finite,
+                lambda drift, state: _check_model_shape(drift, state, "in a CUDA-graph step"), bar,
+            )
+        for k in range(first, last):
+            drift = _drift(model, z, times[k], k, finite)
             z = dispatch.step(
                 z,
                 drift,
@@ -272,7 +298,7 @@ class Bridge:
                 out=z,  # in place: the state is ours, and the drift was computed from it already
             )
             bar.update(1)
-        drift = _drift(model, z, times[last], last)
+        drift = _drift(model, z, times[last], last, finite)
         x = dispatch.final_step(
             z,
             drift,
@@ -285,6 +311,11 @@ class Bridge:
             backend=backend,
         )
         bar.update(1)
+        if finite is not None and not bool(finite):
+            raise ModelOutputError(
+                f"model returned non-finite values at some step for rows [{row_offset}, {row_offset + rows}) "
+                "(on a GPU the check runs once per batch, so the step is not named)"
+            )
         return x
 
     def __repr__(self) -> str:
@@ -297,21 +328,32 @@ def check_loss_weight(weight: str) -> None:
         raise ValueError(f"weight must be one of {LOSS_WEIGHTS}, got {weight!r}")
 
 
-def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int) -> torch.Tensor | None:
+def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int, finite: torch.Tensor | None = None) -> torch.Tensor | None:
+    """The model's drift at step k, checked; with a device flag ``finite`` (GPU sampling) the
+    finiteness is recorded there instead of checked on the host (no synchronisation)."""
     if model is None:
         return None
     drift = model(z, t.expand(z.shape[0]))
-    _check_model_output(drift, z, f"at step {step_index} (t = {float(t):.6g})")
+    if finite is None:
+        _check_model_output(drift, z, f"at step {step_index} (t = {float(t):.6g})")
+    else:
+        _check_model_shape(drift, z, f"at step {step_index}")
+        finite.logical_and_(torch.isfinite(drift).all())
     return drift
 
 
-def _check_model_output(drift, z: torch.Tensor, where: str) -> None:
+def _check_model_shape(drift, z: torch.Tensor, where: str) -> None:
+    """Type, shape and dtype of a model's output (nothing that waits for a GPU)."""
     if not isinstance(drift, torch.Tensor):
         raise ModelOutputError(f"model returned {type(drift).__name__} {where}; it must return a tensor")
     if drift.shape != z.shape:
         raise ModelOutputError(f"model returned shape {tuple(drift.shape)} {where}; expected {tuple(z.shape)}")
     if not drift.dtype.is_floating_point:
         raise ModelOutputError(f"model returned dtype {drift.dtype} {where}; expected a float dtype")
+
+
+def _check_model_output(drift, z: torch.Tensor, where: str) -> None:
+    _check_model_shape(drift, z, where)
     finite = torch.isfinite(drift)
     if not bool(finite.all()):
         bad_rows = int((~finite).any(dim=1).sum())

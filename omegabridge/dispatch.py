@@ -4,10 +4,13 @@ Ops: ``posterior_mean``, ``step``, ``final_step`` and ``bridge_target``. Backend
 
 * ``"reference"``: the torch reference, any device, float32 or float64;
 * ``"cpu"``: the fused C++ kernels (csrc/cpu) on CPU tensors with float32 state;
+* ``"cuda"``: the fused CUDA C++ kernels (csrc/cuda, ``omegabridge._cuda_ext``) on CUDA tensors
+  with float32 state, launched on the caller's current stream;
 * ``"triton"``: the fused Triton kernels (kernels/) on CUDA tensors with float32 state (and on
   CPU tensors under ``TRITON_INTERPRET=1``, which is how the tests run them without a GPU);
 * ``"auto"``: ``"cpu"`` for float32 CPU tensors when the extension is built, ``"triton"`` for
-  float32 CUDA tensors when triton is installed, else the reference.
+  float32 CUDA tensors when triton is installed, else the reference. (``"auto"`` does not pick
+  ``"cuda"`` yet: the CUDA kernels have not been measured on a GPU; ask for them by name.)
 
 Asking for a backend that cannot run raises ``BackendUnavailableError`` with the reason.
 
@@ -26,20 +29,19 @@ import math
 
 import torch
 
-from omegabridge import cpu_backend, reference, triton_backend
+from omegabridge import cpu_backend, cuda_backend, reference, triton_backend
 from omegabridge.domains import SegmentTable
 from omegabridge.errors import BackendUnavailableError
 
-__all__ = ["BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "final_step", "bridge_target"]
+__all__ = [
+    "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "scheduled_step", "final_step", "bridge_target",
+]
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
 _STATE_DTYPES = (torch.float32, torch.float64)
 _DRIFT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 _DATA_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-_PLANNED = {
-    "cuda": "the CUDA C++ kernels are not part of this build yet",
-}
-_FUSED = ("cpu", "triton")  # backends whose kernels keep the state in float32
+_FUSED = ("cpu", "cuda", "triton")  # backends whose kernels keep the state in float32
 
 
 def check_device(device) -> torch.device:
@@ -78,6 +80,16 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
                 "use backend='reference' for float64"
             )
         return "triton"
+    if backend == "cuda":
+        reason = cuda_backend.unavailable_reason(device)
+        if reason:
+            raise BackendUnavailableError(f"backend='cuda' cannot run: {reason}")
+        if dtype != torch.float32:
+            raise BackendUnavailableError(
+                f"backend='cuda' keeps the state in float32, got {str(dtype).replace('torch.', '')}; "
+                "use backend='reference' for float64"
+            )
+        return "cuda"
     if backend == "cpu":
         if not cpu_backend.is_available():
             raise BackendUnavailableError(f"backend='cpu' cannot run: {cpu_backend.unavailable_reason()}")
@@ -89,7 +101,7 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
                 "use backend='reference' for float64"
             )
         return "cpu"
-    raise BackendUnavailableError(f"backend={backend!r} cannot run: {_PLANNED[backend]}; use backend='auto'")
+    raise AssertionError(f"unhandled backend {backend!r}")  # BACKENDS and the branches above list the same names
 
 
 def _check_matrix(name: str, tensor, table: SegmentTable, dtypes) -> None:
@@ -181,6 +193,8 @@ def posterior_mean(z: torch.Tensor, table: SegmentTable, remaining, backend: str
         return cpu_backend.posterior_mean(z, table, s)
     if chosen == "triton":
         return triton_backend.posterior_mean(z, table, s)
+    if chosen == "cuda":
+        return cuda_backend.posterior_mean(z, table, s)
     return reference.posterior_mean(z, table, s)
 
 
@@ -217,6 +231,10 @@ def step(
         if out is not None and out.is_contiguous() and z.is_contiguous() and not _overlaps_elsewhere(z, out):
             return cpu_backend.step(z, drift, table, s, db, seed, step_index, row_offset, out=out)
         result = cpu_backend.step(z, drift, table, s, db, seed, step_index, row_offset)
+    elif chosen == "cuda":
+        if out is not None and out.is_contiguous() and z.is_contiguous() and not _overlaps_elsewhere(z, out):
+            return cuda_backend.step(z, drift, table, s, db, seed, step_index, row_offset, out=out)
+        result = cuda_backend.step(z, drift, table, s, db, seed, step_index, row_offset)
     elif chosen == "triton":
         if out is not None and _columns_contiguous(out) and _columns_contiguous(z) and not _overlaps_elsewhere(z, out):
             return triton_backend.step(z, drift, table, s, db, seed, step_index, row_offset, out=out)
@@ -227,6 +245,39 @@ def step(
         return result
     out.copy_(result)
     return out
+
+
+def scheduled_step(
+    z: torch.Tensor,
+    drift: torch.Tensor | None,
+    table: SegmentTable,
+    *,
+    schedule: torch.Tensor,
+    counter: torch.Tensor,
+    seed: int,
+    row_offset: int = 0,
+) -> torch.Tensor:
+    """The Euler step k = ``counter`` in place on ``z``, on the CUDA backend, with the step's scalars read
+    on the GPU from ``schedule[k]`` (``cuda_backend.step_schedule``): nothing is passed per step from the
+    host, so one launch captured in a CUDA graph replays every step (``Bridge.sample(..., cuda_graph=True)``).
+    ``z`` must be a contiguous float32 CUDA tensor; ``counter`` a one-element int64 tensor on its device
+    (the caller advances it); the step's noise is that of ``step(..., step_index=k)``.
+    """
+    _check_matrix("z", z, table, (torch.float32,))
+    _check_drift(drift, z, table)
+    _check_address(seed, 0, row_offset)
+    resolve_backend("cuda", z.device, z.dtype)
+    if not z.is_contiguous():
+        raise ValueError("scheduled_step steps z in place and needs it contiguous")
+    if drift is not None and _overlaps_elsewhere(drift, z):
+        drift = drift.clone()
+    if not isinstance(schedule, torch.Tensor) or schedule.dtype != torch.float32 or schedule.dim() != 2 or schedule.shape[1] != 5:
+        raise ValueError("schedule must be a float32 tensor (steps, 5) from cuda_backend.step_schedule")
+    if not isinstance(counter, torch.Tensor) or counter.dtype != torch.int64 or counter.numel() != 1:
+        raise ValueError("counter must be a one-element int64 tensor")
+    if schedule.device != z.device or counter.device != z.device:
+        raise ValueError(f"schedule and counter must be on the state's device {z.device}")
+    return cuda_backend.scheduled_step(z, drift, table, schedule.contiguous(), counter, seed, row_offset)
 
 
 def final_step(
@@ -256,6 +307,8 @@ def final_step(
         return cpu_backend.final_step(z, drift, table, s, seed, step_index, row_offset)
     if chosen == "triton" and final == "exact":
         return triton_backend.final_step(z, drift, table, s, seed, step_index, row_offset)
+    if chosen == "cuda" and final == "exact":
+        return cuda_backend.final_step(z, drift, table, s, seed, step_index, row_offset)
     return reference.final_step(z, drift, table, s, seed, step_index, row_offset, final)
 
 
@@ -303,7 +356,7 @@ def bridge_target(
             and not any(_shares_storage(t, x) for t in out)
             and not _shares_storage(out[0], out[1])
         )
-        kernels = cpu_backend if chosen == "cpu" else triton_backend
+        kernels = {"cpu": cpu_backend, "cuda": cuda_backend, "triton": triton_backend}[chosen]
         result = kernels.bridge_target(x, table, c, sigma, s, seed, step_index, row_offset, out=out if direct else None)
         if out is None or direct:
             return result

@@ -85,7 +85,7 @@ def _sample(domain_key: str, schedule_key: str, steps: int, rows: int, seed: int
     if model_key == "oracle":
         _, support, probabilities, _ = ORACLE_TARGETS[domain_key]
         model = H.oracle_drift(bridge, support, probabilities)
-    device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+    device = "cuda" if backend in ("triton", "cuda") and torch.cuda.is_available() else "cpu"
     x = bridge.sample(model, n=rows, seed=seed, progress=False, backend=backend, device=device).cpu()
     assert bool(domain.contains(x).all()), "a sample row left the domain"
     return x
@@ -101,8 +101,14 @@ def sample(domain_key, schedule_key, steps, rows, seed, model_key="none", backen
 
 
 # The fused kernels are required wherever they are built (make test sets OMEGABRIDGE_REQUIRE_NATIVE=1).
-# Triton runs on the GPU when there is one, else in its CPU interpreter at a reduced size.
-BACKENDS = ["reference", "cpu", "triton"]
+# Triton runs on the GPU when there is one, else in its CPU interpreter at a reduced size; the
+# CUDA C++ kernels need a GPU.
+BACKENDS = [
+    "reference",
+    "cpu",
+    "triton",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA kernels need a GPU")),
+]
 INTERPRETER_ROWS = 1000
 INTERPRETER_STEPS = 25
 

@@ -123,7 +123,16 @@ def _lattice_draw(mean, sigma, s, low64, step64, last, valid, u):
     x_near = (low64 + nearest * step64).to(tl.float32)
     delta_near = x_near - mean
     inverse_two_s = 0.5 / s
-    count = tl.max(tl.where(valid, final - first + 1.0, 0.0)).to(tl.int32)
+    low = low64.to(tl.float32)
+    step = step64.to(tl.float32)
+    sigma_points = sigma / step
+    y = (mean - low) / step
+    outside = tl.maximum(tl.maximum(-y, y - last), 0.0)
+    use_formula = (valid & (last > posterior.LATTICE_WINDOW_LIMIT)
+                   & (posterior.LATTICE_WINDOW_SIGMAS * sigma_points + 2.0 > posterior.LATTICE_WINDOW_LIMIT)
+                   & (outside < posterior.LATTICE_OUTSIDE_RATE * sigma_points * sigma_points))
+    # the window only as wide as the elements that take it need (none, in a tile of wide spreads)
+    count = tl.max(tl.where(valid & ~use_formula, final - first + 1.0, 0.0)).to(tl.int32)
     total = tl.zeros(mean.shape, tl.float32)
     k = first
     for _ in range(0, count):
@@ -142,14 +151,6 @@ def _lattice_draw(mean, sigma, s, low64, step64, last, valid, u):
         chosen = tl.where(hit, k, chosen)
         found = found | hit
         k += 1.0
-    low = low64.to(tl.float32)
-    step = step64.to(tl.float32)
-    sigma_points = sigma / step
-    y = (mean - low) / step
-    outside = tl.maximum(tl.maximum(-y, y - last), 0.0)
-    use_formula = (valid & (last > posterior.LATTICE_WINDOW_LIMIT)
-                   & (posterior.LATTICE_WINDOW_SIGMAS * sigma_points + 2.0 > posterior.LATTICE_WINDOW_LIMIT)
-                   & (outside < posterior.LATTICE_OUTSIDE_RATE * sigma_points * sigma_points))
     if tl.max(use_formula.to(tl.int32)) > 0:
         formula_index = _lattice_euler_maclaurin_index(mean, sigma + tl.zeros(mean.shape, tl.float32), low, step, last, u)
         chosen = tl.where(use_formula, formula_index.to(tl.float64), chosen)

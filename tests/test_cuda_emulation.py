@@ -316,3 +316,12 @@ def test_bridge_sample_on_backend_cuda_agrees_with_the_cpu_kernels(emulated_back
     assert bool(domain.contains(on_cuda).all())
     agreement = factor_rows_agree(domain, on_cuda, on_cpu.to(F64), 1.0)
     assert min(agreement.values()) >= 0.99, agreement
+
+
+@pytest.mark.parametrize("lattice", [0, 1], ids=["K256", "K4096-quarter-step"])
+def test_the_last_steps_lattice_draw_is_the_exact_inverse_cdf_at_a_bounded_cost(emulated_backend, lattice, generator):
+    """backend='cuda' draws lattice elements as tests/test_lattice_draw checks the other backends do."""
+    from test_lattice_draw import LATTICES, _check
+
+    low, step, points = LATTICES[lattice]
+    _check("cuda", torch.float32, low, step, points, generator, required_agreement=0.999)

@@ -10,6 +10,7 @@ spreads on both sides of the switch.
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -46,12 +47,12 @@ def _exact_index(mean: torch.Tensor, s: float, low: float, step: float, points: 
     return torch.cat(indices).reshape(mean.shape).to(F64)
 
 
-def _means(generator, low: float, step: float, points: int, sigma_points: float) -> torch.Tensor:
+def _means(generator, shape, low: float, step: float, points: int, sigma_points: float) -> torch.Tensor:
     """Means in points over [-K/2, 3K/2] and, for a fifth of them, within a few sigma' of an end."""
-    y = -points / 2 + 2 * points * torch.rand(ROWS, ELEMENTS, generator=generator, dtype=F64)
-    near_end = torch.rand(ROWS, ELEMENTS, generator=generator) < 0.2
-    end = torch.where(torch.rand(ROWS, ELEMENTS, generator=generator) < 0.5, 0.0, points - 1.0).to(F64)
-    y = torch.where(near_end, end + sigma_points * 4 * (torch.rand(ROWS, ELEMENTS, generator=generator, dtype=F64) - 0.5), y)
+    y = -points / 2 + 2 * points * torch.rand(shape, generator=generator, dtype=F64)
+    near_end = torch.rand(shape, generator=generator) < 0.2
+    end = torch.where(torch.rand(shape, generator=generator) < 0.5, 0.0, points - 1.0).to(F64)
+    y = torch.where(near_end, end + sigma_points * 4 * (torch.rand(shape, generator=generator, dtype=F64) - 0.5), y)
     return low + step * y
 
 
@@ -59,16 +60,17 @@ def _draws(backend: str, domain, mean: torch.Tensor, s: float, seed: int) -> tor
     return dispatch.final_step(mean, None, domain.segment_table(), remaining=s, seed=seed, step_index=7, backend=backend)
 
 
-def _check(backend: str, dtype, low, step, points, generator, required_agreement: float) -> None:
-    domain = ob.Lattice(low, low + step * (points - 1), step=step, shape=(ELEMENTS,))
+def _check(backend: str, dtype, low, step, points, generator, required_agreement: float,
+           rows: int = ROWS, elements: int = ELEMENTS, device: str = "cpu", spreads=SPREADS) -> None:
+    domain = ob.Lattice(low, low + step * (points - 1), step=step, shape=(elements,))
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     print(f"input seed {seed}")
     formula_share = []
-    for sigma_points in SPREADS:
+    for sigma_points in spreads:
         s = (step * sigma_points) ** 2
-        mean = _means(generator, low, step, points, sigma_points).to(dtype)
-        u = noise.uniforms(seed, 7, 0, ROWS, ELEMENTS, noise.STREAM_FINAL_UNIFORM, dtype, mean.device)
-        out = _draws(backend, domain, mean, s, seed)
+        mean = _means(generator, (rows, elements), low, step, points, sigma_points).to(dtype)
+        u = noise.uniforms(seed, 7, 0, rows, elements, noise.STREAM_FINAL_UNIFORM, dtype, mean.device)
+        out = _draws(backend, domain, mean.to(device), s, seed).cpu()
         assert bool(domain.contains(out).all()), "a draw left the lattice"
         drawn = torch.round((out.to(F64) - low) / step)
         exact = _exact_index(mean, s, low, step, points, u)
@@ -106,25 +108,28 @@ def test_cpu_kernel_draws_the_exact_inverse_cdf_to_rounding(low, step, points, g
 def test_a_wide_lattice_draw_does_not_touch_every_point(generator):
     """K = 2^20 points (the most a Lattice takes) at sigma' = 2 10^4: the whole-K sum would be a
     million weights per element; the bounded draw still lands on the inverse CDF (at this spread the
-    discrete CDF is the normal CDF at k + 1/2 to 1e-9, and the ends are 26 sigma away)."""
+    discrete CDF is the normal CDF at k + 1/2 to 1e-9, and the ends are 26 sigma away), to float32's
+    resolution of the CDF."""
     points, sigma_points = 1 << 20, 2e4
     domain = ob.Lattice(0, points - 1, step=1, shape=(64,))
     mean = (points / 2 + sigma_points * torch.randn(4, 64, generator=generator, dtype=F64)).to(torch.float32)
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    u = noise.uniforms(seed, 7, 0, 4, 64, noise.STREAM_FINAL_UNIFORM, F64, mean.device)
-    continuous = mean.to(F64) + sigma_points * torch.special.ndtri(u)  # quantile of the normal; the ends are 21 sigma away
-    expected = torch.floor(continuous + 0.5)
+    u = noise.uniforms(seed, 7, 0, 4, 64, noise.STREAM_FINAL_UNIFORM, torch.float32, mean.device).to(F64)
+    quantile = torch.special.ndtri(u)  # of the normal; the ends are 26 sigma away
+    expected = torch.floor(mean.to(F64) + sigma_points * quantile + 0.5)
+    # float32 resolves the CDF to a few ulps (6e-8 each) of the total: in the tails that is several points
+    density = torch.exp(-0.5 * quantile**2) / math.sqrt(2.0 * math.pi) / sigma_points  # per point
+    tolerance = 1.0 + 5e-7 / density
     for backend in ("reference", "cpu") if cpu_backend.is_available() else ("reference",):
         drawn = _draws(backend, domain, mean, sigma_points**2, seed).to(F64)
-        # float32 means (ulp 1/16 at 2^19) and the float32 arithmetic move the quantile by well under a point
-        assert float((drawn - expected).abs().max()) <= 2.0, backend
+        assert bool(((drawn - expected).abs() <= tolerance).all()), (backend, float((drawn - expected).abs().max()))
 
 
-@pytest.mark.parametrize("low, step, points", LATTICES, ids=LATTICE_IDS)
+@pytest.mark.parametrize("low, step, points", LATTICES[:2], ids=LATTICE_IDS[:2])
 def test_triton_kernel_draws_the_exact_inverse_cdf_to_rounding(low, step, points, generator):
     from triton_helpers import require_triton
 
     device = require_triton()
-    if device.type != "cpu":
-        pytest.skip("the exact inverse CDF is computed on CPU tensors here")
-    _check("triton", torch.float32, low, step, points, generator, required_agreement=0.999)
+    # smaller than the other backends' case: Triton's CPU interpreter runs a program at a time
+    _check("triton", torch.float32, low, step, points, generator, required_agreement=0.996, rows=2, elements=128,
+           device=str(device), spreads=(0.4, 3.8, 90.0))

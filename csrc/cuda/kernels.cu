@@ -165,7 +165,9 @@ __device__ __noinline__ float lattice_mean(ColumnParams p, double step, std::int
   const float y = (v - p.low) * p.inverse_step;
   if (pm::lattice_uses_euler_maclaurin(y, p.last, sigma_points) != 0.0f) {
     if (pm::lattice_euler_maclaurin_fast_holds(y, p.last, sigma_points) != 0.0f) {
-      return pm::lattice_euler_maclaurin_fast(v, p.low, p.step, p.inverse_step, p.last, sigma_points);
+      // All four terms (the CPU kernel sums fewer where a whole run is wide; here a branch per thread would diverge).
+      return pm::lattice_euler_maclaurin_fast<>(v, p.low, p.step, p.inverse_step, p.last, sigma_points,
+                                                p.step / sigma);
     }
     return pm::lattice_euler_maclaurin_mean(v, p.low, p.step, p.last, sigma);
   }
@@ -341,7 +343,7 @@ __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, 
 }
 
 template <Op op, int kStorage>
-__global__ void __launch_bounds__(kThreads) bridge_kernel(Args a) {
+__global__ void __launch_bounds__(kThreads, 3) bridge_kernel(Args a) {
   // The step's scalars: by value, or (CUDA graphs) read from the device schedule at *counter.
   std::uint32_t step = a.address.step;
   StepScalars scalars = a.scalars;
@@ -383,12 +385,22 @@ struct FinalScalars {
   int storage;
 };
 
-// Inverse-CDF draw on the window of lattice points around the mean (as the CPU's lattice_draw):
-// weights summed twice (total, then running) instead of stored.
+// Inverse-CDF draw as the CPU's lattice_draw, at a bounded cost whatever K: Euler-Maclaurin partial
+// sums where many points carry weight, else the window of at most kLatticeWindowLimit points on
+// either side of the nearest, its weights summed twice (total, then running) instead of stored.
 __device__ __forceinline__ float lattice_draw(float mean, float sigma, float inverse_s, double low, double step,
                                            std::int64_t points, float u) {
+  const float y = static_cast<float>((static_cast<double>(mean) - low) / step);
+  const float sigma_points = static_cast<float>(sigma / step);
+  const float last_point = static_cast<float>(points - 1);
+  if (pm::lattice_uses_euler_maclaurin(y, last_point, sigma_points) != 0.0f) {
+    const float k = pm::lattice_euler_maclaurin_draw(y, sigma_points, last_point, u);
+    return pm::lattice_point(low, step, static_cast<std::int64_t>(k));
+  }
   const std::int64_t nearest = pm::lattice_nearest(mean, low, step, points);
-  const std::int64_t radius = pm::lattice_radius(sigma, step, points);
+  const std::int64_t window = pm::lattice_radius(sigma, step, points);
+  const std::int64_t limit = static_cast<std::int64_t>(pm::kLatticeWindowLimit);
+  const std::int64_t radius = window < limit ? window : limit;
   const std::int64_t first = nearest - radius > 0 ? nearest - radius : 0;
   const std::int64_t last = nearest + radius < points - 1 ? nearest + radius : points - 1;
   const float x_near = pm::lattice_point(low, step, nearest);

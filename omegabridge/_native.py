@@ -21,43 +21,65 @@ import importlib
 import threading
 from types import ModuleType
 
-__all__ = ["EXTENSION", "ABI", "load", "is_available", "unavailable_reason"]
+__all__ = ["EXTENSION", "ABI", "LazyExtension", "load", "is_available", "unavailable_reason"]
 
 EXTENSION = "omegabridge._native_ext"
 ABI = 2  # the `abi` attribute this Python code expects of the extension
 
-_lock = threading.Lock()
-_loaded = False
-_module: ModuleType | None = None
-_reason = ""
+
+class LazyExtension:
+    """An optional compiled module imported on first use, its `abi` checked; the result, or the
+    reason it cannot be used, is cached (thread-safe). ``missing`` says how to build it.
+
+    Example:
+        >>> LazyExtension("omegabridge._no_such_ext", 1, "it is only an example").reason().startswith("omegabridge._no_such_ext")
+        True
+    """
+
+    def __init__(self, name: str, abi: int, missing: str):
+        self.name, self.abi, self.missing = name, abi, missing
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._module: ModuleType | None = None
+        self._reason = ""
+
+    def load(self) -> ModuleType | None:
+        """The module, or None when it is not built or cannot be imported."""
+        if self._loaded:
+            return self._module
+        with self._lock:
+            if not self._loaded:
+                try:
+                    module = importlib.import_module(self.name)
+                except ImportError as error:
+                    self._module = None
+                    self._reason = f"{self.name} could not be imported ({type(error).__name__}: {error}); {self.missing}"
+                else:
+                    abi = getattr(module, "abi", None)
+                    if abi != self.abi:
+                        self._module = None
+                        self._reason = (f"{self.name} has abi {abi!r} but this omegabridge expects {self.abi}; "
+                                        "rebuild it (pip install -e . or pip install .)")
+                    else:
+                        self._module, self._reason = module, ""
+                self._loaded = True
+        return self._module
+
+    def reason(self) -> str:
+        """Why the module is unavailable ("" when it can be used)."""
+        self.load()
+        return self._reason
+
+
+_extension = LazyExtension(
+    EXTENSION, ABI,
+    "reinstall omegabridge with a C++17 compiler (OMEGABRIDGE_BUILD_NATIVE=1 makes a failed build an error)",
+)
 
 
 def load() -> ModuleType | None:
     """The extension module, or None when it is not built or cannot be imported (cached)."""
-    global _loaded, _module, _reason
-    if _loaded:
-        return _module
-    with _lock:
-        if not _loaded:
-            try:
-                module = importlib.import_module(EXTENSION)
-            except ImportError as error:
-                _module, _reason = None, (
-                    f"{EXTENSION} could not be imported ({type(error).__name__}: {error}); "
-                    "reinstall omegabridge with a C++17 compiler (OMEGABRIDGE_BUILD_NATIVE=1 "
-                    "makes a failed build an error)"
-                )
-            else:
-                abi = getattr(module, "abi", None)
-                if abi != ABI:
-                    _module, _reason = None, (
-                        f"{EXTENSION} has abi {abi!r} but this omegabridge expects {ABI}; "
-                        "rebuild it (pip install -e . or pip install .)"
-                    )
-                else:
-                    _module, _reason = module, ""
-            _loaded = True
-    return _module
+    return _extension.load()
 
 
 def is_available() -> bool:
@@ -67,5 +89,4 @@ def is_available() -> bool:
 
 def unavailable_reason() -> str:
     """Why the extension is unavailable ("" when it is available)."""
-    load()
-    return _reason
+    return _extension.reason()

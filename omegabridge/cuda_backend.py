@@ -21,12 +21,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import threading
 from types import ModuleType
 
 import torch
 
+from omegabridge import _native
 from omegabridge.domains import SegmentTable
 
 __all__ = [
@@ -38,40 +37,19 @@ EXTENSION = "omegabridge._cuda_ext"
 ABI = 1  # the `abi` attribute this Python code expects of the extension
 _STORAGE = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
-_lock = threading.Lock()
-_loaded = False
-_module: ModuleType | None = None
-_reason = ""
+_extension = _native.LazyExtension(
+    EXTENSION, ABI, "reinstall omegabridge where nvcc is found (OMEGABRIDGE_BUILD_CUDA=1 makes a failed build an error)"
+)
 
 
 def load() -> ModuleType | None:
     """The extension module, or None when it is not built or cannot be imported (cached)."""
-    global _loaded, _module, _reason
-    if _loaded:
-        return _module
-    with _lock:
-        if not _loaded:
-            try:
-                module = importlib.import_module(EXTENSION)
-            except ImportError as error:
-                _module, _reason = None, (
-                    f"{EXTENSION} is not built ({type(error).__name__}: {error}); reinstall omegabridge where nvcc "
-                    "is found (OMEGABRIDGE_BUILD_CUDA=1 makes a failed build an error)"
-                )
-            else:
-                abi = getattr(module, "abi", None)
-                if abi != ABI:
-                    _module, _reason = None, f"{EXTENSION} has abi {abi!r} but this omegabridge expects {ABI}; rebuild it"
-                else:
-                    _module, _reason = module, ""
-            _loaded = True
-    return _module
+    return _extension.load()
 
 
 def extension_reason() -> str:
     """Why the extension cannot be imported ("" when it is built and importable)."""
-    load()
-    return _reason
+    return _extension.reason()
 
 
 def unavailable_reason(device: torch.device | str | None = None) -> str:

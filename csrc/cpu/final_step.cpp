@@ -23,10 +23,10 @@ namespace {
 
 namespace pm = omegabridge::posterior;
 
-constexpr std::uint32_t kStreamStep = 0;
-constexpr std::uint32_t kStreamFinalUniform = 1;
-constexpr std::uint32_t kStreamSphereDirection = 2;
-constexpr std::uint32_t kStreamVonMisesFirst = 3;  // attempt i: 3 + 3i, 4 + 3i, 5 + 3i
+using philox::kStreamFinalUniform;
+using philox::kStreamSphereDirection;
+using philox::kStreamStep;
+using philox::kStreamVonMisesFirst;
 constexpr int kVonMisesAttempts = 64;
 
 struct RowNoise {

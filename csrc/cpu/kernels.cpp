@@ -519,7 +519,7 @@ void step(const Layout& layout, const float* z, const void* drift, Storage drift
   call.input = drift;
   call.out = out;
   call.address = address;
-  call.stream = 0;  // STREAM_STEP
+  call.stream = philox::kStreamStep;
   call.remaining = static_cast<float>(remaining);
   call.inverse_remaining = static_cast<float>(1.0 / remaining);
   call.sigma = static_cast<float>(std::sqrt(remaining));
@@ -542,7 +542,7 @@ void bridge_target(const Layout& layout, const void* x, Storage x_storage,
   call.mean_scale = mean_scale;
   call.noise_scale = noise_scale;
   call.address = address;
-  call.stream = 0x8000;  // STREAM_TRAIN
+  call.stream = philox::kStreamTrain;
   launch(call, x_storage == Storage::kBFloat16 ? target_tile_bfloat16 : target_tile_float, threads);
 }
 

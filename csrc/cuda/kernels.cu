@@ -34,11 +34,11 @@ namespace {
 
 namespace pm = omegabridge::posterior;
 
-constexpr std::uint32_t kStreamStep = 0;
-constexpr std::uint32_t kStreamFinalUniform = 1;
-constexpr std::uint32_t kStreamSphereDirection = 2;
-constexpr std::uint32_t kStreamVonMisesFirst = 3;  // attempt i: 3 + 3i, 4 + 3i, 5 + 3i
-constexpr std::uint32_t kStreamTrain = 0x8000;
+using philox::kStreamFinalUniform;
+using philox::kStreamSphereDirection;
+using philox::kStreamStep;
+using philox::kStreamTrain;
+using philox::kStreamVonMisesFirst;
 constexpr int kVonMisesAttempts = 64;
 constexpr int kThreads = 256;
 

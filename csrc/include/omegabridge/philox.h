@@ -87,6 +87,14 @@ OB_INLINE Key make_key(std::uint64_t seed) {
   return key;
 }
 
+// The streams of docs/noise.md (as omegabridge/noise.py and kernels/philox.py): every kernel
+// takes its stream numbers from here.
+constexpr std::uint32_t kStreamStep = 0;            // the step's normals (and Real columns at the last step)
+constexpr std::uint32_t kStreamFinalUniform = 1;    // the last step's one uniform per column
+constexpr std::uint32_t kStreamSphereDirection = 2; // the vMF draw's tangent direction
+constexpr std::uint32_t kStreamVonMisesFirst = 3;   // vMF attempt i: 3 + 3i, 4 + 3i, 5 + 3i
+constexpr std::uint32_t kStreamTrain = 0x8000;      // the training target's normals
+
 // Counter of the block holding `column` of global row `row` (row < 2^48, stream < 2^16):
 // (column / 4, row mod 2^32, (row >> 32) | (stream << 16), step).
 OB_INLINE Counter make_counter(std::uint32_t step, std::uint64_t row,

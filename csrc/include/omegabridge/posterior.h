@@ -40,7 +40,8 @@ constexpr int kEulerMaclaurinTerms = 4;
 // Term p of the corrections is about |B_2p/(2p)!| He_(2p-1) / sigma'^(2p) relative to the mean's
 // scale sqrt(s), so where every column of a row has a wide sigma' the C++ kernel sums fewer terms:
 // two from sigma' >= 8, one from sigma' >= 32 (the first omitted term is then below 1e-7 relative;
-// measured against the exact sum, the worst error stays that of four terms, 7e-7 (|m| + sqrt(s))).
+// measured against the exact sum over sigma' from 3.55 to 3K, K = 36 to 4096: at most 1.1e-6
+// (|m| + sqrt(s)), a tenth of the float32 contract).
 OB_INLINE int lattice_euler_maclaurin_terms(float sigma_points) {
   return sigma_points >= 32.0f ? 1 : (sigma_points >= 8.0f ? 2 : kEulerMaclaurinTerms);
 }
@@ -180,7 +181,8 @@ OB_INLINE float lattice_euler_maclaurin_mean(float z, float low, float step, flo
 // (lattice_euler_maclaurin_fast_holds);
 // lattice_euler_maclaurin_mean (relative to the nearer end, as interval_mean) redoes the others.
 // Same derivation as reference.lattice_euler_maclaurin_mean.
-// Terms: how many Euler-Maclaurin terms to sum (lattice_euler_maclaurin_terms); inverse_sigma_points = step / sqrt(s), so the caller can form it without a division.
+// Terms: how many Euler-Maclaurin terms to sum (lattice_euler_maclaurin_terms); inverse_sigma_points =
+// step / sqrt(s), so the caller can form it without a division.
 template <int Terms = kEulerMaclaurinTerms>
 OB_INLINE float lattice_euler_maclaurin_fast(float z, float low, float step, float inverse_step, float last,
                                              float sigma_points, float inverse_sigma_points) {

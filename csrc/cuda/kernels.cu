@@ -35,11 +35,8 @@ namespace {
 namespace pm = omegabridge::posterior;
 
 using philox::kStreamFinalUniform;
-using philox::kStreamSphereDirection;
 using philox::kStreamStep;
 using philox::kStreamTrain;
-using philox::kStreamVonMisesFirst;
-constexpr int kVonMisesAttempts = 64;
 constexpr int kThreads = 256;
 
 enum class Op { kMean, kStep, kTarget };
@@ -385,40 +382,6 @@ struct FinalScalars {
   int storage;
 };
 
-// Inverse-CDF draw as the CPU's lattice_draw, at a bounded cost whatever K: Euler-Maclaurin partial
-// sums where many points carry weight, else the window of at most kLatticeWindowLimit points on
-// either side of the nearest, its weights summed twice (total, then running) instead of stored.
-__device__ __forceinline__ float lattice_draw(float mean, float sigma, float inverse_s, double low, double step,
-                                           std::int64_t points, float u) {
-  const float y = static_cast<float>((static_cast<double>(mean) - low) / step);
-  const float sigma_points = static_cast<float>(sigma / step);
-  const float last_point = static_cast<float>(points - 1);
-  if (pm::lattice_uses_euler_maclaurin(y, last_point, sigma_points) != 0.0f) {
-    const float k = pm::lattice_euler_maclaurin_draw(y, sigma_points, last_point, u);
-    return pm::lattice_point(low, step, static_cast<std::int64_t>(k));
-  }
-  const std::int64_t nearest = pm::lattice_nearest(mean, low, step, points);
-  const std::int64_t window = pm::lattice_radius(sigma, step, points);
-  const std::int64_t limit = static_cast<std::int64_t>(pm::kLatticeWindowLimit);
-  const std::int64_t radius = window < limit ? window : limit;
-  const std::int64_t first = nearest - radius > 0 ? nearest - radius : 0;
-  const std::int64_t last = nearest + radius < points - 1 ? nearest + radius : points - 1;
-  const float x_near = pm::lattice_point(low, step, nearest);
-  const float delta_near = x_near - mean;
-  const float inverse_two_s = 0.5f * inverse_s;
-  float total = 0.0f;
-  for (std::int64_t j = first; j <= last; ++j) {
-    total += fastmath::exp(pm::lattice_logit(pm::lattice_point(low, step, j) - x_near, delta_near, inverse_two_s));
-  }
-  const float threshold = u * total;
-  float running = 0.0f;
-  for (std::int64_t j = first; j <= last; ++j) {
-    running += fastmath::exp(pm::lattice_logit(pm::lattice_point(low, step, j) - x_near, delta_near, inverse_two_s));
-    if (running >= threshold) return pm::lattice_point(low, step, j);
-  }
-  return pm::lattice_point(low, step, last);
-}
-
 __device__ __forceinline__ float load_any(const void* data, std::int64_t i, int storage) {
   return storage == 0 ? load_one<0>(data, i) : (storage == 1 ? load_one<1>(data, i) : load_one<2>(data, i));
 }
@@ -452,13 +415,11 @@ __device__ __forceinline__ void categorical_draw(const Args& a, const WorkItem& 
   for (std::int64_t c = begin; c < end; ++c) out_row[c] = c == chosen ? 1.0f : 0.0f;
 }
 
-// Wood's (1994) rejection sampler for vMF(mean/|mean|, |mean|/s), as the CPU's sphere_draw; the
-// output row holds the intermediate vectors.
+// vMF(mean/|mean|, |mean|/s) by posterior.h's von_mises_fisher_draw, as the CPU's sphere_draw; the
+// unit mean is re-read rather than stored, and the output row holds the intermediate vectors.
 __device__ __forceinline__ void sphere_draw(const Args& a, const WorkItem& item, std::int64_t row,
                                          const FinalScalars& k, std::uint64_t global_row) {
   const std::int64_t offset = item.offset, d = item.width;
-  float* out = a.out + row * a.layout.width + offset;
-  const NoiseAddress& n = a.address;
   float squared = 0.0f;
   for (std::int64_t c = 0; c < d; ++c) {
     const float m = final_mean(a, row, offset + c, k);
@@ -468,54 +429,8 @@ __device__ __forceinline__ void sphere_draw(const Args& a, const WorkItem& item,
   auto direction = [&](std::int64_t c) {  // a division, as the CPU kernel (a reciprocal would round differently)
     return norm > 0.0f ? final_mean(a, row, offset + c, k) / norm : (c == 0 ? 1.0f : 0.0f);
   };
-  const float kappa = norm / k.s;
-  const float dm1 = static_cast<float>(d - 1);
-  const float b = dm1 / (2.0f * kappa + sqrtf(4.0f * kappa * kappa + dm1 * dm1));
-  const float one_minus_x0 = 2.0f * b / (1.0f + b);
-  const float x0 = 1.0f - one_minus_x0;
-  const float log_term = fastmath::log(one_minus_x0) + special::log1p(x0);
-  float one_minus_w = 1.0f;
-  for (int attempt = 0; attempt < kVonMisesAttempts; ++attempt) {
-    const std::uint32_t stream = kStreamVonMisesFirst + 3u * static_cast<std::uint32_t>(attempt);
-    float chi_a = 0.0f, chi_b = 0.0f;
-    for (std::int64_t c = 0; c < d - 1; ++c) {
-      const std::uint64_t column = static_cast<std::uint64_t>(offset + c);
-      const float x = philox::box_muller_normal(n.seed, n.step, global_row, column, stream);
-      const float y = philox::box_muller_normal(n.seed, n.step, global_row, column, stream + 1);
-      chi_a += x * x;
-      chi_b += y * y;
-    }
-    const float uniform = philox::uniform(n.seed, n.step, global_row, static_cast<std::uint64_t>(offset), stream + 2);
-    const float beta_draw = chi_a / (chi_a + chi_b);
-    const float candidate = 2.0f * b * beta_draw / (1.0f - (1.0f - b) * beta_draw);  // 1 - W
-    const float w = 1.0f - candidate;
-    const float log_ratio = fastmath::log(candidate + w * one_minus_x0) - log_term;
-    if (kappa * (one_minus_x0 - candidate) + dm1 * log_ratio >= fastmath::log(uniform)) {
-      one_minus_w = candidate;
-      break;
-    }
-  }
-  const float w = 1.0f - one_minus_w;
-  float along = 0.0f;
-  for (std::int64_t c = 0; c < d; ++c) {
-    out[c] = philox::box_muller_normal(n.seed, n.step, global_row, static_cast<std::uint64_t>(offset + c),
-                                       kStreamSphereDirection);
-    along += out[c] * direction(c);
-  }
-  float tangent_squared = 0.0f;
-  for (std::int64_t c = 0; c < d; ++c) {
-    out[c] -= along * direction(c);
-    tangent_squared += out[c] * out[c];
-  }
-  const float tangent_scale = 1.0f / fmaxf(sqrtf(tangent_squared), special::kTiny);
-  const float spread = sqrtf(fmaxf(one_minus_w * (1.0f + w), 0.0f));
-  float sample_squared = 0.0f;
-  for (std::int64_t c = 0; c < d; ++c) {
-    out[c] = w * direction(c) + spread * tangent_scale * out[c];
-    sample_squared += out[c] * out[c];
-  }
-  const float sample_scale = 1.0f / sqrtf(sample_squared);
-  for (std::int64_t c = 0; c < d; ++c) out[c] *= sample_scale;
+  const philox::RowNoise noise{a.address.seed, a.address.step, global_row};
+  pm::von_mises_fisher_draw(direction, norm, k.s, offset, d, noise, a.out + row * a.layout.width + offset);
 }
 
 __device__ __forceinline__ void final_block(const Args& a, const WorkItem& item, std::int64_t row,
@@ -571,8 +486,8 @@ __device__ __forceinline__ void final_block(const Args& a, const WorkItem& item,
         draw = u <= pm::binary_mean(m, k.inverse_s) ? 1.0f : 0.0f;
         break;
       case pm::kLattice:
-        draw = lattice_draw(m, k.sigma, k.inverse_s, a.layout.lattice_low[c], a.layout.lattice_step[c],
-                            a.layout.lattice_points[c], u);
+        draw = pm::lattice_draw(m, k.sigma, k.inverse_s, a.layout.lattice_low[c], a.layout.lattice_step[c],
+                                a.layout.lattice_points[c], u);
         break;
       default:
         draw = m + k.sigma * pick(normal, j);  // kReal

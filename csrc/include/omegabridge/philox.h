@@ -172,6 +172,19 @@ OB_INLINE float uniform(std::uint64_t seed, std::uint32_t step, std::uint64_t ro
   return uniform_from_word(philox_word(seed, step, row, column, stream));
 }
 
+// The noise of one global row at one step: what the last step's draws read.
+struct RowNoise {
+  std::uint64_t seed;
+  std::uint32_t step;
+  std::uint64_t row;
+  OB_INLINE float uniform(std::int64_t column, std::uint32_t stream) const {
+    return philox::uniform(seed, step, row, static_cast<std::uint64_t>(column), stream);
+  }
+  OB_INLINE float normal(std::int64_t column, std::uint32_t stream) const {
+    return box_muller_normal(seed, step, row, static_cast<std::uint64_t>(column), stream);
+  }
+};
+
 }  // namespace philox
 
 // Flat aliases so callers can write omegabridge::philox_word(...) as in docs/noise.md.

@@ -9,6 +9,7 @@
 
 #include "omegabridge/config.h"
 #include "omegabridge/fastmath.h"
+#include "omegabridge/philox.h"
 #include "omegabridge/special.h"
 
 namespace omegabridge {
@@ -400,6 +401,101 @@ OB_INLINE float lattice_euler_maclaurin_draw(float y, float sigma_points, float 
     }
   }
   return k;
+}
+
+// The last step's draw on a lattice {low + k step, k = 0..points - 1} from N(mean, sigma^2), u in
+// (0, 1]: Euler-Maclaurin partial sums where many points carry weight (lattice_euler_maclaurin_draw),
+// elsewhere the inverse CDF over a window of at most kLatticeWindowLimit points on either side of
+// the nearest (all that carry weight, or, far outside, all but < e^-25 of it), its weights summed
+// twice (total, then running) instead of stored. Bounded cost whatever K; a canonical point.
+OB_INLINE float lattice_draw(float mean, float sigma, float inverse_s, double low, double step, std::int64_t points,
+                             float u) {
+  const float y = static_cast<float>((static_cast<double>(mean) - low) / step);
+  const float sigma_points = static_cast<float>(sigma / step);
+  const float last_point = static_cast<float>(points - 1);
+  if (lattice_uses_euler_maclaurin(y, last_point, sigma_points) != 0.0f) {
+    return lattice_point(low, step, static_cast<std::int64_t>(lattice_euler_maclaurin_draw(y, sigma_points, last_point, u)));
+  }
+  const std::int64_t nearest = lattice_nearest(mean, low, step, points);
+  const std::int64_t window = lattice_radius(sigma, step, points);
+  const std::int64_t limit = static_cast<std::int64_t>(kLatticeWindowLimit);
+  const std::int64_t radius = window < limit ? window : limit;
+  const std::int64_t first = nearest - radius > 0 ? nearest - radius : 0;
+  const std::int64_t last = nearest + radius < points - 1 ? nearest + radius : points - 1;
+  const float x_near = lattice_point(low, step, nearest);
+  const float delta_near = x_near - mean;
+  const float inverse_two_s = 0.5f * inverse_s;
+  float total = 0.0f;
+  for (std::int64_t j = first; j <= last; ++j) {
+    total += fastmath::exp(lattice_logit(lattice_point(low, step, j) - x_near, delta_near, inverse_two_s));
+  }
+  const float threshold = u * total;
+  float running = 0.0f;
+  for (std::int64_t j = first; j <= last; ++j) {
+    running += fastmath::exp(lattice_logit(lattice_point(low, step, j) - x_near, delta_near, inverse_two_s));
+    if (running >= threshold) return lattice_point(low, step, j);
+  }
+  return lattice_point(low, step, last);
+}
+
+// Attempts of the vMF rejection sampler (as reference._von_mises_fisher), each with its own streams.
+constexpr int kVonMisesAttempts = 64;
+
+// Wood's (1994) rejection sampler for vMF(direction, norm / s) on the sphere of the d columns
+// starting at `offset`, as reference._von_mises_fisher: Beta((d-1)/2, (d-1)/2) as A/(A+B) with A, B
+// sums of d-1 squared normals, attempt i on streams 3 + 3i .. 5 + 3i, the tangent on stream 2.
+// direction(c) is the unit mean's entry c; out (d entries) also holds the intermediate vectors.
+template <typename Direction>
+OB_INLINE void von_mises_fisher_draw(Direction direction, float norm, float s, std::int64_t offset, std::int64_t d,
+                                     const philox::RowNoise& noise, float* out) {
+  const float kappa = norm / s;
+  const float dm1 = static_cast<float>(d - 1);
+  const float b = dm1 / (2.0f * kappa + sqrtf(4.0f * kappa * kappa + dm1 * dm1));
+  const float one_minus_x0 = 2.0f * b / (1.0f + b);
+  const float x0 = 1.0f - one_minus_x0;
+  const float log_term = fastmath::log(one_minus_x0) + special::log1p(x0);
+  float one_minus_w = 1.0f;
+  for (int attempt = 0; attempt < kVonMisesAttempts; ++attempt) {
+    const std::uint32_t stream = philox::kStreamVonMisesFirst + 3u * static_cast<std::uint32_t>(attempt);
+    float chi_a = 0.0f, chi_b = 0.0f;
+    for (std::int64_t c = 0; c < d - 1; ++c) {
+      const float first = noise.normal(offset + c, stream);
+      const float second = noise.normal(offset + c, stream + 1);
+      chi_a += first * first;
+      chi_b += second * second;
+    }
+    const float uniform = noise.uniform(offset, stream + 2);
+    const float beta_draw = chi_a / (chi_a + chi_b);
+    const float candidate = 2.0f * b * beta_draw / (1.0f - (1.0f - b) * beta_draw);  // 1 - W
+    const float w = 1.0f - candidate;
+    const float log_ratio = fastmath::log(candidate + w * one_minus_x0) - log_term;
+    if (kappa * (one_minus_x0 - candidate) + dm1 * log_ratio >= fastmath::log(uniform)) {
+      one_minus_w = candidate;
+      break;
+    }
+  }
+  const float w = 1.0f - one_minus_w;
+  float along = 0.0f;
+  for (std::int64_t c = 0; c < d; ++c) {
+    out[c] = noise.normal(offset + c, philox::kStreamSphereDirection);
+    along += out[c] * direction(c);
+  }
+  float tangent_squared = 0.0f;
+  for (std::int64_t c = 0; c < d; ++c) {
+    out[c] -= along * direction(c);
+    tangent_squared += out[c] * out[c];
+  }
+  const float tangent_norm = sqrtf(tangent_squared);
+  const float tangent_scale = 1.0f / (tangent_norm < special::kTiny ? special::kTiny : tangent_norm);
+  const float spread_squared = one_minus_w * (1.0f + w);
+  const float spread = sqrtf(spread_squared < 0.0f ? 0.0f : spread_squared);
+  float sample_squared = 0.0f;
+  for (std::int64_t c = 0; c < d; ++c) {
+    out[c] = w * direction(c) + spread * tangent_scale * out[c];
+    sample_squared += out[c] * out[c];
+  }
+  const float sample_scale = 1.0f / sqrtf(sample_squared);
+  for (std::int64_t c = 0; c < d; ++c) out[c] *= sample_scale;
 }
 
 }  // namespace posterior

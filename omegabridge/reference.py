@@ -37,7 +37,6 @@ __all__ = [
     "project",
     "interval_mean",
     "lower_halfline_mean",
-    "lattice_weights",
     "lattice_mean",
     "lattice_euler_maclaurin_mean",
     "lattice_draw",
@@ -205,30 +204,6 @@ def interval_mean(z: torch.Tensor, s: torch.Tensor, low: torch.Tensor, high: tor
     return torch.where(alpha >= 0, outside, inside)
 
 
-def lattice_weights(z: torch.Tensor, s: torch.Tensor, low, step, points):
-    """Softmax weights of the lattice points given z, and the points themselves.
-
-    Logits are formed relative to the nearest point n as
-    -(x_k - x_n)((x_k - x_n) + 2 delta_n) / (2 s), delta_n = x_n - z: one rounding in the
-    second factor, so it stays exact in float32 near a midpoint where two logits are close
-    (neither a sum of squares nor delta_k + delta_n, which rounds x_k - z first, would be).
-    Returns (weights (n, L, Kmax), point offsets x_k - x_n (n, L, Kmax), x_n (n, L)).
-    """
-    kmax = int(points.max())
-    k = torch.arange(kmax, device=z.device, dtype=torch.float64)
-    grid = (low[:, None] + k[None, :] * step[:, None]).to(z.dtype)  # canonical points in z's dtype
-    valid = k[None, :] < points[:, None]
-    position = torch.round((z.to(torch.float64) - low) / step)
-    nearest = torch.minimum(torch.clamp(position, min=0.0), (points - 1).to(torch.float64)).long()
-    x_near = torch.gather(grid.expand(z.shape[0], -1, -1), 2, nearest.unsqueeze(-1)).squeeze(-1)
-    delta_near = (x_near - z)[..., None]
-    offsets = grid[None] - x_near[..., None]
-    s3 = s[..., None] if torch.is_tensor(s) and s.dim() else s
-    logits = -offsets * (offsets + 2.0 * delta_near) / (2.0 * s3)
-    logits = torch.where(valid[None], logits, torch.full_like(logits, -math.inf))
-    return torch.softmax(logits, dim=-1), offsets, x_near
-
-
 def lattice_uses_euler_maclaurin(z, s, low, step, points) -> torch.Tensor:
     """Bool per element: its mean comes from the Euler-Maclaurin form, not the window.
 
@@ -247,9 +222,14 @@ def lattice_uses_euler_maclaurin(z, s, low, step, points) -> torch.Tensor:
     )
 
 
-def _lattice_window_mean(z, s, low, step, points):
-    """x_n + sum_j w_j (x_{n+j} - x_n) over the points j = -LIMIT..LIMIT around the nearest x_n, each element
-    masked to its own window."""
+def _lattice_window_logits(z, s, low, step, points):
+    """Logits of the points j = -LIMIT..LIMIT around the nearest x_n, each element masked to its own
+    window (-inf elsewhere): (logits, offsets x_(n+j) - x_n, x_n, n as float64).
+
+    Formed relative to x_n as -(x_k - x_n)((x_k - x_n) + 2 delta_n) / (2 s), delta_n = x_n - z: one
+    rounding in the second factor, so it stays exact in float32 near a midpoint where two logits are
+    close (neither a sum of squares nor delta_k + delta_n, which rounds x_k - z first, would be).
+    """
     last = (points - 1).to(torch.float64)
     nearest = torch.minimum(torch.clamp(torch.round((z.to(torch.float64) - low) / step), min=0.0), last)
     x_near = (low + nearest * step).to(z.dtype)  # canonical points, rounded once from float64
@@ -263,6 +243,12 @@ def _lattice_window_mean(z, s, low, step, points):
     own = torch.clamp(own, max=LATTICE_WINDOW_LIMIT)
     inside = (index >= 0) & (index <= last[..., None]) & (j.abs() <= own[..., None])
     logits = torch.where(inside, logits, torch.full_like(logits, -math.inf))
+    return logits, offsets, x_near, nearest
+
+
+def _lattice_window_mean(z, s, low, step, points):
+    """x_n + sum_j w_j (x_{n+j} - x_n) over the window around the nearest x_n."""
+    logits, offsets, x_near, _ = _lattice_window_logits(z, s, low, step, points)
     return x_near + (torch.softmax(logits, dim=-1) * offsets).sum(-1)
 
 
@@ -343,20 +329,8 @@ def lattice_mean(z: torch.Tensor, s, low, step, points) -> torch.Tensor:
 
 
 def _lattice_window_draw(mean, s, low, step, points, u):
-    """Inverse-CDF draw over the points j = -LIMIT..LIMIT around the nearest, each element masked to
-    its own window; (index of the drawn point, the element's nearest index), both float64."""
-    last = (points - 1).to(torch.float64)
-    nearest = torch.minimum(torch.clamp(torch.round((mean.to(torch.float64) - low) / step), min=0.0), last)
-    x_near = (low + nearest * step).to(mean.dtype)
-    j = torch.arange(-LATTICE_WINDOW_LIMIT, LATTICE_WINDOW_LIMIT + 1, dtype=torch.float64, device=mean.device)
-    index = nearest[..., None] + j
-    offsets = (low[:, None] + index * step[:, None]).to(mean.dtype) - x_near[..., None]
-    s3 = s[..., None] if torch.is_tensor(s) and s.dim() else s
-    logits = -offsets * (offsets + 2.0 * (x_near - mean)[..., None]) / (2.0 * s3)
-    own = torch.ceil(LATTICE_WINDOW_SIGMAS * torch.sqrt(torch.as_tensor(s, dtype=torch.float64)) / step + 2.0)
-    own = torch.clamp(own, max=LATTICE_WINDOW_LIMIT)
-    inside = (index >= 0) & (index <= last[..., None]) & (j.abs() <= own[..., None])
-    logits = torch.where(inside, logits, torch.full_like(logits, -math.inf))
+    """Index (float64) of the inverse-CDF draw over the window around the nearest point."""
+    logits, _, _, nearest = _lattice_window_logits(mean, s, low, step, points)
     chosen = _inverse_cdf_index(torch.softmax(logits, dim=-1), u)
     return nearest + (chosen - LATTICE_WINDOW_LIMIT).to(torch.float64)
 

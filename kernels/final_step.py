@@ -125,12 +125,7 @@ def _lattice_draw(mean, sigma, s, low64, step64, last, valid, u):
     inverse_two_s = 0.5 / s
     low = low64.to(tl.float32)
     step = step64.to(tl.float32)
-    sigma_points = sigma / step
-    y = (mean - low) / step
-    outside = tl.maximum(tl.maximum(-y, y - last), 0.0)
-    use_formula = (valid & (last > posterior.LATTICE_WINDOW_LIMIT)
-                   & (posterior.LATTICE_WINDOW_SIGMAS * sigma_points + 2.0 > posterior.LATTICE_WINDOW_LIMIT)
-                   & (outside < posterior.LATTICE_OUTSIDE_RATE * sigma_points * sigma_points))
+    use_formula = valid & posterior.lattice_uses_euler_maclaurin((mean - low) / step, last, sigma / step)
     # the window only as wide as the elements that take it need (none, in a tile of wide spreads)
     count = tl.max(tl.where(valid & ~use_formula, final - first + 1.0, 0.0)).to(tl.int32)
     total = tl.zeros(mean.shape, tl.float32)

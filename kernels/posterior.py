@@ -104,6 +104,15 @@ def lattice_radius(sigma_max, step_min, last_max):
 
 
 @triton.jit
+def lattice_uses_euler_maclaurin(y, last, sigma_points):
+    """True where an element's mean (and last-step draw) comes from Euler-Maclaurin, not the window:
+    y = (z - low)/step, sigma' = sqrt(s)/step; as reference.lattice_uses_euler_maclaurin."""
+    outside = tl.maximum(tl.maximum(-y, y - last), 0.0)
+    return ((last > LATTICE_WINDOW_LIMIT) & (LATTICE_WINDOW_SIGMAS * sigma_points + 2.0 > LATTICE_WINDOW_LIMIT)
+            & (outside < LATTICE_OUTSIDE_RATE * sigma_points * sigma_points))
+
+
+@triton.jit
 def lattice_mean(z, low, step, inverse_step, last, s, sigma, valid, quadrature_ptr):
     """m = x_n + sum_j w_j (j d) over the window j = -R..R around the nearest point x_n.
 
@@ -138,11 +147,7 @@ def lattice_mean(z, low, step, inverse_step, last, s, sigma, valid, quadrature_p
         moment += (jf * step) * (w_up - w_down)
     m = (low + nearest * step) + moment / weight_sum  # not z + delta: that rounds at large |z|
     if (last_max > LATTICE_WINDOW_LIMIT) & (LATTICE_WINDOW_SIGMAS * sigma_max / step_min + 2.0 > LATTICE_WINDOW_LIMIT):
-        sigma_points = sigma * inverse_step
-        y = (z - low) * inverse_step
-        outside = tl.maximum(tl.maximum(-y, y - last), 0.0)
-        use_formula = ((last > LATTICE_WINDOW_LIMIT) & (LATTICE_WINDOW_SIGMAS * sigma_points + 2.0 > LATTICE_WINDOW_LIMIT)
-                       & (outside < LATTICE_OUTSIDE_RATE * sigma_points * sigma_points))
+        use_formula = lattice_uses_euler_maclaurin((z - low) * inverse_step, last, sigma * inverse_step)
         m = tl.where(use_formula, lattice_euler_maclaurin_mean(z, low, step, last, sigma, valid, quadrature_ptr), m)
     return m
 

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 EXTENSION = "omegabridge._cuda_ext"
-ABI = 1  # the `abi` attribute this Python code expects of the extension
+ABI = 2  # the `abi` attribute this Python code expects of the extension
 _STORAGE = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
 _extension = _native.LazyExtension(
@@ -87,7 +87,7 @@ def layout(table: SegmentTable, device: torch.device):
         )
         host = torch.empty(plan.nbytes, dtype=torch.uint8)
         plan.write(host.data_ptr())
-        cached = (plan, host.to(device))  # the caching allocator's blocks are 512-byte aligned (16 needed)
+        cached = (plan, _upload(host, device))  # the caching allocator's blocks are 512-byte aligned (16 needed)
         cache[str(device)] = cached
     return cached
 
@@ -101,7 +101,7 @@ def step_schedule(remaining, increment, device) -> torch.Tensor:
     return rows.contiguous().to(device)
 
 
-# The three places that talk to torch.cuda (tests/test_cuda_emulation.py replaces them to run this
+# The four places that talk to torch.cuda (tests/test_cuda_emulation.py replaces them to run this
 # module on CPU tensors with the kernels compiled for the CPU).
 def _placed(device) -> torch.device:
     """``device`` with its index (``cuda`` -> ``cuda:<current>``)."""
@@ -109,6 +109,19 @@ def _placed(device) -> torch.device:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return device
+
+
+def _upload(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``host`` copied to ``device`` (synchronously), allocated on the device's default stream: the
+    buffer then belongs to the stream most launches use, not to a side stream that happened to need
+    it first. Refused inside a CUDA-graph capture, where that copy cannot run."""
+    if torch.cuda.is_current_stream_capturing():
+        raise RuntimeError(
+            f"a segment table is used on {device} for the first time inside a CUDA-graph capture, where its layout "
+            "cannot be uploaded; run one step with it (or cuda_backend.layout(table, device)) before capturing"
+        )
+    with torch.cuda.device(device), torch.cuda.stream(torch.cuda.default_stream(device)):
+        return host.to(device)
 
 
 def _on(device: torch.device):
@@ -169,13 +182,14 @@ def step(z, drift, table, remaining: float, increment: float, seed: int, step_in
 
 def scheduled_step(z, drift, table, schedule: torch.Tensor, counter: torch.Tensor, seed: int, row_offset: int):
     """The Euler step k = ``counter`` (a device int64) in place on contiguous float32 ``z``, its scalars read
-    on the device from ``schedule[k]`` (``step_schedule``): a launch a CUDA graph can replay every step."""
+    on the device from ``schedule[k]`` (``step_schedule``): a launch a CUDA graph can replay every step.
+    A counter outside the schedule's rows makes ``z`` NaN (the device is not asked, which would synchronise)."""
     drift, drift_address, storage = _drift(drift)
     plan, buffer = layout(table, z.device)
     with _on(z.device):
         load().scheduled_step(
             plan, buffer.data_ptr(), z.data_ptr(), drift_address, storage, z.data_ptr(), z.shape[0],
-            schedule.data_ptr(), counter.data_ptr(), seed, row_offset, _stream(z.device),
+            schedule.data_ptr(), schedule.shape[0], counter.data_ptr(), seed, row_offset, _stream(z.device),
         )
     return z
 

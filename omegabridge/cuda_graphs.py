@@ -70,25 +70,37 @@ def graphed_steps(bridge, model, z: torch.Tensor, times: torch.Tensor, seed: int
         dispatch.scheduled_step(z, drift, bridge.table, schedule=schedule, counter=counter, seed=seed, row_offset=row_offset)
         counter.add_(1)
 
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        one_step()  # step 0, eagerly: warms the model up before the capture
-    torch.cuda.current_stream(device).wait_stream(side)
-    bar.update(1)
-    graph = torch.cuda.CUDAGraph()
-    try:
-        with torch.cuda.graph(graph):
-            one_step()
-    except Exception as error:  # the model cannot be captured: continue without the graph
-        warnings.warn(
-            f"cuda_graph=True: capturing a sampling step failed ({type(error).__name__}: {error}); "
-            "sampling continues without a CUDA graph (same sample, slower)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return 1
-    for _ in range(1, last):
-        graph.replay()
+    with torch.cuda.device(device):  # the streams, the capture and torch's synchronisations on z's GPU
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            one_step()  # step 0, eagerly: warms the model up (and uploads the layout) before the capture
+        torch.cuda.current_stream(device).wait_stream(side)
         bar.update(1)
+        caller_stream = torch.cuda.current_stream(device)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            # A capture stream of z's device: torch's shared default one belongs to whichever device
+            # captured first in this process, and capturing there would record nothing of this step.
+            with torch.cuda.graph(graph, stream=torch.cuda.Stream(device)):
+                one_step()
+        except Exception as error:  # the model cannot be captured: continue without the graph
+            # A capture that fails in capture_end leaves torch.cuda.graph's stream current: restore ours.
+            torch.cuda.set_stream(caller_stream)
+            torch.cuda.synchronize(device)
+            warnings.warn(
+                f"cuda_graph=True: capturing a sampling step failed ({type(error).__name__}: {error}); "
+                "sampling continues without a CUDA graph (same sample, slower)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return 1
+        for _ in range(1, last):
+            graph.replay()
+            bar.update(1)
+        # One read per batch (the caller reads its finiteness flag once per batch too): a graph that
+        # replayed without advancing the counter would otherwise give a sample short of its steps.
+        replayed = int(counter)
+        if replayed != last:
+            raise RuntimeError(f"cuda_graph=True: the replayed graph ran {replayed} of {last} steps; please report this")
     return last

@@ -143,14 +143,15 @@ void step(const cu::LayoutPlan& plan, std::int64_t layout_address, std::int64_t 
   cu::Status status;
   {
     py::gil_scoped_release release;
-    status = cu::step(layout, z_ptr, f_ptr, storage, out_ptr, rows, scalars, nullptr, nullptr, a, cuda_stream);
+    status = cu::step(layout, z_ptr, f_ptr, storage, out_ptr, rows, scalars, nullptr, 0, nullptr, a, cuda_stream);
   }
   raise_if_failed(status, "step");
 }
 
 void scheduled_step(const cu::LayoutPlan& plan, std::int64_t layout_address, std::int64_t z, std::int64_t drift,
                     std::int64_t drift_storage, std::int64_t out, std::int64_t rows, std::int64_t schedule,
-                    std::int64_t counter, std::uint64_t seed, std::int64_t row_offset, std::int64_t stream) {
+                    std::int64_t schedule_steps, std::int64_t counter, std::uint64_t seed, std::int64_t row_offset,
+                    std::int64_t stream) {
   const cu::NoiseAddress a = noise_address(rows, seed, 0, row_offset);
   const cu::Storage storage = storage_of(drift_storage);
   const cu::DeviceLayout layout = bind(plan, layout_address);
@@ -159,12 +160,13 @@ void scheduled_step(const cu::LayoutPlan& plan, std::int64_t layout_address, std
   auto* out_ptr = address<float>("out", out);
   auto* schedule_ptr = address<const cu::StepScalars>("schedule", schedule, 4);
   auto* counter_ptr = address<const std::int64_t>("counter", counter);
+  if (schedule_steps < 1) throw py::value_error("schedule_steps must be >= 1, got " + std::to_string(schedule_steps));
   void* cuda_stream = stream_of(stream);
   cu::Status status;
   {
     py::gil_scoped_release release;
-    status = cu::step(layout, z_ptr, f_ptr, storage, out_ptr, rows, cu::StepScalars{}, schedule_ptr, counter_ptr, a,
-                      cuda_stream);
+    status = cu::step(layout, z_ptr, f_ptr, storage, out_ptr, rows, cu::StepScalars{}, schedule_ptr, schedule_steps,
+                      counter_ptr, a, cuda_stream);
   }
   raise_if_failed(status, "scheduled_step");
 }
@@ -239,7 +241,7 @@ PYBIND11_MODULE(_cuda_ext, m) {
       "contiguous buffers, sizes, the device address of the layout's bytes (Layout.write, copied to the device by "
       "the caller) and a CUDA stream handle; each enqueues one kernel on that stream without synchronising. "
       "Bad arguments raise ValueError before any CUDA call; a failed CUDA call raises RuntimeError naming it.";
-  m.attr("abi") = 1;
+  m.attr("abi") = 2;
   m.attr("step_scalar_count") = cu::kStepScalarCount;
   // module_local: the kernels compiled for the CPU (tests/cuda_emulation.py) register the same C++
   // type in a second module of the same process.
@@ -272,9 +274,10 @@ PYBIND11_MODULE(_cuda_ext, m) {
         "out = z + db [(m(z, s) - z)/s + f] + sqrt(db) xi; drift 0 means f = 0; out may be z.");
   m.def("scheduled_step", &scheduled_step, py::arg("layout"), py::arg("layout_address"), py::arg("z"),
         py::arg("drift"), py::arg("drift_storage"), py::arg("out"), py::arg("rows"), py::arg("schedule"),
-        py::arg("counter"), py::arg("seed"), py::arg("row_offset"), py::arg("stream"),
+        py::arg("schedule_steps"), py::arg("counter"), py::arg("seed"), py::arg("row_offset"), py::arg("stream"),
         "step with the step index k read from the device int64 *counter and (s, 1/s, sqrt s, db, sqrt db) from "
-        "row k of the device float32 schedule (steps, 5): one launch a CUDA graph can replay for every step.");
+        "row k of the device float32 schedule (schedule_steps, 5): one launch a CUDA graph can replay for every "
+        "step; a counter outside [0, schedule_steps) gives NaN outputs.");
   m.def("final_step", &final_step, py::arg("layout"), py::arg("layout_address"), py::arg("z"), py::arg("drift"),
         py::arg("drift_storage"), py::arg("out"), py::arg("rows"), py::arg("remaining"), py::arg("seed"),
         py::arg("step"), py::arg("row_offset"), py::arg("stream"),

@@ -212,8 +212,16 @@ def test_in_place_split_and_scheduled_steps_give_the_same_bits(generator):
     state = z.clone()
     plan, buffer = _layout(table)
     ext.scheduled_step(plan, buffer.data_ptr(), state.data_ptr(), f.data_ptr(), 0, state.data_ptr(), 300,
-                       schedule.data_ptr(), counter.data_ptr(), 7, 11, 0)
+                       schedule.data_ptr(), 3, counter.data_ptr(), 7, 11, 0)
     assert torch.equal(state, expected)
+    for outside in (3, -1, 2**40):  # a counter past the schedule: NaN everywhere, no read past its rows
+        state = z.clone()
+        ext.scheduled_step(plan, buffer.data_ptr(), state.data_ptr(), f.data_ptr(), 0, state.data_ptr(), 300,
+                           schedule.data_ptr(), 3, torch.tensor([outside]).data_ptr(), 7, 11, 0)
+        assert bool(state.isnan().all()), outside
+    with pytest.raises(ValueError, match="schedule_steps must be >= 1"):
+        ext.scheduled_step(plan, buffer.data_ptr(), state.data_ptr(), f.data_ptr(), 0, state.data_ptr(), 300,
+                           schedule.data_ptr(), 0, counter.data_ptr(), 7, 11, 0)
     final = kernel_final(table, z, f, 0.2, 3, 9)
     parts = torch.cat([kernel_final(table, z[:cut].contiguous(), f[:cut].contiguous(), 0.2, 3, 9),
                        kernel_final(table, z[cut:].contiguous(), f[cut:].contiguous(), 0.2, 3, 9, row_offset=cut)])
@@ -265,6 +273,7 @@ def emulated_backend(monkeypatch):
     monkeypatch.setattr(cuda_backend, "unavailable_reason", lambda device=None: "")
     monkeypatch.setattr(cuda_backend, "_placed", lambda device: torch.device(device))
     monkeypatch.setattr(cuda_backend, "_on", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(cuda_backend, "_upload", lambda host, device: host.to(device))
     monkeypatch.setattr(cuda_backend, "_stream", lambda device: 0)
 
 

@@ -434,6 +434,9 @@ def test_scheduled_step_equals_the_step_with_host_scalars(generator):
     state = z.clone()
     dispatch.scheduled_step(state, f, table, schedule=schedule, counter=counter, seed=7, row_offset=11)
     assert torch.equal(state, expected)
+    counter.fill_(3)  # past the schedule's rows: NaN, not a read past its end (memcheck would see one)
+    dispatch.scheduled_step(state, f, table, schedule=schedule, counter=counter, seed=7, row_offset=11)
+    assert bool(state.isnan().all())
 
 
 @needs_gpu
@@ -504,8 +507,32 @@ def test_cuda_graph_falls_back_with_a_warning_when_the_model_cannot_be_captured(
     model = _Drift(domain.width, sync=True).to(DEVICE)
     bridge = ob.Bridge(domain, steps=10)
     eager = bridge.sample(model, n=50, seed=2, progress=False, device="cuda", backend="cuda")
+    stream = torch.cuda.current_stream()
     with pytest.warns(RuntimeWarning, match="capturing a sampling step failed"):
         graphed = bridge.sample(model, n=50, seed=2, progress=False, device="cuda", backend="cuda", cuda_graph=True)
+    assert torch.equal(graphed, eager)
+    assert torch.cuda.current_stream() == stream  # the failed capture's stream is not left current
+
+
+@needs_gpu
+def test_a_tables_first_use_inside_a_graph_capture_is_a_clear_error():
+    table = ob.Product([ob.HalfLine(low=0.0), ob.Categorical(3)]).segment_table()
+    z = torch.randn(8, 4, device=DEVICE)
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="first time inside a CUDA-graph capture"):
+        with torch.cuda.graph(graph):
+            dispatch.step(z, None, table, remaining=0.5, increment=0.1, seed=0, step_index=0, backend="cuda", out=z)
+
+
+@needs_gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_cuda_graph_sample_on_a_second_gpu_equals_the_eager_sample():
+    torch.manual_seed(0)
+    domain = DOMAINS["mixed"]
+    model = _Drift(domain.width).to("cuda:1")
+    bridge = ob.Bridge(domain, steps=12)
+    eager = bridge.sample(model, n=64, seed=3, progress=False, device="cuda:1", backend="cuda")
+    graphed = bridge.sample(model, n=64, seed=3, progress=False, device="cuda:1", backend="cuda", cuda_graph=True)
     assert torch.equal(graphed, eager)
 
 

@@ -53,6 +53,7 @@ struct Args {
   const float* noise_scale;
   StepScalars scalars;               // the step's scalars when schedule is null
   const StepScalars* schedule;       // device schedule, read at *counter (CUDA graphs)
+  std::int64_t schedule_steps;       // its rows
   const std::int64_t* counter;
   NoiseAddress address;
   std::int64_t rows;
@@ -347,7 +348,11 @@ __global__ void __launch_bounds__(kThreads, 3) bridge_kernel(Args a) {
   if (op == Op::kStep && a.schedule != nullptr) {
     const std::int64_t index = *a.counter;
     step = static_cast<std::uint32_t>(index);
-    scalars = a.schedule[index];
+    if (index >= 0 && index < a.schedule_steps) {
+      scalars = a.schedule[index];
+    } else {  // a counter run past the schedule: NaN outputs, not a read past its end
+      scalars = StepScalars{NAN, NAN, NAN, NAN, NAN};
+    }
   }
   const std::int64_t items = a.layout.items;
   const std::int64_t total = a.rows * items;
@@ -618,13 +623,14 @@ Status posterior_mean(const DeviceLayout& layout, const float* z, const float* r
 
 Status step(const DeviceLayout& layout, const float* z, const void* drift, Storage drift_storage, float* out,
             std::int64_t rows, const StepScalars& scalars, const StepScalars* schedule,
-            const std::int64_t* counter, const NoiseAddress& address, void* stream) {
+            std::int64_t schedule_steps, const std::int64_t* counter, const NoiseAddress& address, void* stream) {
   Args args = base_args(layout, rows);
   args.z = z;
   args.input = drift;
   args.out = out;
   args.scalars = scalars;
   args.schedule = schedule;
+  args.schedule_steps = schedule_steps;
   args.counter = counter;
   args.address = address;
   args.aligned = rows_aligned(layout, z, drift, drift_storage, out, nullptr);

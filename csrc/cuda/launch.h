@@ -48,10 +48,12 @@ Status posterior_mean(const DeviceLayout& layout, const float* z, const float* r
 // out = z + db [(m(z, s) - z)/s + f] + sqrt(db) xi; out may alias z; drift may be null.
 // With schedule == nullptr the step is (scalars, address.step); otherwise the kernel reads the
 // step index k from the device (*counter) and its scalars from schedule[k] (device memory), so
-// one captured launch replays every step of a CUDA graph.
+// one captured launch replays every step of a CUDA graph. The schedule has schedule_steps rows: a
+// counter outside [0, schedule_steps) makes every output NaN, as an invalid s does, rather than
+// reading past the schedule.
 Status step(const DeviceLayout& layout, const float* z, const void* drift, Storage drift_storage,
             float* out, std::int64_t rows, const StepScalars& scalars, const StepScalars* schedule,
-            const std::int64_t* counter, const NoiseAddress& address, void* stream);
+            std::int64_t schedule_steps, const std::int64_t* counter, const NoiseAddress& address, void* stream);
 
 // z_t = c x + sigma eps (stream 0x8000), target = (x - m(z_t, s))/s, c, sigma, s per row.
 Status bridge_target(const DeviceLayout& layout, const void* x, Storage x_storage,

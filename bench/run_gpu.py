@@ -1,8 +1,9 @@
-"""Throughput of the Triton kernels on a GPU, beside the baselines, against the device's copy bandwidth.
+"""Throughput of the fused GPU kernels (Triton, CUDA C++), beside the baselines, against the device's copy bandwidth.
 
 For each layout (those of bench/run.py at >= 1M rows, plus 2^28 half-line elements) it times the
 step (in place) and the training target (into reused buffers) of:
 
+* ``cuda``: the fused CUDA C++ kernels (this package's ``omegabridge._cuda_ext``);
 * ``triton``: the fused Triton kernels (this package);
 * ``reference``: the torch reference, eager (with its bit-exact int64 Philox noise);
 * ``compile``, ``compile-max-autotune``: torch.compile of the reference math (modes default
@@ -87,7 +88,7 @@ def inputs(domain, rows: int):
 
 def operations(backend: str, domain, table, z, f, x, scale):
     """(step, target) callables of one backend."""
-    if backend in ("triton", "reference"):
+    if backend in ("cuda", "triton", "reference"):
         state = z.clone()
         buffers = (torch.empty_like(z), torch.empty_like(z))
         step = lambda: dispatch.step(state, f, table, remaining=0.5, increment=0.01, seed=1, step_index=3, backend=backend, out=state)  # noqa: E731
@@ -105,8 +106,8 @@ def operations(backend: str, domain, table, z, f, x, scale):
 class Report:
     """Rows of the main table, rewritten to disk after each one."""
 
-    def __init__(self, out: Path, header: str):
-        self.out, self.header, self.rows, self.sweep = out, header, [], []
+    def __init__(self, out: Path, name: str, header: str):
+        self.out, self.name, self.header, self.rows, self.sweep = out, name, header, [], []
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -115,7 +116,7 @@ class Report:
 
     def write(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "triton-gpu.csv", "w", newline="") as handle:
+        with open(self.out / f"{self.name}.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=FIELDS)
             writer.writeheader()
             writer.writerows(self.rows)
@@ -124,7 +125,7 @@ class Report:
         if self.sweep:
             lines += ["", "Triton launch settings (step, G elements/s):", "", "| layout | rows per program | tile | warps | step G el/s | step / copy |", "| --- | --- | --- | --- | --- | --- |"]
             lines += [f"| {s['layout']} | {s['rows_per_program']} | {s['tile']} | {s['warps']} | {s['gelem_s']} | {s['of_copy']} |" for s in self.sweep]
-        (self.out / "triton-gpu.md").write_text("\n".join(lines) + "\n")
+        (self.out / f"{self.name}.md").write_text("\n".join(lines) + "\n")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -152,7 +153,8 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--backends", default="triton,reference,per-column,compile,compile-max-autotune")
+    parser.add_argument("--backends", default="cuda,triton,reference,per-column,compile,compile-max-autotune")
+    parser.add_argument("--name", default="kernels-gpu", help="file name stem of the .md, .csv and .png under --out")
     parser.add_argument("--compile-layouts", default="adult-like 1M,half-line 16M")
     parser.add_argument("--compile-budget", type=float, default=240.0, help="seconds; later compile rows are skipped past it")
     parser.add_argument("--layouts", default="", help="comma-separated subset (default: all)")
@@ -169,7 +171,7 @@ def main() -> None:
         f"bytes/element. {datetime.date.today()}, command: {command}. Triton launch settings: {triton_bridge.GPU_SETTINGS}, tile {triton_bridge.MIXED_LAYOUT_TILE} for layouts mixing kinds."
     )
     print(header, flush=True)
-    report = Report(arguments.out, header)
+    report = Report(arguments.out, arguments.name, header)
     backends = sorted(arguments.backends.split(","), key=lambda name: name != "reference")  # the ratios need it first
     compile_layouts = set(arguments.compile_layouts.split(","))
     chosen = set(arguments.layouts.split(",")) if arguments.layouts else None
@@ -205,7 +207,7 @@ def main() -> None:
             })
         del z, f, x, scale
         torch.cuda.empty_cache()
-    plot(report.rows, arguments.out / "triton-gpu.png")
+    plot(report.rows, arguments.out / f"{arguments.name}.png")
     if arguments.no_sweep:
         return
     default = dict(triton_bridge.GPU_SETTINGS)

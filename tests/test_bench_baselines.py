@@ -34,3 +34,20 @@ def test_per_column_autograd_gives_the_reference_score():
 def test_per_element_autograd_gives_the_reference_score(field):
     z = 50.0 * torch.randn(8, field.width, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     torch.testing.assert_close(_per_element_force(field, z, 30.0), _score(field, z, 30.0), rtol=1e-9, atol=1e-9)
+
+
+def test_the_end_to_end_sampling_bench_runs_every_cpu_variant_and_they_agree(tmp_path):
+    """bench/sampling.py on a CPU at a small size: each variant's sample lands in the domain, the
+    fused C++ and reference loops give the same sample (same seed), and both reports are written."""
+    import json
+
+    from sampling import main as sampling_main
+
+    results = sampling_main(["--device", "cpu", "--rows", "64", "--steps", "6", "--repeats", "2", "--out", str(tmp_path)])
+    assert [r["variant"] for r in results] == ["cpu", "reference", "per-column"]
+    assert all(r["in_domain"] and r["seconds"] > 0 for r in results)
+    fused = {r["variant"]: r for r in results if r["variant"] != "per-column"}
+    assert fused["reference"]["rows_differing"] == 0.0 and fused["reference"]["max_abs_difference"] < 1e-4
+    report = json.loads((tmp_path / "sampling-cpu.json").read_text())
+    assert set(report["step_parts_ms"]) == {"mlp", "cpu", "reference"}
+    assert "| per-column |" in (tmp_path / "sampling-cpu.md").read_text()

@@ -47,8 +47,20 @@ from kernel_cases import DOMAINS, F64, assert_within, check_step, check_target, 
 
 NAN = float("nan")
 GPU = torch.cuda.is_available()
-needs_gpu = pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+# OMEGABRIDGE_TEST_CUDA_EMULATED=1 runs part 2's kernel tests without a GPU, on the kernels compiled
+# for the CPU (tests/cuda_emulation.py) behind cuda_backend with its torch.cuda calls replaced: a
+# check of these tests' own code before a GPU session (part 2 has no other way to run here).
+# Tests that need CUDA itself (streams, graphs, device errors) stay marked needs_real_gpu.
+EMULATED = not GPU and os.environ.get("OMEGABRIDGE_TEST_CUDA_EMULATED") == "1"
+needs_real_gpu = pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
 needs_no_gpu = pytest.mark.skipif(GPU, reason="checks what happens where there is no GPU")
+
+
+def needs_gpu(test):
+    """Part 2's mark: run on a GPU, or emulated (with the emulated kernels swapped in), else skip."""
+    if EMULATED:
+        return pytest.mark.usefixtures("_emulated_kernels")(test)
+    return pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (torch.cuda.is_available() is False)")(test)
 
 
 def _extension():
@@ -214,8 +226,25 @@ def test_cuda_graph_off_a_gpu_warns_and_gives_the_same_sample():
 # ========================================================================================
 # 2. On a GPU
 # ========================================================================================
-DEVICE = torch.device("cuda") if GPU else None
+DEVICE = torch.device("cuda") if GPU else torch.device("cpu") if EMULATED else None
 ROWS = [1, 3, 700, 40000]
+
+
+@pytest.fixture
+def _emulated_kernels(monkeypatch):
+    """Under OMEGABRIDGE_TEST_CUDA_EMULATED=1: the emulated extension behind cuda_backend and the launches here."""
+    import contextlib
+
+    from cuda_emulation import load as load_emulation
+
+    emulated = load_emulation()
+    monkeypatch.setattr(cuda_backend, "load", lambda: emulated)
+    monkeypatch.setattr(cuda_backend, "unavailable_reason", lambda device=None: "")
+    monkeypatch.setattr(cuda_backend, "_placed", lambda device: torch.device(device))
+    monkeypatch.setattr(cuda_backend, "_on", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(cuda_backend, "_upload", lambda host, device: host.to(device))
+    monkeypatch.setattr(cuda_backend, "_stream", lambda device: 0)
+    monkeypatch.setitem(globals(), "_stream", lambda: 0)
 
 
 def _rows(name: str, rows: int) -> int:
@@ -341,7 +370,7 @@ def test_uniforms_are_the_cpu_backends_bit_for_bit_and_normals_agree(row_offset,
     rows, width = 11, 13  # an odd width: the last normal pairs with the virtual column `width`
     seed = int(torch.randint(0, 2**62, (1,), generator=generator)) * 4 + 3  # high bits set too
     step, stream = 2**31 + 7, int(torch.randint(0, 2**16, (1,), generator=generator))
-    uniform = cuda_backend.uniforms(seed, step, row_offset, rows, width, stream).cpu()
+    uniform = cuda_backend.uniforms(seed, step, row_offset, rows, width, stream, device=DEVICE).cpu()
     assert torch.equal(uniform, noise.uniforms(seed, step, row_offset, rows, width, stream, torch.float32))
     from omegabridge import _native
 
@@ -350,7 +379,7 @@ def test_uniforms_are_the_cpu_backends_bit_for_bit_and_normals_agree(row_offset,
         cpu = torch.empty(rows, width)
         native.uniforms(cpu.data_ptr(), rows, width, seed, step, row_offset, stream)
         assert torch.equal(uniform, cpu), "CUDA and CPU uniforms differ"
-    normal = cuda_backend.normals(seed, step, row_offset, rows, width, stream).cpu()
+    normal = cuda_backend.normals(seed, step, row_offset, rows, width, stream, device=DEVICE).cpu()
     expected = noise.normals(seed, step, row_offset, rows, width, stream, F64)
     assert_within(normal, expected, 1e-5 * (1 + expected.abs()), "normals")
 
@@ -455,7 +484,7 @@ def test_a_row_with_an_invalid_s_gets_nan_not_finite_numbers(bad, generator):
     assert torch.isfinite(z_t).all()
 
 
-@needs_gpu
+@needs_real_gpu
 def test_cpu_and_cuda_backends_agree_on_a_sample():
     from omegabridge import cpu_backend
 
@@ -484,7 +513,7 @@ class _Drift(torch.nn.Module):
         return self.scale * torch.tanh(z) * (1.0 - t[:, None])
 
 
-@needs_gpu
+@needs_real_gpu
 @pytest.mark.parametrize("batch_size", [300, 1000])
 def test_cuda_graph_sample_equals_the_eager_sample(batch_size):
     torch.manual_seed(0)
@@ -500,7 +529,7 @@ def test_cuda_graph_sample_equals_the_eager_sample(batch_size):
     assert bool(domain.contains(graphed.cpu()).all())
 
 
-@needs_gpu
+@needs_real_gpu
 def test_cuda_graph_falls_back_with_a_warning_when_the_model_cannot_be_captured():
     torch.manual_seed(0)
     domain = ob.Product([ob.Interval(0.0, 1.0), ob.Categorical(5)])
@@ -514,7 +543,7 @@ def test_cuda_graph_falls_back_with_a_warning_when_the_model_cannot_be_captured(
     assert torch.cuda.current_stream() == stream  # the failed capture's stream is not left current
 
 
-@needs_gpu
+@needs_real_gpu
 def test_a_tables_first_use_inside_a_graph_capture_is_a_clear_error():
     table = ob.Product([ob.HalfLine(low=0.0), ob.Categorical(3)]).segment_table()
     z = torch.randn(8, 4, device=DEVICE)
@@ -524,7 +553,7 @@ def test_a_tables_first_use_inside_a_graph_capture_is_a_clear_error():
             dispatch.step(z, None, table, remaining=0.5, increment=0.1, seed=0, step_index=0, backend="cuda", out=z)
 
 
-@needs_gpu
+@needs_real_gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
 def test_cuda_graph_sample_on_a_second_gpu_equals_the_eager_sample():
     torch.manual_seed(0)
@@ -536,14 +565,14 @@ def test_cuda_graph_sample_on_a_second_gpu_equals_the_eager_sample():
     assert torch.equal(graphed, eager)
 
 
-@needs_gpu
+@needs_real_gpu
 def test_a_non_finite_drift_on_a_gpu_is_reported_once_per_batch():
     bridge = ob.Bridge(ob.Interval(0.0, 1.0), steps=10)
     with pytest.raises(ob.errors.ModelOutputError, match="non-finite values at some step"):
         bridge.sample(lambda z, t: torch.full_like(z, NAN), n=4, progress=False, device="cuda", backend="cuda")
 
 
-@needs_gpu
+@needs_real_gpu
 def test_cuda_backend_refuses_float64_and_cpu_tensors_with_clear_errors():
     table = ob.HalfLine(low=0.0).segment_table()
     with pytest.raises(BackendUnavailableError, match="float32"):

@@ -10,7 +10,7 @@
 #    on backend="cuda" (tests/test_cuda_kernels.py, tests/test_statistics.py -k cuda);
 # 3. compute-sanitizer memcheck (torch's caching allocator off, so an access past a tensor is
 #    past its allocation) over the kernel tests of the mixed layout, the load paths and the
-#    noise, then racecheck over a few of them;
+#    noise (and the widest categorical), then racecheck over a few of them;
 # 4. bench/run_gpu.py: step and target throughput of cuda, triton, reference, per-column and
 #    torch.compile against the copy bandwidth;
 # 5. bench/sampling.py: 30,000 Adult-like rows in 2,000 steps with the paper's MLP, with and
@@ -60,7 +60,7 @@ grep -E "[0-9]+ (passed|failed|error)" "$OUT/cuda-tests.log" | tail -1 | tee -a 
 grep -E "^(FAILED|ERROR)" "$OUT/cuda-tests.log" | head -20 | tee -a "$LOG"
 
 phase "compute-sanitizer memcheck"
-SANITIZE=(tests/test_cuda_kernels.py -k "mixed or vector_and_scalar or in_place or uniforms or reduced_precision or scheduled or graph")
+SANITIZE=(tests/test_cuda_kernels.py -k "mixed or categorical4096 or vector_and_scalar or in_place or uniforms or reduced_precision or scheduled")
 PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(left 120)" compute-sanitizer --tool memcheck --error-exitcode 86 --print-limit 20 \
   python3 -m pytest -q -p no:cacheprovider -x "${SANITIZE[@]}" > "$OUT/sanitizer.log" 2>&1
 echo "memcheck exit $? (86: errors found, 124: out of time)" | tee -a "$LOG"

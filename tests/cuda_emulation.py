@@ -59,3 +59,20 @@ def load():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def patch_backend(monkeypatch, extension) -> None:
+    """Put ``extension`` (from ``load()``) behind omegabridge.cuda_backend for one test, its four
+    torch.cuda calls replaced, so dispatch's backend="cuda" runs on CPU tensors."""
+    import contextlib
+
+    import torch
+
+    from omegabridge import cuda_backend
+
+    monkeypatch.setattr(cuda_backend, "load", lambda: extension)
+    monkeypatch.setattr(cuda_backend, "unavailable_reason", lambda device=None: "")
+    monkeypatch.setattr(cuda_backend, "_placed", lambda device: torch.device(device))
+    monkeypatch.setattr(cuda_backend, "_on", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(cuda_backend, "_upload", lambda host, device: host.to(device))
+    monkeypatch.setattr(cuda_backend, "_stream", lambda device: 0)

@@ -267,14 +267,7 @@ def test_the_emulated_and_cpu_kernels_agree_on_a_whole_sample(generator):
 @pytest.fixture
 def emulated_backend(monkeypatch):
     """cuda_backend with the emulated kernels on CPU tensors: its torch.cuda calls replaced."""
-    import contextlib
-
-    monkeypatch.setattr(cuda_backend, "load", lambda: ext)
-    monkeypatch.setattr(cuda_backend, "unavailable_reason", lambda device=None: "")
-    monkeypatch.setattr(cuda_backend, "_placed", lambda device: torch.device(device))
-    monkeypatch.setattr(cuda_backend, "_on", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr(cuda_backend, "_upload", lambda host, device: host.to(device))
-    monkeypatch.setattr(cuda_backend, "_stream", lambda device: 0)
+    cuda_emulation.patch_backend(monkeypatch, ext)
 
 
 def test_dispatch_runs_backend_cuda_with_outputs_in_place_and_reduced_inputs(emulated_backend, generator):

@@ -233,17 +233,9 @@ ROWS = [1, 3, 700, 40000]
 @pytest.fixture
 def _emulated_kernels(monkeypatch):
     """Under OMEGABRIDGE_TEST_CUDA_EMULATED=1: the emulated extension behind cuda_backend and the launches here."""
-    import contextlib
+    import cuda_emulation
 
-    from cuda_emulation import load as load_emulation
-
-    emulated = load_emulation()
-    monkeypatch.setattr(cuda_backend, "load", lambda: emulated)
-    monkeypatch.setattr(cuda_backend, "unavailable_reason", lambda device=None: "")
-    monkeypatch.setattr(cuda_backend, "_placed", lambda device: torch.device(device))
-    monkeypatch.setattr(cuda_backend, "_on", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr(cuda_backend, "_upload", lambda host, device: host.to(device))
-    monkeypatch.setattr(cuda_backend, "_stream", lambda device: 0)
+    cuda_emulation.patch_backend(monkeypatch, cuda_emulation.load())
     monkeypatch.setitem(globals(), "_stream", lambda: 0)
 
 

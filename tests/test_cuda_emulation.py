@@ -320,6 +320,23 @@ def test_bridge_sample_on_backend_cuda_agrees_with_the_cpu_kernels(emulated_back
     assert min(agreement.values()) >= 0.99, agreement
 
 
+def test_the_sampling_bench_runs_its_cuda_variant(emulated_backend, tmp_path):
+    """bench/sampling.py's backend='cuda' path (the GPU session's end-to-end bench) on the emulated
+    kernels: it samples, times the step alone, and agrees with the CPU kernels' sample."""
+    from omegabridge import cpu_backend
+
+    if not cpu_backend.is_available():
+        pytest.skip("the C++ CPU extension is not built here")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from sampling import main as sampling_main
+
+    results = sampling_main(["--device", "cpu", "--rows", "48", "--steps", "5", "--repeats", "2", "--variants", "cuda,cpu",
+                             "--out", str(tmp_path)])
+    assert [r["variant"] for r in results] == ["cuda", "cpu"] and all(r["in_domain"] for r in results)
+    assert results[1]["rows_differing"] == 0.0, results[1]
+    assert "| cuda fused step |" in (tmp_path / "sampling-cpu.md").read_text()
+
+
 @pytest.mark.parametrize("lattice", [0, 1], ids=["K256", "K4096-quarter-step"])
 def test_the_last_steps_lattice_draw_is_the_exact_inverse_cdf_at_a_bounded_cost(emulated_backend, lattice, generator):
     """backend='cuda' draws lattice elements as tests/test_lattice_draw checks the other backends do."""

@@ -53,16 +53,6 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _seconds(function, device: torch.device, repeats: int = 1) -> float:
-    """Wall-clock seconds per call of ``function`` (device synchronised around the calls)."""
-    _synchronise(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    _synchronise(device)
-    return (time.perf_counter() - start) / repeats
-
-
 def _timed(function, device: torch.device):
     """(seconds, result) of one call of ``function``, device synchronised around it."""
     _synchronise(device)
@@ -70,6 +60,11 @@ def _timed(function, device: torch.device):
     result = function()
     _synchronise(device)
     return time.perf_counter() - start, result
+
+
+def _seconds(function, device: torch.device, repeats: int) -> float:
+    """Wall-clock seconds per call of ``function`` over ``repeats`` back-to-back calls."""
+    return _timed(lambda: [function() for _ in range(repeats)], device)[0] / repeats
 
 
 @torch.no_grad()

@@ -71,13 +71,13 @@ def graphed_steps(bridge, model, z: torch.Tensor, times: torch.Tensor, seed: int
         counter.add_(1)
 
     with torch.cuda.device(device):  # the streams, the capture and torch's synchronisations on z's GPU
+        caller_stream = torch.cuda.current_stream(device)
         side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
+        side.wait_stream(caller_stream)
         with torch.cuda.stream(side):
             one_step()  # step 0, eagerly: warms the model up (and uploads the layout) before the capture
-        torch.cuda.current_stream(device).wait_stream(side)
+        caller_stream.wait_stream(side)
         bar.update(1)
-        caller_stream = torch.cuda.current_stream(device)
         graph = torch.cuda.CUDAGraph()
         try:
             # A capture stream of z's device: torch's shared default one belongs to whichever device

@@ -60,7 +60,7 @@ def needs_gpu(test):
     """Part 2's mark: run on a GPU, or emulated (with the emulated kernels swapped in), else skip."""
     if EMULATED:
         return pytest.mark.usefixtures("_emulated_kernels")(test)
-    return pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (torch.cuda.is_available() is False)")(test)
+    return needs_real_gpu(test)
 
 
 def _extension():

@@ -11,7 +11,7 @@ The extension is optional, controlled by the environment variable OMEGABRIDGE_BU
 * ``0``   -- do not build it;
 * ``1``   -- build it, and fail the install if it cannot be built;
 * unset   -- try to build it; on failure print a warning and install without it
-             (omegabridge then uses its torch reference code; see omegabridge/_native.py).
+             (omegabridge then uses its torch reference code; see omegabridge/ops/native.py).
 
 Compiler flags: ``-O3 -std=c++17 -fno-math-errno -fno-trapping-math`` and ``-fopenmp`` when a test compile accepts
 it. Never ``-march=native``: a built wheel must run on any x86-64 machine. The vectorised

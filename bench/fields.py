@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import omegabridge as ob  # noqa: E402
-from omegabridge import dispatch  # noqa: E402
+from omegabridge import ops as dispatch  # noqa: E402
 from baselines import _log_h as log_h  # noqa: E402
 from run import _time, grouped_bars, machine  # noqa: E402
 

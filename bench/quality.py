@@ -1,7 +1,7 @@
 """Sample quality: omegabridge vs CTGAN vs independent marginals, on fair and digits.
 
 Each data set is split 80/20 with the demo's seeded split; every generator trains on
-the 80% and samples as many rows; the scores are those of the demo (omegabridge.metrics):
+the 80% and samples as many rows; the scores are those of the demo (omegabridge.tabular.metrics):
 validity against the schema the omegabridge model uses (the same allowed values for
 every generator), per-column fidelity, pairwise association error, machine-learning
 efficacy on fair (gradient boosting predicting affairs > 0, tested on the held-out
@@ -33,7 +33,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from omegabridge import demo, metrics  # noqa: E402
+from omegabridge.demos import common, tables as demo  # noqa: E402
+from omegabridge.tabular import metrics
 
 
 def ctgan_generator(train, discrete, rows, epochs, args):
@@ -49,13 +50,13 @@ def ctgan_generator(train, discrete, rows, epochs, args):
 
 def run_dataset(name, args, log):
     if name == "fair":
-        real = demo.load_fair()
+        real = common.load_fair()
         labels = None
         schema_overrides = demo.FAIR_SCHEMA
     else:
-        real, labels = demo.load_digits()
+        real, labels = common.load_digits()
         schema_overrides = demo.digits_schema(real.columns)
-    train, test, train_rows, _ = demo.split_frame(real, args.seed)
+    train, test, train_rows, _ = common.split_frame(real, args.seed)
     rows = len(train)
     frames, seconds = {}, {}
 
@@ -71,7 +72,7 @@ def run_dataset(name, args, log):
         seconds["ctgan"] = time.perf_counter() - mark
         log(f"{name}: ctgan ({epochs} epochs) {seconds['ctgan']:.0f} s")
     mark = time.perf_counter()
-    frames["independent"] = demo.independent_baseline(train, rows, args.seed)
+    frames["independent"] = common.independent_baseline(train, rows, args.seed)
     seconds["independent"] = time.perf_counter() - mark
 
     if name == "fair":
@@ -79,9 +80,9 @@ def run_dataset(name, args, log):
     else:
         result = metrics.evaluate(train, frames, discrete=model.schema.discrete_names())
         metrics.add_validity(result, model.schema, frames)
-        classifier = demo.digit_classifier(train, labels[train_rows])
-        result["digits"] = {n: demo.digit_scores(classifier, f) for n, f in frames.items()}
-        result["digits"]["real_test"] = demo.digit_scores(classifier, test)
+        classifier = common.digit_classifier(train, labels[train_rows])
+        result["digits"] = {n: common.digit_scores(classifier, f) for n, f in frames.items()}
+        result["digits"]["real_test"] = common.digit_scores(classifier, test)
     result["seconds"] = seconds
     result["rows"] = {"train": len(train), "test": len(test), "synthetic": rows}
     return result

@@ -34,7 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import omegabridge as ob  # noqa: E402
-from omegabridge import _native, dispatch  # noqa: E402
+from omegabridge.ops import native as _native  # noqa: E402
+from omegabridge import ops as dispatch
 from baselines import compiled_reference, per_column_step, per_column_target  # noqa: E402
 from layouts import adult_like, layouts  # noqa: E402
 

@@ -38,7 +38,7 @@ import triton  # noqa: E402
 import triton.testing  # noqa: E402
 
 import omegabridge as ob  # noqa: E402
-from omegabridge import dispatch  # noqa: E402
+from omegabridge import ops as dispatch  # noqa: E402
 from omegabridge.kernels import bridge as triton_bridge  # noqa: E402
 from baselines import compiled_reference, per_column_step, per_column_target  # noqa: E402
 from layouts import adult_like  # noqa: E402

@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import omegabridge as ob  # noqa: E402
-from omegabridge import dispatch  # noqa: E402
+from omegabridge import ops as dispatch  # noqa: E402
 from baselines import per_column_step  # noqa: E402
 from layouts import adult_like  # noqa: E402
 from run import paper_mlp  # noqa: E402

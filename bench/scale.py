@@ -153,7 +153,7 @@ def bare_worker(iterations: int, batch: int, warmup: int) -> None:
     """The control: a bare torch MLP of DriftMLP's shape (223 -> 256 x 3 -> 110), Adam, a plain loop, DDP when launched so."""
     import torch
 
-    from omegabridge import distributed
+    from omegabridge.training import distributed
 
     torch.set_num_threads(1)
     distributed.initialize("gloo")
@@ -182,7 +182,7 @@ def ddp_worker(iterations: int, batch: int, warmup: int) -> None:
     import torch
 
     import omegabridge as ob
-    from omegabridge import distributed
+    from omegabridge.training import distributed
     from omegabridge.tabular import TableEncoder, infer_schema
 
     torch.set_num_threads(1)

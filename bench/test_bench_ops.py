@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from omegabridge import dispatch  # noqa: E402
+from omegabridge import ops as dispatch  # noqa: E402
 from layouts import layouts  # noqa: E402
 
 LAYOUTS = layouts(scale=1 / 64)

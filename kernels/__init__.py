@@ -7,7 +7,7 @@
 * ``posterior``, ``special``, ``philox``: the per-domain means, the special functions and the
   noise contract (docs/noise.md) as Triton device functions.
 
-Use them through ``omegabridge.dispatch`` (``backend="triton"``, or ``"auto"`` on float32 CUDA
+Use them through ``omegabridge.ops`` (``backend="triton"``, or ``"auto"`` on float32 CUDA
 tensors), which validates inputs. Triton is optional: this package imports without it (the
 submodules need it), and :func:`is_available` / :func:`unavailable_reason` say whether it can
 be imported.

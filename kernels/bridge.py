@@ -18,6 +18,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from omegabridge.core.noise import NoiseAddress
+
 from . import philox, posterior
 from .philox import STREAM_STEP, STREAM_TRAIN
 from .special import NEGATIVE_HUGE
@@ -198,9 +200,10 @@ def _signed(word: int) -> int:
     return word - (1 << 32) if word >= 1 << 31 else word
 
 
-def address_words(seed: int, step_index: int, row_offset: int) -> tuple[int, int, int, int, int]:
+def address_words(address: NoiseAddress) -> tuple[int, int, int, int, int]:
     """(seed low, seed high, step, row offset low, row offset high) as int32-typed kernel arguments."""
-    words = (seed & 0xFFFFFFFF, seed >> 32, step_index, row_offset & 0xFFFFFFFF, row_offset >> 32)
+    seed, row_offset = address.seed, address.row_offset
+    words = (seed & 0xFFFFFFFF, seed >> 32, address.step_index, row_offset & 0xFFFFFFFF, row_offset >> 32)
     return tuple(_signed(word) for word in words)
 
 
@@ -220,13 +223,14 @@ def launch_grid(plan: Plan, rows: int, device) -> tuple[tuple[int], dict]:
     return (plan.items.shape[0] * triton.cdiv(rows, settings["ROWS_PER_PROGRAM"]),), settings
 
 
-def launch(mode: int, plan: Plan, inputs, drift, out, target, s_rows, c_rows, noise_rows,
-           remaining: float, increment: float, seed: int, step_index: int, row_offset: int) -> None:
+def launch(mode: int, plan: Plan, inputs, *, out, drift=None, target=None, remaining_rows=None, mean_scale_rows=None,
+           noise_scale_rows=None, remaining: float = 1.0, increment: float = 1.0, address: NoiseAddress = NoiseAddress(0)) -> None:
     """Launch ``bridge_kernel`` over every row of ``inputs`` (z, or x for the target).
 
     ``inputs``, ``drift``, ``out`` and ``target`` are 2-D with contiguous columns (any row stride);
-    ``s_rows``, ``c_rows`` and ``noise_rows`` are contiguous float32 vectors of one value per row
-    (unused ones may be any float32 tensor). The caller has validated everything.
+    ``remaining_rows`` (MEAN, TARGET), ``mean_scale_rows`` and ``noise_scale_rows`` (TARGET) are
+    contiguous float32 vectors of one value per row; ``remaining``, ``increment`` and ``address``
+    are the STEP's scalars and the noise's address (STEP, TARGET). The caller has validated everything.
     """
     rows = inputs.shape[0]
     if rows == 0 or plan.width == 0:
@@ -234,11 +238,15 @@ def launch(mode: int, plan: Plan, inputs, drift, out, target, s_rows, c_rows, no
     grid, settings = launch_grid(plan, rows, inputs.device)
     drift_tensor = drift if drift is not None else inputs
     target_tensor = target if target is not None else out
+    unused = plan.quadrature  # a float32 tensor standing in for the per-row vectors a mode does not read
     bridge_kernel[grid](
         inputs, inputs.stride(0), drift_tensor, drift_tensor.stride(0), out, out.stride(0),
-        target_tensor, target_tensor.stride(0), s_rows, c_rows, noise_rows,
+        target_tensor, target_tensor.stride(0),
+        unused if remaining_rows is None else remaining_rows,
+        unused if mean_scale_rows is None else mean_scale_rows,
+        unused if noise_scale_rows is None else noise_scale_rows,
         plan.items, plan.parameters, plan.parameters.stride(0), plan.quadrature,
         rows, plan.items.shape[0], float(remaining), float(increment),
-        *address_words(seed, step_index, row_offset),
+        *address_words(address),
         MODE=mode, HAS_DRIFT=drift is not None, KINDS=plan.kinds, CLASSES=plan.classes, **settings,
     )

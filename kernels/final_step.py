@@ -13,6 +13,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from omegabridge.core.noise import NoiseAddress
+
 from . import philox, posterior, special
 from .bridge import address_words, launch_grid
 from .philox import STREAM_FINAL_UNIFORM, STREAM_SPHERE_DIRECTION, STREAM_STEP, STREAM_VMF_FIRST
@@ -341,7 +343,7 @@ def final_step_kernel(z_ptr, z_stride, drift_ptr, drift_stride, out_ptr, out_str
                                    offset_high, HAS_DRIFT, WIDE_TILE, ROWS_PER_PROGRAM, TILE)
 
 
-def launch(plan: Plan, z, drift, out, remaining: float, seed: int, step_index: int, row_offset: int) -> None:
+def launch(plan: Plan, z, drift, out, remaining: float, address: NoiseAddress) -> None:
     """Launch ``final_step_kernel`` over every row of ``z`` (columns contiguous, any row stride)."""
     rows = z.shape[0]
     if rows == 0 or plan.width == 0:
@@ -351,6 +353,6 @@ def launch(plan: Plan, z, drift, out, remaining: float, seed: int, step_index: i
     final_step_kernel[grid](
         z, z.stride(0), drift_tensor, drift_tensor.stride(0), out, out.stride(0), plan.items, plan.parameters,
         plan.parameters.stride(0), plan.lattice, plan.lattice.stride(0), rows, plan.items.shape[0], float(remaining),
-        *address_words(seed, step_index, row_offset),
+        *address_words(address),
         HAS_DRIFT=drift is not None, KINDS=plan.kinds, CLASSES=plan.classes, **settings,
     )

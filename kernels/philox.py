@@ -19,7 +19,7 @@ PHILOX_M1 = tl.constexpr(0xCD9E8D57)
 PHILOX_W0 = tl.constexpr(0x9E3779B9)
 PHILOX_W1 = tl.constexpr(0xBB67AE85)
 UNIFORM_SCALE = tl.constexpr(5.9604644775390625e-08)  # 2^-24
-# Streams of docs/noise.md (omegabridge/noise.py).
+# Streams of docs/noise.md (omegabridge/core/noise.py).
 STREAM_STEP = tl.constexpr(0)
 STREAM_FINAL_UNIFORM = tl.constexpr(1)
 STREAM_SPHERE_DIRECTION = tl.constexpr(2)

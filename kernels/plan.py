@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from omegabridge.domains import Kind, SegmentTable
+from omegabridge.core.segments import Kind, SegmentTable
 
 ELEMENTWISE_BLOCKS = (4, 16)  # classes 0, 1
 GROUP_BLOCKS = (8, 32, 64, 256, 1024)  # classes 2..6

@@ -1,7 +1,7 @@
 """Per-domain posterior means m(z, s) of bridge-math.md section 2 on Triton tiles.
 
 The same formulas as ``csrc/include/omegabridge/posterior.h`` (C++/CUDA) and
-``omegabridge/reference.py`` (torch): element-wise kinds take per-column parameters broadcast
+``omegabridge/reference/`` (torch): element-wise kinds take per-column parameters broadcast
 over the tile's rows; group kinds (categorical, sphere) reduce over the tile's columns, one
 group per tile. ``sigma`` and ``s`` are scalars (the step) or per-row columns (the target).
 """
@@ -13,7 +13,7 @@ import triton.language as tl
 
 from . import special
 
-# Segment kinds (omegabridge.domains.Kind).
+# Segment kinds (omegabridge.core.domains.Kind).
 REAL = tl.constexpr(0)
 INTERVAL = tl.constexpr(1)
 HALFLINE_LOWER = tl.constexpr(2)

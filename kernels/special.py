@@ -1,7 +1,7 @@
 """Special functions of the standard normal and branch-free float32 math, in Triton.
 
 The same formulas as ``csrc/include/omegabridge/{fastmath,special}.h`` (the C++/CUDA source of
-truth) and ``omegabridge/special.py`` (the torch reference), written only from operations
+truth) and ``omegabridge/core/special.py`` (the torch reference), written only from operations
 that both the GPU compiler and the CPU interpreter (``TRITON_INTERPRET=1``, which has no
 libdevice) can run. Everything rests on the mean excess G(x) = 1/R(x) - x, a fitted
 polynomial in q = (x - 2)/(x + 2) (see special.h), so no erfc or erfcx is needed.

@@ -3,6 +3,12 @@
 Every sample lands in the domain exactly: a closed-form singular drift from
 Doob's h-transform (Liu, Wu, Ye, Liu, ICLR 2023) plus a learned neural drift.
 
+The package in layers, each importing only from the ones above it in this list:
+``errors`` and ``files``; ``core`` (domains, segment table, schedules, noise, special
+functions); ``reference`` (the torch oracle); ``ops`` (the fused ops, their validation,
+the backend registry and the backends); ``bridge`` (``Bridge``); ``models``; ``training``;
+``tabular`` and ``fields``; ``demos``; ``cli``.
+
 Example:
     >>> import omegabridge as ob
     >>> domain = ob.Product([ob.Interval(-1.0, 1.0), ob.HalfLine(low=0.0), ob.Categorical(4)])
@@ -12,9 +18,12 @@ Example:
     True
 """
 
-from omegabridge import models, schedules
-from omegabridge.bridge import Bridge
-from omegabridge.domains import (
+import sys
+
+from omegabridge.version import __version__
+from omegabridge import ops, reference
+from omegabridge.core import schedules
+from omegabridge.core.domains import (
     Binary,
     Categorical,
     Domain,
@@ -23,23 +32,28 @@ from omegabridge.domains import (
     Lattice,
     Product,
     Real,
-    SegmentTable,
     Sphere,
 )
-from omegabridge.errors import BackendUnavailableError, DomainError, ModelOutputError
-from omegabridge.trainer import Trainer, TrainingCheckpointError, TrainingRecord
-from omegabridge.training import fit
-from omegabridge.tabular import (
+from omegabridge.core.segments import SegmentTable
+from omegabridge.errors import (
+    BackendUnavailableError,
     CheckpointError,
-    ColumnSpec,
+    DomainError,
+    ModelOutputError,
     NotFittedError,
-    Schema,
     SchemaError,
-    TabularBridge,
-    infer_schema,
+    TrainingCheckpointError,
 )
+from omegabridge.bridge import Bridge
+from omegabridge import models, training
+from omegabridge.training import Trainer, TrainingRecord, fit
+from omegabridge.tabular import ColumnSpec, Schema, TabularBridge, infer_schema
 
-__version__ = "0.1.0"
+# Older names of two public modules: ``ob.dispatch`` is ``ob.ops``; ``omegabridge.schedules`` is
+# ``omegabridge.core.schedules``. Registered as modules, so ``import omegabridge.dispatch`` works too.
+dispatch = ops
+sys.modules[__name__ + ".dispatch"] = ops
+sys.modules[__name__ + ".schedules"] = schedules
 
 __all__ = [
     "Bridge",
@@ -55,6 +69,10 @@ __all__ = [
     "SegmentTable",
     "schedules",
     "models",
+    "ops",
+    "dispatch",
+    "reference",
+    "training",
     "fit",
     "Trainer",
     "TrainingRecord",

@@ -17,10 +17,13 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from omegabridge import cuda_graphs, dispatch, noise, reference
-from omegabridge.domains import Domain
+from omegabridge import ops
+from omegabridge.core import noise
+from omegabridge.core.domains import Domain
+from omegabridge.core.schedules import Schedule, Table, for_reach
+from omegabridge.core.segments import membership
 from omegabridge.errors import DomainError, ModelOutputError
-from omegabridge.schedules import Schedule, Table, for_reach
+from omegabridge.ops import cuda_graphs
 
 __all__ = ["Bridge"]
 
@@ -34,7 +37,7 @@ class Bridge:
 
     Args:
         domain: any omegabridge domain (a factor or a ``Product``).
-        schedule: a schedule from ``omegabridge.schedules``; by default one scaled to the domain,
+        schedule: a schedule from ``ob.schedules``; by default one scaled to the domain,
             ``schedules.for_reach(domain.reach)`` = ``Exp(a=3, b=max(1, reach)^2)`` (``Exp(3, 1)``
             for unit-scale domains, ``Exp(3, 255^2)`` for 8-bit pixels).
         steps: number of time steps N (default 1000; a ``Table`` schedule fixes it itself).
@@ -107,7 +110,7 @@ class Bridge:
         if x.shape[0] == 0:
             raise ValueError(f"{name} has no rows")
         x = x.to(torch.float32)
-        inside = reference.membership(x, self.table)
+        inside = membership(x, self.table)
         if not bool(inside.all()):
             raise DomainError(_describe_outside(x, inside, self.table, name))
         return x
@@ -173,7 +176,7 @@ class Bridge:
         index = time_index.to(device="cpu", dtype=torch.int64)
         remaining_float64 = self.time_grid.remaining[index]
         remaining = remaining_float64.to(torch.float32).to(device)
-        z_t, target = dispatch.bridge_target(
+        z_t, target = ops.bridge_target(
             x,
             self.table,
             mean_scale=self._mean_scale[index].to(torch.float32).to(device),
@@ -227,7 +230,7 @@ class Bridge:
         is checked for non-finite values into a device flag read once per batch.
         ``cuda_graph=True`` (with ``device="cuda"`` and backend ``"cuda"`` or ``"auto"``)
         captures one step, model plus fused CUDA step, in a CUDA graph per batch and replays
-        it for every step (``omegabridge.cuda_graphs``); where that is impossible (another
+        it for every step (``omegabridge.ops.cuda_graphs``); where that is impossible (another
         device or backend, a model that cannot be captured) it warns and samples without a
         graph, giving the same sample.
         """
@@ -243,7 +246,7 @@ class Bridge:
             raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
         if model is not None and not callable(model):
             raise TypeError(f"model must be callable as model(z, t) or None, got {type(model).__name__}")
-        device = dispatch.check_device(device)
+        device = ops.check_device(device)
         use_graph = False
         if cuda_graph:
             reason = cuda_graphs.unavailable_reason(device, backend, self.steps)
@@ -251,7 +254,7 @@ class Bridge:
                 warnings.warn(f"cuda_graph=True: {reason}; sampling without a CUDA graph", RuntimeWarning, stacklevel=2)
             else:
                 use_graph, backend = True, "cuda"
-        dispatch.resolve_backend(backend, device)
+        ops.resolve_backend(backend, device)
         times = self.time_grid.t[:-1].to(torch.float32).to(device)
         out = torch.empty(n, self.width, dtype=torch.float32, device=device)
         batches = [(start, min(n, start + batch_size)) for start in range(0, n, batch_size)]
@@ -285,7 +288,7 @@ class Bridge:
             )
         for k in range(first, last):
             drift = _drift(model, z, times[k], k, finite)
-            z = dispatch.step(
+            z = ops.step(
                 z,
                 drift,
                 self.table,
@@ -299,7 +302,7 @@ class Bridge:
             )
             bar.update(1)
         drift = _drift(model, z, times[last], last, finite)
-        x = dispatch.final_step(
+        x = ops.final_step(
             z,
             drift,
             self.table,

@@ -28,15 +28,12 @@ __all__ = ["main", "build_parser", "parse_target"]
 
 from omegabridge.tabular.sample_parts import PARTIAL_SUFFIX
 from omegabridge.tabular.table_files import MAX_PARTS
+from omegabridge.errors import UsageError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """Bad usage found after parsing (reported with exit code 2)."""
 
 
 def _integer(name: str, minimum: int, maximum: int | None = None):
@@ -76,8 +73,8 @@ def parse_target(text: str) -> tuple[str, float | None]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with the subcommands fit, sample, evaluate and demo."""
-    from omegabridge import __version__
-    from omegabridge.demo import DemoConfig
+    from omegabridge.version import __version__
+    from omegabridge.demos.tables import DemoConfig
 
     parser = argparse.ArgumentParser(
         prog="omegabridge",
@@ -174,7 +171,7 @@ def _fraction(name: str):
 
 
 def _device_name(text: str) -> str:
-    from omegabridge.dispatch import check_device
+    from omegabridge.ops import check_device
     from omegabridge.errors import BackendUnavailableError
 
     try:
@@ -218,7 +215,7 @@ def _read_schema_file(path: str | None) -> dict | None:
 
 
 def _fit(args) -> int:
-    from omegabridge import distributed
+    from omegabridge.training import distributed
     from omegabridge.tabular import TabularBridge
     from omegabridge.tabular.table_files import read_table
 
@@ -251,7 +248,7 @@ def _fit(args) -> int:
 def _sample(args) -> int:
     from tqdm.auto import tqdm
 
-    from omegabridge import distributed
+    from omegabridge.training import distributed
     from omegabridge.tabular import TabularBridge
     from omegabridge.tabular.sample_parts import worker_parts
     from omegabridge.tabular.table_files import output_kind, write_chunks
@@ -295,7 +292,7 @@ def _sample(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from omegabridge import metrics
+    from omegabridge.tabular import metrics
     from omegabridge.tabular import TabularBridge, infer_schema
     from omegabridge.tabular.table_files import read_table
 
@@ -311,7 +308,7 @@ def _evaluate(args) -> int:
         if args.test:
             test = read_table(args.test)
         else:
-            from omegabridge.demo import split_frame
+            from omegabridge.demos.tables import split_frame
 
             train, test, _, _ = split_frame(real, args.seed)
             print("note: no --test given; efficacy is measured on 20% of REAL, which the generator may have seen")
@@ -328,7 +325,7 @@ def _evaluate(args) -> int:
 
 
 def _demo(args) -> int:
-    from omegabridge import demo
+    from omegabridge.demos import tables as demo
 
     if args.name is not None:
         return _field_demo(args)
@@ -347,14 +344,14 @@ def _demo(args) -> int:
 def _field_demo_parts(name: str):
     """(quick sizes, config class, run function) of the field demo ``name``."""
     if name == "points":
-        from omegabridge import point_demo
+        from omegabridge.demos import points as point_demo
 
         return point_demo.POINTS_QUICK, point_demo.PointsConfig, point_demo.run_points
     if name == "digits":
-        from omegabridge import digit_demo
+        from omegabridge.demos import digits as digit_demo
 
         return digit_demo.DIGITS_QUICK, digit_demo.DigitsConfig, digit_demo.run_digits
-    from omegabridge import field_demos
+    from omegabridge.demos import segments as field_demos
 
     return field_demos.SEGMENTS_QUICK, field_demos.SegmentsConfig, field_demos.run_segments
 
@@ -375,10 +372,10 @@ def _field_demo(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script passes it to sys.exit)."""
-    from omegabridge.demo import MissingDependencyError
+    from omegabridge.errors import MissingDependencyError
     from omegabridge.errors import DomainError
     from omegabridge.tabular import CheckpointError, SchemaError
-    from omegabridge.tabular.table_files import TableFileError
+    from omegabridge.errors import TableFileError
 
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with code 2 and a message on a bad command or option

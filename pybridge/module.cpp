@@ -4,7 +4,7 @@
 // Functions take raw data pointers (Python ints from tensor.data_ptr()) of row-major
 // contiguous buffers, sizes and a Layout (the segment table, preprocessed once), release
 // the GIL while they run, and never allocate a tensor. The Python dispatch layer
-// (omegabridge/dispatch.py) checks dtypes, shapes, contiguity and devices once; here only
+// (omegabridge/ops/functional.py) checks dtypes, shapes, contiguity and devices once; here only
 // cheap argument checks are made.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

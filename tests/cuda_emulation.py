@@ -62,13 +62,13 @@ def load():
 
 
 def patch_backend(monkeypatch, extension) -> None:
-    """Put ``extension`` (from ``load()``) behind omegabridge.cuda_backend for one test, its four
+    """Put ``extension`` (from ``load()``) behind omegabridge.ops.backends.cuda for one test, its four
     torch.cuda calls replaced, so dispatch's backend="cuda" runs on CPU tensors."""
     import contextlib
 
     import torch
 
-    from omegabridge import cuda_backend
+    from omegabridge.ops.backends import cuda as cuda_backend
 
     monkeypatch.setattr(cuda_backend, "load", lambda: extension)
     monkeypatch.setattr(cuda_backend, "unavailable_reason", lambda device=None: "")

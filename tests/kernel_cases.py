@@ -104,7 +104,8 @@ def target_inputs(domain, rows: int, generator):
 
 def check_target(z_t, target, x, table, c, sigma, s, seed: int, step: int, row_offset: int, what: str) -> None:
     """A kernel's (z_t, target): z_t to float rounding, the target against the reference at the kernel's own z_t."""
-    from omegabridge import noise, reference
+    from omegabridge.core import noise
+    from omegabridge import reference
 
     eps = noise.normals(seed, step, row_offset, x.shape[0], x.shape[1], noise.STREAM_TRAIN, dtype=F64)
     expected_z = c.to(F64) * x.to(F64) + sigma.to(F64) * eps

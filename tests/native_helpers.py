@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from omegabridge import _native
+from omegabridge.ops import native as _native
 
 
 def require_extension():

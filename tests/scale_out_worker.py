@@ -16,7 +16,7 @@ import sys
 import torch
 
 import omegabridge as ob
-from omegabridge import distributed
+from omegabridge.training import distributed
 
 TRAIN_ROWS, ITERATIONS, BATCH = 300, 24, 32
 

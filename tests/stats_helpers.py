@@ -17,8 +17,9 @@ import torch
 from scipy import stats
 
 import omegabridge as ob
-from omegabridge import noise, reference
-from omegabridge.domains import Kind
+from omegabridge.core import noise
+from omegabridge import reference
+from omegabridge.core.segments import Kind
 
 F64 = torch.float64
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import dispatch
+from omegabridge import ops as dispatch
 from omegabridge.errors import BackendUnavailableError, DomainError, ModelOutputError
 
 

@@ -128,7 +128,7 @@ def test_fit_prints_the_schema_and_writes_a_loadable_checkpoint(work):
 
 def test_an_interrupted_fit_keeps_its_state_and_the_rerun_resumes_to_the_same_model(work, tmp_path, capsys,
                                                                                    monkeypatch):
-    from omegabridge import trainer
+    from omegabridge.training import trainer
 
     model, partial = tmp_path / "m.ckpt", tmp_path / "m.ckpt.partial"
     argv = ["fit", work.data, "-o", model, "--schema", work.schema, "--iterations", "9", "--steps", "5",

@@ -28,7 +28,9 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import cpu_backend, dispatch, noise, reference
+from omegabridge.ops.backends import cpu as cpu_backend
+from omegabridge import ops as dispatch, reference
+from omegabridge.core import noise
 from omegabridge.errors import BackendUnavailableError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # native_helpers, also under --import-mode=importlib

@@ -22,7 +22,10 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import cuda_backend, noise, reference
+from omegabridge.core.segments import Kind
+from omegabridge.ops.backends import cuda as cuda_backend
+from omegabridge.core import noise
+from omegabridge import reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, also under --import-mode=importlib
 import cuda_emulation  # noqa: E402
@@ -236,7 +239,7 @@ def test_a_row_with_an_invalid_s_gets_nan_not_finite_numbers(bad, generator):
     s = torch.full((5, 1), 0.3)
     s[2] = bad
     m = kernel_mean(table, z, s)
-    depends_on_s = table.column_kinds != int(ob.domains.Kind.REAL)
+    depends_on_s = table.column_kinds != int(Kind.REAL)
     assert torch.isnan(m[2, depends_on_s]).all() and torch.isfinite(m[[0, 1, 3, 4]]).all()
     z_t, target = kernel_target(table, domain.project(z), torch.full((5, 1), 0.5), torch.full((5, 1), 0.5), s, 3, 1)
     assert torch.isnan(target[2]).all() and torch.isfinite(target[[0, 1, 3, 4]]).all()
@@ -245,7 +248,7 @@ def test_a_row_with_an_invalid_s_gets_nan_not_finite_numbers(bad, generator):
 
 def test_the_emulated_and_cpu_kernels_agree_on_a_whole_sample(generator):
     """Steps 0 .. N-2 and the last step of the pure bridge, chained as Bridge.sample chains them."""
-    from omegabridge import cpu_backend
+    from omegabridge.ops.backends import cpu as cpu_backend
 
     if not cpu_backend.is_available():
         pytest.skip("the C++ CPU extension is not built here")
@@ -262,7 +265,7 @@ def test_the_emulated_and_cpu_kernels_agree_on_a_whole_sample(generator):
 
 
 # ----------------------------------------------------------------------------------------
-# omegabridge.cuda_backend and dispatch's backend="cuda" on top of the emulated kernels
+# omegabridge.ops.backends.cuda and dispatch's backend="cuda" on top of the emulated kernels
 # ----------------------------------------------------------------------------------------
 @pytest.fixture
 def emulated_backend(monkeypatch):
@@ -271,7 +274,7 @@ def emulated_backend(monkeypatch):
 
 
 def test_dispatch_runs_backend_cuda_with_outputs_in_place_and_reduced_inputs(emulated_backend, generator):
-    from omegabridge import dispatch
+    from omegabridge import ops as dispatch
 
     domain = DOMAINS["mixed"]
     table = domain.segment_table()
@@ -303,7 +306,7 @@ def test_dispatch_runs_backend_cuda_with_outputs_in_place_and_reduced_inputs(emu
 
 
 def test_bridge_sample_on_backend_cuda_agrees_with_the_cpu_kernels(emulated_backend):
-    from omegabridge import cpu_backend
+    from omegabridge.ops.backends import cpu as cpu_backend
 
     if not cpu_backend.is_available():
         pytest.skip("the C++ CPU extension is not built here")
@@ -323,7 +326,7 @@ def test_bridge_sample_on_backend_cuda_agrees_with_the_cpu_kernels(emulated_back
 def test_the_sampling_bench_runs_its_cuda_variant(emulated_backend, tmp_path):
     """bench/sampling.py's backend='cuda' path (the GPU session's end-to-end bench) on the emulated
     kernels: it samples, times the step alone, and agrees with the CPU kernels' sample."""
-    from omegabridge import cpu_backend
+    from omegabridge.ops.backends import cpu as cpu_backend
 
     if not cpu_backend.is_available():
         pytest.skip("the C++ CPU extension is not built here")

@@ -39,7 +39,10 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import cuda_backend, dispatch, noise, reference
+from omegabridge.core.segments import Kind
+from omegabridge.ops.backends import cuda as cuda_backend
+from omegabridge import ops as dispatch, reference
+from omegabridge.core import noise
 from omegabridge.errors import BackendUnavailableError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, also under --import-mode=importlib
@@ -192,9 +195,9 @@ def test_layout_gives_every_column_to_exactly_one_thread(name):
             for j in range(4):
                 if width >> j & 1:
                     covered[offset + j] += 1
-                    assert int(kinds[offset + j]) not in (int(ob.domains.Kind.CATEGORICAL), int(ob.domains.Kind.SPHERE))
+                    assert int(kinds[offset + j]) not in (int(Kind.CATEGORICAL), int(Kind.SPHERE))
         else:
-            assert kind == int(kinds[offset]) and kind in (int(ob.domains.Kind.CATEGORICAL), int(ob.domains.Kind.SPHERE))
+            assert kind == int(kinds[offset]) and kind in (int(Kind.CATEGORICAL), int(Kind.SPHERE))
             covered[offset : offset + width] += 1
     assert bool((covered == 1).all()), f"{name}: columns covered {covered.tolist()}"
     assert plan.width == domain.width and plan.nbytes % 16 == 0
@@ -364,7 +367,7 @@ def test_uniforms_are_the_cpu_backends_bit_for_bit_and_normals_agree(row_offset,
     step, stream = 2**31 + 7, int(torch.randint(0, 2**16, (1,), generator=generator))
     uniform = cuda_backend.uniforms(seed, step, row_offset, rows, width, stream, device=DEVICE).cpu()
     assert torch.equal(uniform, noise.uniforms(seed, step, row_offset, rows, width, stream, torch.float32))
-    from omegabridge import _native
+    from omegabridge.ops import native as _native
 
     native = _native.load()
     if native is not None:  # the CPU backend's own uniforms (make test builds it)
@@ -469,7 +472,7 @@ def test_a_row_with_an_invalid_s_gets_nan_not_finite_numbers(bad, generator):
     s = torch.full((5, 1), 0.3)
     s[2] = bad
     m = kernel_mean(table, z, s)
-    depends_on_s = table.column_kinds != int(ob.domains.Kind.REAL)
+    depends_on_s = table.column_kinds != int(Kind.REAL)
     assert torch.isnan(m[2, depends_on_s]).all() and torch.isfinite(m[[0, 1, 3, 4]]).all()
     z_t, target = kernel_target(table, domain.project(z), torch.full((5, 1), 0.5), torch.full((5, 1), 0.5), s, 3, 1)
     assert torch.isnan(target[2]).all() and torch.isfinite(target[[0, 1, 3, 4]]).all()
@@ -478,7 +481,7 @@ def test_a_row_with_an_invalid_s_gets_nan_not_finite_numbers(bad, generator):
 
 @needs_real_gpu
 def test_cpu_and_cuda_backends_agree_on_a_sample():
-    from omegabridge import cpu_backend
+    from omegabridge.ops.backends import cpu as cpu_backend
 
     if not cpu_backend.is_available():
         pytest.skip("the C++ CPU extension is not built here")

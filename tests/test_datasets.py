@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omegabridge import datasets
+from omegabridge.fields import datasets
 
 
 def test_scenes_are_seeded_in_range_and_sky_above_ground():

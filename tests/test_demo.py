@@ -16,7 +16,8 @@ pytest.importorskip("statsmodels")
 
 import pandas as pd  # noqa: E402
 
-from omegabridge import cli, demo  # noqa: E402
+from omegabridge import cli  # noqa: E402
+from omegabridge.demos import common, tables as demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLUMNS = [
@@ -172,7 +173,7 @@ def test_console_script_is_declared():
 
 
 def test_split_is_a_seeded_partition():
-    train, test = demo.split(100, seed=3)
-    again, _ = demo.split(100, seed=3)
+    train, test = common.split(100, seed=3)
+    again, _ = common.split(100, seed=3)
     assert len(test) == 20 and sorted(np.concatenate([train, test]).tolist()) == list(range(100))
-    assert (train == again).all() and not (train == demo.split(100, seed=4)[0]).all()
+    assert (train == again).all() and not (train == common.split(100, seed=4)[0]).all()

@@ -14,7 +14,8 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("pandas")
 
-from omegabridge import cli, demo, digit_demo  # noqa: E402
+from omegabridge import cli  # noqa: E402
+from omegabridge.demos import common, digits as digit_demo, tables as demo
 
 FILES = ["digits_field.png", "digits_metrics.json", "digits_samples.npy"]
 SCORED = {"U-Net", "flat MLP", "independent pixels", "held-out real"}
@@ -74,9 +75,9 @@ def test_the_saved_samples_are_digits_on_the_lattice_scored_as_reported(quick_ru
     assert samples.shape == (digit_demo.DIGITS_QUICK["samples"], 8, 8)
     assert samples.min() >= 0 and samples.max() <= 16
     # Rescore the saved images with a classifier fitted here on the same split: the reported U-Net scores are theirs.
-    pixels, labels = demo.load_digits()
-    train_rows, test_rows = demo.split(len(pixels), seed=0)
-    classifier = demo.digit_classifier(pixels.to_numpy()[train_rows], labels[train_rows])
+    pixels, labels = common.load_digits()
+    train_rows, test_rows = common.split(len(pixels), seed=0)
+    classifier = common.digit_classifier(pixels.to_numpy()[train_rows], labels[train_rows])
     probabilities = classifier.predict_proba(samples.reshape(len(samples), 64).astype(float))
     histogram = np.bincount(probabilities.argmax(axis=1), minlength=10) / len(samples)
     reported = json.loads((output / "digits_metrics.json").read_text())["scores"]["U-Net"]
@@ -106,7 +107,7 @@ def test_independent_pixels_keep_each_marginal_and_break_the_dependence():
     train = np.stack([np.stack([first, first], axis=1), np.stack([rng.integers(0, 17, 400), np.full(400, 7)], axis=1)],
                      axis=1)[:, None]  # (400, 1, 2, 2)
     count = 20000
-    drawn = digit_demo.independent_pixels(train, count, seed=3)
+    drawn = common.independent_pixels(train, count, seed=3)
     assert drawn.shape == (count, 1, 2, 2)
     tolerance = 0.02  # a share's sampling sd is at most sqrt(0.25 / 20000) = 0.0035: the bound is over 5 sd
     for row in range(2):
@@ -119,7 +120,7 @@ def test_independent_pixels_keep_each_marginal_and_break_the_dependence():
     agreement = np.mean(drawn[:, 0, 0, 0] == drawn[:, 0, 0, 1])
     independent_agreement = sum(share ** 2 for share in (0.5, 0.3, 0.2))  # 0.38 in the ideal marginal
     assert abs(agreement - independent_agreement) < 0.05, agreement
-    assert np.array_equal(digit_demo.independent_pixels(train, 50, seed=3), digit_demo.independent_pixels(train, 50, seed=3))
+    assert np.array_equal(common.independent_pixels(train, 50, seed=3), common.independent_pixels(train, 50, seed=3))
 
 
 class _IdentityClassifier:

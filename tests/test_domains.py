@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge.domains import Kind
+from omegabridge.core.segments import Kind
 
 
 @pytest.mark.parametrize(

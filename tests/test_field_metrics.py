@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omegabridge import datasets, field_metrics as fm
+from omegabridge.fields import datasets, metrics as fm
 
 
 def test_class_frequency_and_cooccurrence_by_hand():

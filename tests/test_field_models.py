@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge.field_models import DriftSetNetwork, DriftUNet
+from omegabridge.models import DriftSetNetwork, DriftUNet
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import dispatch, reference
+from omegabridge import ops as dispatch, reference
 
 F64 = torch.float64
 

@@ -17,7 +17,9 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import cpu_backend, dispatch, noise, reference
+from omegabridge.ops.backends import cpu as cpu_backend
+from omegabridge import ops as dispatch, reference
+from omegabridge.core import noise
 
 F64 = torch.float64
 LATTICES = [(0.0, 1.0, 256), (-3.0, 0.25, 4096), (0.0, 1.0, 36), (-2.0, 0.5, 40)]

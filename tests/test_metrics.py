@@ -1,4 +1,4 @@
-"""Tests of omegabridge.metrics: expected values are worked out by hand or by an independent formula."""
+"""Tests of omegabridge.tabular.metrics: expected values are worked out by hand or by an independent formula."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 pd = pytest.importorskip("pandas")
 
-from omegabridge.metrics import (  # noqa: E402
+from omegabridge.tabular.metrics import (
     association_error,
     association_matrix,
     column_fidelity,

@@ -1,4 +1,4 @@
-"""The C++ extension (omegabridge._native_ext) against the torch reference omegabridge.noise.
+"""The C++ extension (omegabridge._native_ext) against the torch reference omegabridge.core.noise.
 
 Words and uniforms must agree bit for bit, normals up to float rounding (docs/noise.md).
 Skipped when the extension is not built, unless OMEGABRIDGE_REQUIRE_NATIVE=1 (then failing).
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from omegabridge import _native
-from omegabridge import noise
+from omegabridge.ops import native as _native
+from omegabridge.core import noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # native_helpers, also under --import-mode=importlib
 from native_helpers import require_extension  # noqa: E402

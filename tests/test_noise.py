@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from omegabridge import noise
+from omegabridge.core import noise
 
 # Known-answer vectors of Random123 (kat_vectors, philox4x32_10): (counter, key, output).
 KNOWN_ANSWERS = [

@@ -9,8 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from omegabridge import cli, datasets, field_metrics as fm
-from omegabridge.point_demo import POINTS_QUICK, PointsConfig, independent_coordinates
+from omegabridge import cli
+from omegabridge.fields import datasets, metrics as fm
+from omegabridge.demos.points import POINTS_QUICK, PointsConfig, independent_coordinates
 
 ROWS = {"omegabridge", "independent coordinates", "held-out real (train vs test)"}
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import dispatch, reference
+from omegabridge.core.segments import Kind
+from omegabridge import ops as dispatch, reference
 
 F64 = torch.float64
 
@@ -97,11 +98,11 @@ def test_continuous_closed_forms_match_autograd(factor, request):
     generator = _fresh_generator(request)
     s, u = _scalar_case(generator)
     segment = factor.segments()[0]
-    anchor = segment.high if segment.kind == ob.domains.Kind.HALFLINE_UPPER else segment.low
+    anchor = segment.high if segment.kind == Kind.HALFLINE_UPPER else segment.low
     z = anchor + u * torch.sqrt(s)
-    if segment.kind == ob.domains.Kind.INTERVAL:
+    if segment.kind == Kind.INTERVAL:
         log_h = lambda v: _log_h_interval(v, s, segment.low, segment.high)  # noqa: E731
-    elif segment.kind == ob.domains.Kind.HALFLINE_LOWER:
+    elif segment.kind == Kind.HALFLINE_LOWER:
         log_h = lambda v: torch.special.log_ndtr((v - segment.low) / torch.sqrt(s))  # noqa: E731
     else:
         log_h = lambda v: torch.special.log_ndtr((segment.high - v) / torch.sqrt(s))  # noqa: E731
@@ -242,8 +243,8 @@ def _check_float32(factor, z, s, exact, what, backend):
 def test_float32_far_tails_continuous(factor, request, backend):
     generator = _fresh_generator(request)
     segment = factor.segments()[0]
-    a = segment.low if segment.kind in (ob.domains.Kind.INTERVAL, ob.domains.Kind.HALFLINE_LOWER) else None
-    b = segment.high if segment.kind in (ob.domains.Kind.INTERVAL, ob.domains.Kind.HALFLINE_UPPER) else None
+    a = segment.low if segment.kind in (Kind.INTERVAL, Kind.HALFLINE_LOWER) else None
+    b = segment.high if segment.kind in (Kind.INTERVAL, Kind.HALFLINE_UPPER) else None
     rows = 300
     zs, ss = [], []
     for anchor in [v for v in (a, b) if v is not None]:

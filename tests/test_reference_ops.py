@@ -15,7 +15,8 @@ import torch
 from scipy import stats
 
 import omegabridge as ob
-from omegabridge import dispatch, noise, reference
+from omegabridge import ops as dispatch, reference
+from omegabridge.core import noise
 
 ROWS = 20000
 P_MIN = 1e-4  # a correct sampler fails a single check at most 1 time in 10,000

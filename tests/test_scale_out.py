@@ -20,11 +20,11 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import distributed
+from omegabridge.training import distributed
 from omegabridge.tabular import TabularBridge
 from omegabridge.tabular.sample_parts import JOB_FILE, PARTIAL_SUFFIX, part_rows
 from omegabridge.tabular.table_files import read_table
-from omegabridge.trainer import TrainingCheckpointError
+from omegabridge.errors import TrainingCheckpointError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "scale_out_worker.py")

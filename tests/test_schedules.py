@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import omegabridge as ob
-from omegabridge import schedules
+from omegabridge.core import schedules
 
 F64 = torch.float64
 SCHEDULES = [

@@ -38,7 +38,11 @@ import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 import omegabridge as ob  # noqa: E402
-from omegabridge import dispatch, noise, reference, triton_backend  # noqa: E402
+from omegabridge.core.noise import NoiseAddress  # noqa: E402
+from omegabridge.core.segments import Kind  # noqa: E402
+from omegabridge import ops as dispatch, reference  # noqa: E402
+from omegabridge.core import noise
+from omegabridge.ops.backends import triton as triton_backend
 from omegabridge.errors import BackendUnavailableError  # noqa: E402
 from omegabridge.kernels import bridge, final_step, philox  # noqa: E402
 from omegabridge.kernels.plan import ELEMENTWISE_BLOCKS, GROUP_BLOCKS, build_plan  # noqa: E402
@@ -73,16 +77,15 @@ def kernel_mean(table, z, s):
     z = z.to(DEVICE)
     out = _poisoned(z)
     s = s.reshape(-1).to(torch.float32).to(DEVICE).contiguous()
-    bridge.launch(bridge.MEAN.value, build_plan(table, DEVICE), z, None, out, None, s, s, s, 1.0, 1.0, 0, 0, 0)
+    bridge.launch(bridge.MEAN.value, build_plan(table, DEVICE), z, out=out, remaining_rows=s)
     return out.cpu()
 
 
 def kernel_step(table, z, f, s, db, seed, step, row_offset=0):
     z = z.to(DEVICE)
     out = _poisoned(z)
-    unused = _scalar_rows(1)
-    bridge.launch(bridge.STEP.value, build_plan(table, DEVICE), z, None if f is None else f.to(DEVICE), out, None,
-                  unused, unused, unused, s, db, seed, step, row_offset)
+    bridge.launch(bridge.STEP.value, build_plan(table, DEVICE), z, drift=None if f is None else f.to(DEVICE), out=out,
+                  remaining=s, increment=db, address=NoiseAddress(seed, step, row_offset))
     return out.cpu()
 
 
@@ -90,15 +93,15 @@ def kernel_target(table, x, c, sigma, s, seed, step, row_offset=0):
     x = x.to(DEVICE)
     z_t, target = _poisoned(x), _poisoned(x)
     c, sigma, s = (v.reshape(-1).to(torch.float32).to(DEVICE).contiguous() for v in (c, sigma, s))
-    bridge.launch(bridge.TARGET.value, build_plan(table, DEVICE), x, None, z_t, target, s, c, sigma, 1.0, 1.0,
-                  seed, step, row_offset)
+    bridge.launch(bridge.TARGET.value, build_plan(table, DEVICE), x, out=z_t, target=target, remaining_rows=s,
+                  mean_scale_rows=c, noise_scale_rows=sigma, address=NoiseAddress(seed, step, row_offset))
     return z_t.cpu(), target.cpu()
 
 
 def kernel_final(table, z, f, s, seed, step, row_offset=0):
     z = z.to(DEVICE)
     out = _poisoned(z)
-    final_step.launch(build_plan(table, DEVICE), z, None if f is None else f.to(DEVICE), out, s, seed, step, row_offset)
+    final_step.launch(build_plan(table, DEVICE), z, None if f is None else f.to(DEVICE), out, s, NoiseAddress(seed, step, row_offset))
     return out.cpu()
 
 
@@ -234,7 +237,7 @@ def test_strided_rows_are_read_in_place_and_give_the_contiguous_result(generator
     wide = torch.randn(z.shape[0], z.shape[1] + 7, generator=generator)
     wide[:, 3 : 3 + z.shape[1]] = z
     view = wide.to(DEVICE)[:, 3 : 3 + z.shape[1]]  # row stride width + 7, columns contiguous
-    assert triton_backend._rows_contiguous_columns(view) is view, "a row-strided input was copied"
+    assert triton_backend.BACKEND.stored(view) is view, "a row-strided input was copied"
     f = torch.randn(z.shape, generator=generator).to(DEVICE)
     kwargs = dict(remaining=0.3, increment=0.01, seed=5, step_index=2, backend="triton")
     assert torch.equal(dispatch.step(view, f, table, **kwargs), dispatch.step(view.contiguous(), f, table, **kwargs))
@@ -272,7 +275,7 @@ def test_outputs_do_not_depend_on_how_rows_are_split(generator):
 
 def test_cpu_and_triton_backends_agree_on_a_sample(generator):
     """The same seed gives the same sample on the C++ CPU kernels and on Triton (draws to float rounding)."""
-    from omegabridge import cpu_backend
+    from omegabridge.ops.backends import cpu as cpu_backend
 
     if not cpu_backend.is_available():
         pytest.skip("the C++ extension is not built here")  # make test requires it in test_cpu_kernels
@@ -312,7 +315,7 @@ def test_a_row_with_an_invalid_s_gets_nan_not_finite_numbers(bad, generator):
     s = torch.full((5, 1), 0.3)
     s[2] = bad
     m = kernel_mean(table, z, s)
-    depends_on_s = table.column_kinds != int(ob.domains.Kind.REAL)  # m = z on Real columns
+    depends_on_s = table.column_kinds != int(Kind.REAL)  # m = z on Real columns
     assert torch.isnan(m[2, depends_on_s]).all() and torch.isfinite(m[[0, 1, 3, 4]]).all()
     x = domain.project(z)
     z_t, target = kernel_target(table, x, torch.full((5, 1), 0.5), torch.full((5, 1), 0.5), s, 3, 1)

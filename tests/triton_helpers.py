@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from omegabridge import triton_backend
+from omegabridge.ops.backends import triton as triton_backend
 
 
 def require_triton() -> torch.device:

@@ -8,10 +8,10 @@ Example:
     True
 """
 
-from omegabridge.tabular.checkpoint import CheckpointError
+from omegabridge.errors import CheckpointError, NotFittedError, SchemaError
 from omegabridge.tabular.encoding import TableEncoder
-from omegabridge.tabular.schema import ColumnSpec, Schema, SchemaError, infer_schema
-from omegabridge.tabular.tabular_bridge import NotFittedError, TabularBridge
+from omegabridge.tabular.schema import ColumnSpec, Schema, infer_schema
+from omegabridge.tabular.tabular_bridge import TabularBridge
 
 __all__ = [
     "TabularBridge",

@@ -21,21 +21,18 @@ import os
 import torch
 
 from omegabridge.files import atomic_write
+from omegabridge.errors import CheckpointError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "write_checkpoint", "read_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "write_checkpoint", "read_checkpoint"]
 
 FORMAT = "omegabridge.tabular"
 FORMAT_VERSION = 1
 REQUIRED = ("schema", "encoder", "bridge", "model", "weights")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded (the message names the file and why)."""
-
-
 def write_checkpoint(path: str, content: dict) -> str:
     """Write ``content`` plus the format and version entries to ``path`` atomically."""
-    from omegabridge import __version__
+    from omegabridge.version import __version__
 
     payload = {
         "format": FORMAT,

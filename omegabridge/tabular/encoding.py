@@ -46,8 +46,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from omegabridge import domains
-from omegabridge.tabular.schema import ColumnSpec, Schema, SchemaError
+from omegabridge.core import domains
+from omegabridge.tabular.schema import ColumnSpec, Schema
+from omegabridge.errors import SchemaError
 
 __all__ = ["EXTENT", "ATOM_SHARE", "ColumnEncoding", "TableEncoder"]
 

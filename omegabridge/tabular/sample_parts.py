@@ -33,9 +33,10 @@ import os
 import shutil
 from typing import Callable
 
-from omegabridge import distributed
+from omegabridge.training import distributed
 from omegabridge.files import atomic_write, remove_temporaries, replace_folder, write_json
-from omegabridge.tabular.table_files import MAX_PARTS, TableFileError, part_name, write_manifest
+from omegabridge.tabular.table_files import MAX_PARTS, part_name, write_manifest
+from omegabridge.errors import TableFileError
 
 __all__ = ["PARTIAL_SUFFIX", "JOB_FILE", "part_rows", "worker_parts", "model_fingerprint", "write_sample_parts"]
 

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+from omegabridge.errors import SchemaError
 
-__all__ = ["KINDS", "ColumnSpec", "Schema", "SchemaError", "infer_schema"]
+__all__ = ["KINDS", "ColumnSpec", "Schema", "infer_schema"]
 
 KINDS = ("categorical", "constant", "lattice", "ordinal", "halfline", "interval", "real")
 #: Kinds with a finite set of values: fidelity is total variation (the others: Kolmogorov-Smirnov).
@@ -47,10 +48,6 @@ DISCRETE_KINDS = ("categorical", "constant", "lattice", "ordinal")
 MAX_LATTICE_POINTS = 64
 #: Non-integer numeric columns with at most this many distinct values become ordinals.
 MAX_ORDINAL_LEVELS = 12
-
-
-class SchemaError(ValueError):
-    """A schema that cannot describe the data (the message names the column and, where known, the row)."""
 
 
 @dataclass

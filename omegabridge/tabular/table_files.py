@@ -31,17 +31,14 @@ import os
 from typing import Iterable
 
 from omegabridge.files import atomic_folder, atomic_write, write_json
+from omegabridge.errors import TableFileError
 
-__all__ = ["TableFileError", "read_table", "write_table", "write_chunks", "write_manifest", "part_name", "output_kind",
+__all__ = ["read_table", "write_table", "write_chunks", "write_manifest", "part_name", "output_kind",
            "MANIFEST", "MAX_PARTS"]
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "omegabridge.sample-parts"
 MAX_PARTS = 100_000  # five digits in the part names
-
-
-class TableFileError(ValueError):
-    """A table file that cannot be read or written (the message names the path)."""
 
 
 def output_kind(path: str) -> str:

@@ -22,19 +22,19 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from omegabridge import distributed, schedules
+from omegabridge.training import distributed
+from omegabridge.core import schedules
 from omegabridge.bridge import Bridge
 from omegabridge.models import DriftMLP
-from omegabridge.tabular.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from omegabridge.errors import CheckpointError
+from omegabridge.tabular.checkpoint import read_checkpoint, write_checkpoint
 from omegabridge.tabular.encoding import TableEncoder
-from omegabridge.tabular.schema import Schema, SchemaError, infer_schema
-from omegabridge.trainer import Trainer
+from omegabridge.tabular.schema import Schema, infer_schema
+from omegabridge.errors import SchemaError
+from omegabridge.training.trainer import Trainer
+from omegabridge.errors import NotFittedError
 
-__all__ = ["TabularBridge", "NotFittedError"]
-
-
-class NotFittedError(RuntimeError):
-    """``sample``, ``transform`` or ``save`` was called before ``fit``."""
+__all__ = ["TabularBridge"]
 
 
 class TabularBridge:
@@ -42,7 +42,7 @@ class TabularBridge:
 
     Args:
         steps: time steps of the sampler.
-        schedule: an ``omegabridge.schedules`` schedule; default ``Exp(a=3, b=16)``: its spread
+        schedule: an ``ob.schedules`` schedule; default ``Exp(a=3, b=16)``: its spread
             (sd 3.9 at the end) covers the encoded extent of every column (``encoding.EXTENT``).
         hidden, depth: size of the default ``DriftMLP``.
         learning_rate, weight, ema_decay: passed to ``omegabridge.Trainer``; with an
@@ -260,7 +260,7 @@ class TabularBridge:
 def describe_factors(domain) -> str:
     """``"3 x Lattice, 2 x Categorical(6), 1 x Binary"``: the factors of a Product, counted by their repr.
 
-    >>> from omegabridge import domains
+    >>> from omegabridge.core import domains
     >>> describe_factors(domains.Product([domains.Binary(), domains.Binary(), domains.Real()]))
     '2 x Binary(), 1 x Real()'
     """

@@ -1,6 +1,6 @@
 // Philox4x32-10 counter-based noise: the C++ / CUDA side of the contract in docs/noise.md.
 //
-// The torch reference is omegabridge/noise.py. Given the same (seed, step, row, column,
+// The torch reference is omegabridge/core/noise.py. Given the same (seed, step, row, column,
 // stream), the functions here produce the same 32-bit words and the same uniforms bit for
 // bit. Normals use the branch-free float log and sincos of fastmath.h (so loops over them
 // vectorise) and agree with the torch reference up to float rounding (a few ulp).
@@ -87,7 +87,7 @@ OB_INLINE Key make_key(std::uint64_t seed) {
   return key;
 }
 
-// The streams of docs/noise.md (as omegabridge/noise.py and kernels/philox.py): every kernel
+// The streams of docs/noise.md (as omegabridge/core/noise.py and kernels/philox.py): every kernel
 // takes its stream numbers from here.
 constexpr std::uint32_t kStreamStep = 0;            // the step's normals (and Real columns at the last step)
 constexpr std::uint32_t kStreamFinalUniform = 1;    // the last step's one uniform per column

@@ -1,6 +1,6 @@
 // Per-domain formulas of bridge-math.md sections 2 and 3 in float32, shared by the CPU and
 // CUDA kernels: the posterior mean m(z, s) of N(z, s I) restricted to a factor, and the
-// draws of the exact last step. The torch reference is omegabridge/reference.py; the
+// draws of the exact last step. The torch reference is omegabridge/reference/; the
 // kernels in csrc/cpu loop over the layout and call these per element or per group.
 #pragma once
 

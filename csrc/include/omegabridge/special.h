@@ -1,5 +1,5 @@
 // Special functions of the standard normal in float32, shared by the CPU and CUDA kernels
-// (OB_INLINE: host and device). The torch reference is omegabridge/special.py; the formulas
+// (OB_INLINE: host and device). The torch reference is omegabridge/core/special.py; the formulas
 // are bridge-math.md section 2 written so that nothing underflows, overflows or cancels.
 //
 // Everything is built on one function, the mean excess G(x) = 1/R(x) - x = E[Y - x | Y >= x]
@@ -117,7 +117,7 @@ OB_INLINE float short_tail_mean(float start, float width) {
 }
 
 // T(kappa) with kappa / T = A_d(kappa) = I_{d/2}(kappa) / I_{d/2-1}(kappa): Perron's continued
-// fraction, 40 terms (as omegabridge/special.py), finite at kappa = 0 (T = d).
+// fraction, 40 terms (as omegabridge/core/special.py), finite at kappa = 0 (T = d).
 constexpr int kBesselRatioTerms = 40;
 OB_INLINE float bessel_ratio_denominator(float kappa, float dimension) {
   const float two_nu = dimension;  // 2 nu = d

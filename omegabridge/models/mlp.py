@@ -1,0 +1,75 @@
+"""``DriftMLP``: the default drift model of tables and of domains without a field.
+
+Example:
+    >>> import torch, omegabridge as ob
+    >>> model = ob.models.DriftMLP(ob.Bridge(ob.Binary(), steps=10), hidden=8, depth=1)
+    >>> model(torch.zeros(3, 1), torch.zeros(3)).shape
+    torch.Size([3, 1])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from omegabridge.models.base import BridgeDrift
+
+__all__ = ["DriftMLP"]
+
+
+class DriftMLP(BridgeDrift):
+    """Data-predicting MLP turned into a bridge drift: f(z, t) = (x_hat(z, t) - m(z, s(t))) / s(t).
+
+    Inputs of the MLP (3 + 2 x width of them):
+
+    - z standardised by the law of Z_t under the bridge: Z_t = c x + sqrt(v) eps with
+      c = beta(t) / beta(T) and v = beta(t) s / beta(T) (+ the random-start term), so
+      (z - c mu) / sqrt(c^2 sigma^2 + v) has mean 0 and sd 1 if X has mean mu and sd sigma;
+    - m(z, s), the bridge's posterior mean (the best guess of x under a flat prior:
+      on a lattice it is the rounded state late in time), as (m - mu) / sigma;
+    - log(s / beta(T)) / 4, c and sqrt(s / beta(T)): smooth in t, unlike sinusoids.
+
+    Output: x_hat = m + sigma * h (h the MLP's output, zero at initialisation), so h
+    stays on the data's scale at every time while f = sigma h / s grows as s -> 0.
+
+    Train it with ``fit`` (or ``bridge.loss``) using ``weight="remaining"``: with lambda = s
+    the loss approximates, for exponential schedules, the path-space KL divergence the
+    sampler's error is governed by. ``"remaining_squared"`` (plain x-prediction MSE)
+    underweights the late steps where lattice and category values are settled, and
+    samples come out visibly worse (lattice TV about 0.24 instead of 0.03 on a toy).
+
+    Args:
+        bridge: the ``Bridge`` whose domain and schedule the model serves.
+        hidden: width of the hidden layers (width matters: 128 fits a two-mode lattice
+            much worse than 256 for the same number of steps).
+        depth: number of hidden layers.
+        data: optional rows of data; when given, mu and sigma are their per-column mean
+            and standard deviation. Otherwise they come from the domain: the uniform law
+            on an interval or lattice, 1/K and sqrt((1/K)(1 - 1/K)) on a categorical
+            group, mean 0 and sd 1 on the real line (useful to pass ``data`` there).
+
+    >>> import omegabridge as ob
+    >>> bridge = ob.Bridge(ob.Binary(), steps=10)
+    >>> sum(p.numel() for p in DriftMLP(bridge, hidden=8, depth=1).parameters()) > 0
+    True
+    """
+
+    def __init__(self, bridge, hidden: int = 256, depth: int = 3, data: torch.Tensor | None = None):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
+        super().__init__(bridge, data)
+        width = bridge.width
+        layers: list[nn.Module] = []
+        size = 2 * width + 3
+        for _ in range(depth):
+            layers += [nn.Linear(size, hidden), nn.SiLU()]
+            size = hidden
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(size, width)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def predict(self, z: torch.Tensor, m: torch.Tensor, time_features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(torch.cat([z, m, time_features], dim=1)))

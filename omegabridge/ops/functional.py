@@ -1,0 +1,278 @@
+"""The public fused ops, validating their inputs once and running them as ``torch.ops.omegabridge`` ops.
+
+Ops: ``posterior_mean``, ``step``, ``final_step`` and ``bridge_target`` (and ``scheduled_step``,
+the CUDA-graph form of the step). Backends, chosen through ``omegabridge.ops.registry``:
+
+* ``"reference"``: the torch reference, any device, float32 or float64;
+* ``"cpu"``: the fused C++ kernels (csrc/cpu) on CPU tensors with float32 state;
+* ``"cuda"``: the fused CUDA C++ kernels (csrc/cuda) on CUDA tensors with float32 state, launched
+  on the caller's current stream;
+* ``"triton"``: the fused Triton kernels (kernels/) on CUDA tensors with float32 state (and on
+  CPU tensors under ``TRITON_INTERPRET=1``, which is how the tests run them without a GPU);
+* ``"auto"``: the first that can run of ``registry.AUTO_ORDER``: ``"cpu"`` then the reference
+  on CPU tensors, ``"triton"`` then the reference on CUDA tensors.
+
+Asking for a backend that cannot run raises ``BackendUnavailableError`` with the reason. Every
+check here looks at shapes, dtypes, devices and Python numbers only, so it traces under
+``torch.compile``; the one check that reads data (per-row s on CPU tensors) runs in eager mode
+only, and inside a compiled region the kernels' NaN rule for invalid rows applies instead.
+
+Example:
+    >>> import torch, omegabridge as ob
+    >>> table = ob.Interval(0.0, 1.0).segment_table()
+    >>> z = ob.ops.step(torch.zeros(2, 1), None, table, remaining=1.0, increment=0.1, seed=0, step_index=0)
+    >>> z.shape
+    torch.Size([2, 1])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from omegabridge.core.segments import SegmentTable
+from omegabridge.errors import BackendUnavailableError
+from omegabridge.ops import library, registry
+from omegabridge.ops.backends import cuda
+from omegabridge.ops.backends.fused import overlaps_elsewhere
+
+__all__ = [
+    "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "scheduled_step", "final_step", "bridge_target",
+]
+
+BACKENDS = registry.NAMES
+_STATE_DTYPES = (torch.float32, torch.float64)
+_DRIFT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+_DATA_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a torch.device that can hold data here, or a clear error."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from error
+    if device.type == "meta":
+        raise ValueError("device 'meta' cannot hold a sample; use 'cpu' or 'cuda'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"device={str(device)!r} was asked for but CUDA is not available on this machine")
+    return device
+
+
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """The name of the backend that will run an op on ``device`` with state ``dtype`` ('auto': the first of
+    ``registry.AUTO_ORDER`` that can run); raises ``BackendUnavailableError`` saying why a named one cannot."""
+    return registry.choose("step", backend, torch.device(device), dtype).name
+
+
+def _check_backend(backend) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}, got {backend!r}")
+
+
+def _check_matrix(name: str, tensor, table: SegmentTable, dtypes) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dim() != 2 or tensor.shape[1] != table.width:
+        raise ValueError(f"{name} must have shape (rows, {table.width}) for this domain, got {tuple(tensor.shape)}")
+    if tensor.dtype not in dtypes:
+        allowed = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name} must have dtype {allowed}; got {str(tensor.dtype).replace('torch.', '')}")
+
+
+def _check_drift(drift, z: torch.Tensor, table: SegmentTable) -> None:
+    if drift is None:
+        return
+    _check_matrix("drift", drift, table, _DRIFT_DTYPES)
+    if drift.shape != z.shape:
+        raise ValueError(f"drift must have the shape of the state {tuple(z.shape)}, got {tuple(drift.shape)}")
+    if drift.device != z.device:
+        raise ValueError(f"drift is on {drift.device} but the state is on {z.device}")
+
+
+def _check_out(out, z: torch.Tensor) -> None:
+    if out is None:
+        return
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    if out.shape != z.shape or out.dtype != z.dtype or out.device != z.device:
+        raise ValueError(
+            f"out must match the state: shape {tuple(z.shape)}, {z.dtype}, {z.device}; "
+            f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
+        )
+
+
+def _check_positive(name: str, value) -> float:
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return number
+
+
+def _check_address(seed, step_index, row_offset) -> None:
+    for name, value, bound in (("seed", seed, 2**64), ("step_index", step_index, 2**32), ("row_offset", row_offset, 2**48)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < bound:
+            raise ValueError(f"{name} must be an integer in [0, {bound}), got {value!r}")
+
+
+def _check_per_row(name: str, value, x: torch.Tensor) -> torch.Tensor:
+    dtype = x.dtype if x.dtype in _STATE_DTYPES else torch.float32  # never round s or c to bfloat16
+    value = torch.as_tensor(value, dtype=dtype, device=x.device)
+    if value.dim() == 0:
+        value = value.expand(x.shape[0])
+    value = value.reshape(-1, 1) if value.numel() == x.shape[0] else value
+    if value.shape != (x.shape[0], 1):
+        raise ValueError(f"{name} must be a scalar or have one entry per row ({x.shape[0]}), got {tuple(value.shape)}")
+    return value
+
+
+def _check_remaining_rows(s: torch.Tensor) -> None:
+    """Per-row s must be finite and > 0. On a GPU this check would wait for the device every call
+    (a training step's worth of idle time), and inside ``torch.compile`` it would need the data, so
+    it runs on CPU tensors in eager mode only; elsewhere a row with such an s gets NaN in every
+    output that depends on s (the reference, on GPU tensors, computes with it as given)."""
+    if s.device.type == "cpu" and not torch.compiler.is_compiling() and not bool(((s > 0) & torch.isfinite(s)).all()):
+        raise ValueError("remaining (s) must be finite and > 0 in every row")
+
+
+def posterior_mean(z: torch.Tensor, table: SegmentTable, remaining, backend: str = "auto") -> torch.Tensor:
+    """m(z, s) for every column; ``remaining`` (s) is a scalar or per-row, all > 0."""
+    _check_matrix("z", z, table, _STATE_DTYPES)
+    _check_backend(backend)
+    s = _check_per_row("remaining", remaining, z)
+    _check_remaining_rows(s)
+    return torch.ops.omegabridge.posterior_mean(z, table.key, s, backend)
+
+
+def step(
+    z: torch.Tensor,
+    drift: torch.Tensor | None,
+    table: SegmentTable,
+    *,
+    remaining: float,
+    increment: float,
+    seed: int,
+    step_index: int,
+    row_offset: int = 0,
+    backend: str = "auto",
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One Euler step z + db [(m(z, s) - z)/s + f] + sqrt(db) xi; returns the new state.
+
+    ``out`` (optional) receives the result and is returned; it may be ``z`` itself, so a
+    sampler can step in place without allocating a new state every step.
+    """
+    _check_matrix("z", z, table, _STATE_DTYPES)
+    _check_drift(drift, z, table)
+    s = _check_positive("remaining", remaining)
+    db = _check_positive("increment", increment)
+    if db > s * (1 + 1e-12):
+        raise ValueError(f"increment ({db}) must not exceed remaining ({s})")
+    _check_address(seed, step_index, row_offset)
+    _check_out(out, z)
+    _check_backend(backend)
+    arguments = (z, drift, table.key, s, db, library.seed_word(seed), step_index, row_offset, backend)
+    if out is None:
+        return torch.ops.omegabridge.step(*arguments)
+    torch.ops.omegabridge.step_out(*arguments, out)
+    return out
+
+
+def scheduled_step(
+    z: torch.Tensor,
+    drift: torch.Tensor | None,
+    table: SegmentTable,
+    *,
+    schedule: torch.Tensor,
+    counter: torch.Tensor,
+    seed: int,
+    row_offset: int = 0,
+) -> torch.Tensor:
+    """The Euler step k = ``counter`` in place on ``z``, on the CUDA backend, with the step's scalars read
+    on the GPU from ``schedule[k]`` (``backends.cuda.step_schedule``): nothing is passed per step from the
+    host, so one launch captured in a CUDA graph replays every step (``Bridge.sample(..., cuda_graph=True)``).
+    ``z`` must be a contiguous float32 CUDA tensor; ``counter`` a one-element int64 tensor on its device
+    (the caller advances it); the step's noise is that of ``step(..., step_index=k)``.
+    """
+    _check_matrix("z", z, table, (torch.float32,))
+    _check_drift(drift, z, table)
+    _check_address(seed, 0, row_offset)
+    registry.choose("step", "cuda", z.device, z.dtype)
+    if not z.is_contiguous():
+        raise ValueError("scheduled_step steps z in place and needs it contiguous")
+    if drift is not None and overlaps_elsewhere(drift, z):
+        drift = drift.clone()
+    if not isinstance(schedule, torch.Tensor) or schedule.dtype != torch.float32 or schedule.dim() != 2 or schedule.shape[1] != 5:
+        raise ValueError("schedule must be a float32 tensor (steps, 5) from backends.cuda.step_schedule")
+    if not isinstance(counter, torch.Tensor) or counter.dtype != torch.int64 or counter.numel() != 1:
+        raise ValueError("counter must be a one-element int64 tensor")
+    if schedule.device != z.device or counter.device != z.device:
+        raise ValueError(f"schedule and counter must be on the state's device {z.device}")
+    return cuda.scheduled_step(z, drift, table, schedule.contiguous(), counter, seed, row_offset)
+
+
+def final_step(
+    z: torch.Tensor,
+    drift: torch.Tensor | None,
+    table: SegmentTable,
+    *,
+    remaining: float,
+    seed: int,
+    step_index: int,
+    row_offset: int = 0,
+    final: str = "exact",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """The exact last step (or ``final="project"``); every output row lies in the domain.
+
+    ``final="project"`` runs on the torch reference whatever the backend (it is a debugging aid).
+    """
+    _check_matrix("z", z, table, _STATE_DTYPES)
+    _check_drift(drift, z, table)
+    s = _check_positive("remaining", remaining)
+    _check_address(seed, step_index, row_offset)
+    if final not in ("exact", "project"):
+        raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
+    _check_backend(backend)
+    return torch.ops.omegabridge.final_step(z, drift, table.key, s, library.seed_word(seed), step_index, row_offset,
+                                            final, backend)
+
+
+def bridge_target(
+    x: torch.Tensor,
+    table: SegmentTable,
+    *,
+    mean_scale,
+    noise_scale,
+    remaining,
+    seed: int,
+    step_index: int = 0,
+    row_offset: int = 0,
+    backend: str = "auto",
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Z_t = c x + sigma_t eps and the target (x - m(Z_t, s)) / s, with per-row (or scalar) c, sigma_t, s.
+
+    ``out=(z_t, target)`` (optional) receives the results, so a training loop can reuse two
+    buffers instead of allocating them every minibatch; both must have x's shape and the
+    state dtype (float32 for bfloat16 or float16 x).
+    """
+    _check_matrix("x", x, table, _DATA_DTYPES)
+    _check_backend(backend)
+    c = _check_per_row("mean_scale", mean_scale, x)
+    sigma = _check_per_row("noise_scale", noise_scale, x)
+    s = _check_per_row("remaining", remaining, x)
+    _check_remaining_rows(s)
+    _check_address(seed, step_index, row_offset)
+    state = torch.empty((), dtype=c.dtype, device=x.device).expand(x.shape)  # shape, dtype and device of the outputs
+    if out is not None:
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise TypeError("out must be a pair of tensors (z_t, target)")
+        for tensor in out:
+            _check_out(tensor, state)
+    arguments = (x, table.key, c, sigma, s, library.seed_word(seed), step_index, row_offset, backend)
+    if out is None:
+        return torch.ops.omegabridge.bridge_target(*arguments)
+    torch.ops.omegabridge.bridge_target_out(*arguments, out[0], out[1])
+    return out[0], out[1]

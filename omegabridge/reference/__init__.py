@@ -1,0 +1,44 @@
+"""The torch reference of every formula in bridge-math.md: the oracle the kernels are tested against.
+
+Plain, readable and float64-capable, on any device; the fallback where no fused kernel runs.
+
+* ``posterior_mean(z, table, s)``: m(z, s), the mean of N(z, s I) restricted to the domain;
+* ``step``: z + db [(m(z, s) - z)/s + f] + sqrt(db) xi, with xi from the shared Philox stream;
+* ``final_step``: the exact endpoint law N(z + s f, s I) restricted to the domain;
+* ``bridge_target``: Z_t of the x-bridge and the regression target (x - m(Z_t, s)) / s.
+
+Example:
+    >>> import torch, omegabridge as ob
+    >>> from omegabridge import reference
+    >>> m = reference.posterior_mean(torch.tensor([[-3.0], [2.0]]), ob.HalfLine(low=0.0).segment_table(), 1.0)
+    >>> bool((m >= 0).all())
+    True
+"""
+
+from omegabridge.core.segments import membership, project
+from omegabridge.reference.last_step import (
+    LATTICE_DRAW_CORRECTIONS,
+    final_step,
+    lattice_draw,
+    lattice_euler_maclaurin_draw,
+)
+from omegabridge.reference.posterior import (
+    LATTICE_OUTSIDE_RATE,
+    LATTICE_WINDOW_LIMIT,
+    LATTICE_WINDOW_SIGMAS,
+    interval_mean,
+    lattice_euler_maclaurin_mean,
+    lattice_mean,
+    lattice_uses_euler_maclaurin,
+    lower_halfline_mean,
+    posterior_mean,
+)
+from omegabridge.reference.step import step
+from omegabridge.reference.target import bridge_target
+
+__all__ = [
+    "posterior_mean", "step", "final_step", "bridge_target", "membership", "project", "interval_mean",
+    "lower_halfline_mean", "lattice_mean", "lattice_euler_maclaurin_mean", "lattice_uses_euler_maclaurin",
+    "lattice_draw", "lattice_euler_maclaurin_draw", "LATTICE_WINDOW_SIGMAS", "LATTICE_WINDOW_LIMIT",
+    "LATTICE_OUTSIDE_RATE", "LATTICE_DRAW_CORRECTIONS",
+]

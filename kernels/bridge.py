@@ -186,7 +186,7 @@ def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out
 # variant of the benchmark layouts spills (bench/triton_resources.py, sm_90); TILE = 2048
 # spills in the lattice target. A layout mixing kinds compiles every kind's branch into one
 # kernel, which needs more registers (184 for the Adult-like step): it runs with half the
-# tile. Measured on an H200 (bench/results/triton-gpu.md, launch settings sweep): Adult-like
+# tile. Measured on an H200 (bench/results/triton-gpu-h200.md, launch settings sweep): Adult-like
 # step 67 G el/s at TILE 512 vs 47 at 1024; half-line 146 vs 168; lattice K=256 81 vs 82.
 GPU_SETTINGS = {"ROWS_PER_PROGRAM": 256, "TILE": 1024, "num_warps": 4}
 MIXED_LAYOUT_TILE = 512

@@ -58,9 +58,9 @@ class DigitsConfig:
 
     ``schedule_b`` is b of the schedule ``Exp(3, b)``: the bridge's spread at the end is
     sqrt(beta(T)) ~ sqrt(0.95 b), and it should cover the data's extent (16 pixel levels),
-    so b is of the order of 16^2 (the tables demo's ratio: extent 4, b = 16). ``ob.Bridge``'s
-    default, b = 1, is made for data of extent ~1 (until its scale-free default lands, the
-    demo passes the schedule itself). ``samples=None`` samples as many images as the
+    so b is of the order of 16^2 (the tables demo's ratio: extent 4, b = 16). The demo passes
+    its schedule itself, so its figures stay those of this setting (``ob.Bridge``'s default,
+    ``schedules.for_reach``, would scale b to the lattice's reach). ``samples=None`` samples as many images as the
     training split. ``iterations``, ``batch_size`` and ``channels`` are the U-Net's (the
     command line's ``--iterations`` sets only them); ``mlp_*`` are the flat MLP's.
     """

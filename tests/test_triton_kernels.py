@@ -68,10 +68,6 @@ def _poisoned(like: torch.Tensor) -> torch.Tensor:
     return torch.full(like.shape, NAN, dtype=torch.float32, device=DEVICE)
 
 
-def _scalar_rows(rows: int) -> torch.Tensor:
-    return torch.zeros(rows, dtype=torch.float32, device=DEVICE)
-
-
 def kernel_mean(table, z, s):
     """m(z, s) by a direct launch into a poisoned output (s per row)."""
     z = z.to(DEVICE)

@@ -5,7 +5,7 @@ as one node whose outputs' shapes and dtypes are known, and runs its real implem
 time. So a user's function that calls ``ob.ops.step`` compiles with ``fullgraph=True``.
 
 Each op takes plain values: the segment table by its ``key``, the seed as the int64 with its 64
-bits (seeds reach 2^64). The real implementation chooses the backend through
+bits (seeds reach 2^64). The real implementation takes its backend's function from
 ``omegabridge.ops.registry`` and runs it. Ops that write into a caller's buffers are separate
 ops that declare what they mutate (``step_out``, ``bridge_target_out``).
 
@@ -71,8 +71,8 @@ def _run_with_valid_remaining(remaining: Tensor, run):
 def posterior_mean(z: Tensor, table_key: int, remaining: Tensor, backend: str) -> Tensor:
     """m(z, s) for every column; ``remaining`` (s) is per row, shape (rows, 1), in z's dtype."""
     table = SegmentTable.with_key(table_key)
-    chosen = registry.choose("posterior_mean", backend, z.device, z.dtype)
-    out, invalid = _run_with_valid_remaining(remaining, lambda s: chosen.posterior_mean(z, table, s))
+    run = registry.implementation("posterior_mean", backend, z.device, z.dtype)
+    out, invalid = _run_with_valid_remaining(remaining, lambda s: run(z, table, s))
     if invalid is not None:
         out[invalid[:, None] & _depends_on_remaining(table, out.device)[None, :]] = float("nan")
     return out.contiguous()
@@ -88,8 +88,8 @@ def _(z, table_key, remaining, backend):
 # --------------------------------------------------------------------------------------------
 def _step(z, drift, table_key, remaining, increment, seed, step_index, row_offset, backend, out):
     table = SegmentTable.with_key(table_key)
-    chosen = registry.choose("step", backend, z.device, z.dtype)
-    return chosen.step(z, drift, table, remaining, increment, _address(seed, step_index, row_offset), out=out)
+    run = registry.implementation("step", backend, z.device, z.dtype)
+    return run(z, drift, table, remaining, increment, _address(seed, step_index, row_offset), out=out)
 
 
 @torch.library.custom_op("omegabridge::step", mutates_args=())
@@ -126,9 +126,10 @@ def final_step(z: Tensor, drift: Tensor | None, table_key: int, remaining: float
     table = SegmentTable.with_key(table_key)
     address = _address(seed, step_index, row_offset)
     if final == "project":
-        return registry.BACKENDS["reference"].final_step(z, drift, table, remaining, address, final).contiguous()
-    chosen = registry.choose("final_step", backend, z.device, z.dtype)
-    return chosen.final_step(z, drift, table, remaining, address).contiguous()
+        project = registry.IMPLEMENTATIONS[("final_step", "reference")]
+        return project(z, drift, table, remaining, address, final).contiguous()
+    run = registry.implementation("final_step", backend, z.device, z.dtype)
+    return run(z, drift, table, remaining, address).contiguous()
 
 
 @final_step.register_fake
@@ -141,10 +142,10 @@ def _(z, drift, table_key, remaining, seed, step_index, row_offset, final, backe
 # --------------------------------------------------------------------------------------------
 def _bridge_target(x, table_key, mean_scale, noise_scale, remaining, seed, step_index, row_offset, backend, out):
     table = SegmentTable.with_key(table_key)
-    chosen = registry.choose("bridge_target", backend, x.device, _state_dtype(x.dtype))
+    run = registry.implementation("bridge_target", backend, x.device, _state_dtype(x.dtype))
     address = _address(seed, step_index, row_offset)
     (z_t, target), invalid = _run_with_valid_remaining(
-        remaining, lambda s: chosen.bridge_target(x, table, mean_scale, noise_scale, s, address, out=out)
+        remaining, lambda s: run(x, table, mean_scale, noise_scale, s, address, out=out)
     )
     if invalid is not None:
         target[invalid] = float("nan")  # (x - m) / s depends on s in every column

@@ -28,7 +28,7 @@ import torch
 from omegabridge.errors import BackendUnavailableError
 from omegabridge.ops.backends import cpu, cuda, reference, triton
 
-__all__ = ["OPS", "BACKENDS", "AUTO_ORDER", "IMPLEMENTATIONS", "choose", "availability"]
+__all__ = ["OPS", "BACKENDS", "AUTO_ORDER", "IMPLEMENTATIONS", "choose", "implementation", "availability"]
 
 OPS = ("posterior_mean", "step", "final_step", "bridge_target")
 BACKENDS = {backend.name: backend for backend in (reference.BACKEND, cpu.BACKEND, cuda.BACKEND, triton.BACKEND)}
@@ -60,6 +60,16 @@ def choose(op: str, backend: str, device: torch.device, dtype: torch.dtype = tor
     if reason:
         raise BackendUnavailableError(f"backend={backend!r} cannot run: {reason}")
     return BACKENDS[backend]
+
+
+def implementation(op: str, backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> Callable:
+    """``IMPLEMENTATIONS[(op, name)]`` of the backend ``choose`` picks: the function that runs ``op`` here.
+
+    >>> import torch
+    >>> implementation("final_step", "reference", torch.device("cpu")).__self__.name
+    'reference'
+    """
+    return IMPLEMENTATIONS[(op, choose(op, backend, device, dtype).name)]
 
 
 def availability(device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, str]:

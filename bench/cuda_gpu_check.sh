@@ -7,7 +7,7 @@
 # 1. device, driver, torch and triton versions; install the package (editable, no compiling);
 #    use the prebuilt extensions if every source hash matches, else build them here for this GPU;
 # 2. the CUDA kernel tests, the CPU-vs-CUDA noise tests and the exact-law / oracle-drift checks
-#    on backend="cuda" (tests/test_cuda_kernels.py, tests/test_statistics.py -k cuda);
+#    on backend="cuda" (tests/test_kernel_contract.py, tests/test_cuda_kernels.py, tests/test_statistics.py -k cuda);
 # 3. compute-sanitizer memcheck (torch's caching allocator off, so an access past a tensor is
 #    past its allocation) over the kernel tests of the mixed layout, the load paths and the
 #    noise (and the widest categorical), then racecheck over a few of them;
@@ -53,14 +53,14 @@ python3 -c "import omegabridge._cuda_ext as c, omegabridge._native_ext as n; pri
 phase "tests"
 WORKERS=$(python3 -c "import xdist" 2>/dev/null && echo "-n 16")  # pytest-xdist is in the device image
 timeout "$(left 180)" python3 -m pytest -q $WORKERS -p no:cacheprovider -rfE --durations=8 -W ignore::UserWarning \
-  tests/test_cuda_kernels.py tests/test_statistics.py -k cuda \
+  tests/test_kernel_contract.py tests/test_cuda_kernels.py tests/test_statistics.py -k "cuda and not emulated" \
   > "$OUT/cuda-tests.log" 2>&1
 echo "tests exit $?" | tee -a "$LOG"
 grep -E "[0-9]+ (passed|failed|error)" "$OUT/cuda-tests.log" | tail -1 | tee -a "$LOG"
 grep -E "^(FAILED|ERROR)" "$OUT/cuda-tests.log" | head -20 | tee -a "$LOG"
 
 phase "compute-sanitizer memcheck"
-SANITIZE=(tests/test_cuda_kernels.py -k "mixed or categorical4096 or vector_and_scalar or in_place or uniforms or reduced_precision or scheduled")
+SANITIZE=(tests/test_kernel_contract.py -k "cuda and not emulated and (mixed or categorical4096 or aligned or in_place or uniforms or reduced_precision or scheduled)")
 PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(left 120)" compute-sanitizer --tool memcheck --error-exitcode 86 --print-limit 20 \
   python3 -m pytest -q -p no:cacheprovider -x "${SANITIZE[@]}" > "$OUT/sanitizer.log" 2>&1
 echo "memcheck exit $? (86: errors found, 124: out of time)" | tee -a "$LOG"
@@ -77,7 +77,7 @@ echo "sampling exit $?" | tee -a "$LOG"
 
 phase "compute-sanitizer racecheck"
 PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(left 90)" compute-sanitizer --tool racecheck --error-exitcode 86 --print-limit 20 \
-  python3 -m pytest -q -p no:cacheprovider -x tests/test_cuda_kernels.py -k "mixed and (step or target)" > "$OUT/racecheck.tmp" 2>&1
+  python3 -m pytest -q -p no:cacheprovider -x tests/test_kernel_contract.py -k "cuda-mixed and (step or target)" > "$OUT/racecheck.tmp" 2>&1
 echo "racecheck exit $? (86: hazards found, 124: out of time)" | tee -a "$LOG"
 grep -E "RACECHECK SUMMARY|ERROR SUMMARY|passed|failed" "$OUT/racecheck.tmp" | tail -3 | tee -a "$LOG"
 { echo "== racecheck =="; cat "$OUT/racecheck.tmp"; } >> "$OUT/sanitizer.log" && rm -f "$OUT/racecheck.tmp"

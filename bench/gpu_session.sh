@@ -11,7 +11,7 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
 OMEGABRIDGE_BUILD_NATIVE=0 OMEGABRIDGE_BUILD_CUDA=0 python3 -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
 echo "== tests (GPU) =="
 timeout "${TEST_SECONDS:-220}" python3 -m pytest -q -n 16 -p no:cacheprovider -rfE --durations=5 -W ignore::UserWarning \
-  tests/test_triton_kernels.py tests/test_posterior_mean.py tests/test_statistics.py -k "${TEST_SELECTION:-triton}" > "$OUT/gpu-tests.log" 2>&1
+  tests/test_kernel_contract.py tests/test_triton_kernels.py tests/test_posterior_mean.py tests/test_statistics.py -k "${TEST_SELECTION:-triton}" > "$OUT/gpu-tests.log" 2>&1
 echo "tests exit $?"; grep -E "passed|failed|error" "$OUT/gpu-tests.log" | tail -3; grep -E "^(FAILED|ERROR)" "$OUT/gpu-tests.log" | head -20
 echo "== bench =="
 [ "${BENCH_SECONDS:-320}" = 0 ] && exit 0

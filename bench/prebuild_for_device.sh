@@ -4,15 +4,15 @@
 # with the SHA-256 of every source they were built from, so a lent GPU's few minutes are not
 # spent compiling. bench/cuda_gpu_check.sh uses them only if every hash still matches (else it
 # builds there). Carry the folder: run(command="bash bench/cuda_gpu_check.sh", carry=[".device-build"]).
-# First it runs the GPU part of tests/test_cuda_kernels.py here on the kernels compiled for the CPU
-# (OMEGABRIDGE_TEST_CUDA_EMULATED=1, about 90 s), so a GPU session is not spent on a broken test.
+# First it runs the kernel contract suite here on the CUDA kernels compiled for the CPU
+# (backend "cuda-emulated", about 30 s), so a GPU session is not spent on a broken kernel or test.
 #   DEVICE_PYTHON=/path/to/python3.12 bash bench/prebuild_for_device.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${DEVICE_PYTHON:-/root/.pyenv/versions/3.12.1/bin/python}
 "$PYTHON" -c "import sys; assert sys.version_info[:2] == (3, 12), f'the device machines run Python 3.12, {sys.executable} is {sys.version}'"
 "$PYTHON" -c "import pybind11, setuptools" 2>/dev/null || "$PYTHON" -m pip install -q pybind11 setuptools
-OMEGABRIDGE_TEST_CUDA_EMULATED=1 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_kernels.py | tail -3
+python3 -m pytest -q -x -p no:cacheprovider tests/test_kernel_contract.py -k emulated | tail -3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 OMEGABRIDGE_BUILD_NATIVE=1 OMEGABRIDGE_BUILD_CUDA=1 OMEGABRIDGE_CUDA_ARCHS=90 \

@@ -3,7 +3,7 @@
 // The compiler vectorises philox::philox4x32_10_words on its own, but it widens each 32x32->64
 // multiply with cross-lane shuffles (about 600 instructions per 8 blocks); here each multiply
 // is two vpmuludq on the even and odd lanes and two blends (about 180). Same words as
-// omegabridge/philox.h bit for bit (tests/test_cpu_kernels.py compares the step's noise with
+// omegabridge/philox.h bit for bit (tests/test_kernel_contract.py compares the step's noise with
 // the torch reference's). Compiled with target("avx2") and called only when the CPU has AVX2
 // (cpu_has_avx2()), so the rest of the extension stays baseline x86-64.
 #pragma once

@@ -1,4 +1,4 @@
-// Tests only (tests/test_cuda_emulation.py): what kernels.cu needs from CUDA, for compiling it
+// Tests only (tests/cuda_emulation.py, backend "cuda-emulated" of tests/test_kernel_contract.py): what kernels.cu needs from CUDA, for compiling it
 // with the host compiler (-DOB_CUDA_HOST_EMULATION -x c++). A "launch" then calls the kernel as
 // a function with gridDim = blockDim = 1, so its grid-stride loop visits every index in order:
 // the kernels' own indexing, masks, loads, noise addresses and per-element math run on the CPU

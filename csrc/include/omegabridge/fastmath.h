@@ -1,7 +1,7 @@
 // Branch-free float32 exp, expm1, log and sincos(2 pi u) built from +, *, / and bit
 // operations only, so that a loop calling them vectorises (no libm call in the loop), the
 // Triton interpreter and CUDA can use the same formulas, and results do not depend on
-// which libm is installed. Accuracy: a few ulp (checked in tests/test_cpu_kernels.py
+// which libm is installed. Accuracy: a few ulp (checked in tests/test_kernel_contract.py
 // through the quantities that use them).
 #pragma once
 

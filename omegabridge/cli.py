@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the resumable training state MODEL.ckpt.partial every N iterations (default 500)")
     fit.add_argument("--restart", action="store_true",
                      help="ignore MODEL.ckpt.partial left by an interrupted run (default: resume from it)")
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing MODEL.ckpt (default: refuse it)")
     fit.add_argument("--ema-decay", type=_fraction("EMA decay"), default=None, metavar="D",
                      help="keep an exponential moving average of the weights (e.g. 0.999) and save it")
     _device(fit)
@@ -214,12 +215,19 @@ def _read_schema_file(path: str | None) -> dict | None:
     return entries
 
 
+def _refuse_existing_output(args) -> None:
+    """Every output kind (checkpoint, folder, .csv, .parquet) is replaced only with --overwrite."""
+    if os.path.lexists(args.output) and not args.overwrite:
+        raise UsageError(f"{args.output} already exists; pass --overwrite to replace it")
+
+
 def _fit(args) -> int:
     from omegabridge.training import distributed
     from omegabridge.tabular import TabularBridge
     from omegabridge.tabular.table_files import read_table
 
     _threads(args.threads)
+    _refuse_existing_output(args)  # before hours of training, not after
     distributed.initialize("nccl" if args.device.startswith("cuda") else "gloo")
     say = print if distributed.is_main() else (lambda *_: None)
     overrides = _read_schema_file(args.schema)
@@ -238,7 +246,7 @@ def _fit(args) -> int:
                   file=sys.stderr)
         raise
     if distributed.is_main():
-        model.save(args.output)
+        model.save(args.output, overwrite=args.overwrite)
         os.unlink(resume_file)
     distributed.barrier()
     say(f"final loss {model.training['final_loss']:.4g}; {model.training['seconds']:.1f} s; wrote {args.output}")
@@ -255,8 +263,7 @@ def _sample(args) -> int:
 
     _threads(args.threads)
     kind = output_kind(args.output)
-    if kind == "parts" and os.path.exists(args.output) and not args.overwrite:
-        raise UsageError(f"{args.output} already exists; pass --overwrite to replace it")
+    _refuse_existing_output(args)
     if kind == "parts" and math.ceil(args.rows / args.chunk_rows) > MAX_PARTS:
         raise UsageError(f"{args.rows} rows in chunks of {args.chunk_rows} would be more than {MAX_PARTS} parts; "
                          "raise --chunk-rows")

@@ -19,7 +19,17 @@ import shutil
 import tempfile
 from typing import Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_folder", "replace_folder", "remove_temporaries", "save_figure", "write_json", "json_safe"]
+__all__ = ["refuse_existing", "atomic_write", "atomic_folder", "replace_folder", "remove_temporaries", "save_figure", "write_json", "json_safe"]
+
+
+def refuse_existing(path: str, overwrite: bool) -> None:
+    """Raise ``FileExistsError`` if ``path`` exists and ``overwrite`` is false: every output kind (a
+    folder, a .csv or .parquet file, a checkpoint) refuses to replace what is there unless asked.
+
+    >>> refuse_existing("/nonexistent/out.csv", overwrite=False)  # nothing there: fine
+    """
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"{os.path.abspath(path)} already exists (pass overwrite=True, or --overwrite, to replace it)")
 
 
 def _temporary_name(path: str) -> tuple[str, str]:
@@ -83,8 +93,7 @@ def atomic_folder(path: str, overwrite: bool = False) -> Iterator[str]:
     after the new one is complete). On an error the temporary folder is removed.
     """
     path = os.path.abspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} already exists (pass overwrite to replace it)")
+    refuse_existing(path, overwrite)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     temporary = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)

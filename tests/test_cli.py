@@ -156,7 +156,8 @@ def test_an_interrupted_fit_keeps_its_state_and_the_rerun_resumes_to_the_same_mo
     resumed = torch.load(model, weights_only=True)["weights"]
     assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
 
-    # A partial state of other settings is named, and --restart discards it.
+    # A partial state of other settings is named, and --restart discards it (m.ckpt exists now: --overwrite).
+    argv = [*argv, "--overwrite"]
     with monkeypatch.context() as patch:
         patch.setattr(trainer.Trainer, "save_checkpoint", save_then_interrupt)
         saves.clear()
@@ -243,6 +244,37 @@ def test_sample_to_one_csv_or_parquet_file(work, tmp_path, capsys):
     assert_csv_rows_equal(from_csv, expected)
     assert_csv_rows_equal(from_csv, from_parquet)
     assert_valid(from_csv)
+
+
+@pytest.mark.parametrize("name", ["rows.csv", "rows.parquet"])
+def test_an_existing_output_file_needs_overwrite(work, tmp_path, capsys, name):
+    path = tmp_path / name
+    path.write_text("someone else's data\n")
+    code, out, err = run(capsys, "sample", work.model, "-n", "50", "-o", path, "--no-progress")
+    assert code == 2
+    assert str(path) in err and "--overwrite" in err and "already exists" in err
+    assert path.read_text() == "someone else's data\n" and os.listdir(tmp_path) == [name]
+    code, out, err = run(capsys, "sample", work.model, "-n", "50", "-o", path, "--overwrite", "--no-progress")
+    assert code == 0, err
+    assert len(read_table(str(path))) == 50 and os.listdir(tmp_path) == [name]
+
+
+def test_fit_refuses_an_existing_checkpoint_before_training(work, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(b"an older model")
+
+    def never(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(tabular_bridge.TabularBridge, "fit", never)
+    code, out, err = run(capsys, "fit", work.data, "-o", path, "--schema", work.schema, *FAST)
+    assert code == 2
+    assert str(path) in err and "--overwrite" in err and "already exists" in err
+    assert path.read_bytes() == b"an older model"
+    monkeypatch.undo()
+    code, out, err = run(capsys, "fit", work.data, "-o", path, "--schema", work.schema, "--overwrite", *FAST)
+    assert code == 0, err
+    assert TabularBridge.load(str(path), progress=False).sample(3, seed=0).shape[0] == 3
 
 
 def test_an_existing_output_folder_needs_overwrite(work, tmp_path, capsys):

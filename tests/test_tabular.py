@@ -221,6 +221,34 @@ def test_chunks_with_row_offsets_equal_one_sample(fitted):
     pd.testing.assert_frame_equal(parts, whole)
 
 
+@pytest.mark.parametrize("name", ["model.ckpt", "rows.csv", "rows.parquet", "parts"])
+def test_outputs_refuse_an_existing_target_unless_asked(fitted, tmp_path, name):
+    from omegabridge.tabular.table_files import read_table, write_table
+
+    _, model = fitted
+    frame = model.sample(20, seed=1)
+    path = tmp_path / name
+    old = path / "keep.txt" if name == "parts" else path  # a folder output's old folder, or the old file
+    old.parent.mkdir(exist_ok=True)
+    old.write_bytes(b"old")
+    write = {
+        "model.ckpt": lambda overwrite: model.save(str(path), overwrite=overwrite),
+        "rows.csv": lambda overwrite: write_table(frame, str(path), overwrite=overwrite),
+        "rows.parquet": lambda overwrite: write_table(frame, str(path), overwrite=overwrite),
+        "parts": lambda overwrite: model.sample_to(str(path), 20, seed=1, overwrite=overwrite),
+    }[name]
+    with pytest.raises(FileExistsError, match=rf"{path} already exists \(pass overwrite=True, or --overwrite, to replace it\)"):
+        write(False)
+    assert old.read_bytes() == b"old"
+    write(True)
+    if name == "model.ckpt":
+        loaded = ob.TabularBridge.load(str(path), progress=False)
+        assert loaded.sample(20, seed=1).equals(frame)
+    else:
+        assert read_table(str(path)).shape[0] == 20
+        assert not old.exists() if name == "parts" else old.read_bytes() != b"old"
+
+
 def test_save_and_load_give_the_same_samples(fitted, tmp_path):
     _, model = fitted
     path = str(tmp_path / "model.ckpt")
@@ -278,7 +306,7 @@ def test_a_failed_save_leaves_neither_a_file_nor_a_temporary(fitted, tmp_path, m
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        model.save(str(path))
+        model.save(str(path), overwrite=True)
     assert path.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]
 
 

@@ -132,7 +132,7 @@ def run_fair(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
     result = score_fair(train, test, frames, model.schema, config.seed)
     output = os.path.abspath(config.output)
     plot_marginals(train, frames, model.schema, os.path.join(output, "fair_marginals.png"))
-    write_table(synthetic, os.path.join(output, "fair_synthetic.csv"))
+    write_table(synthetic, os.path.join(output, "fair_synthetic.csv"), overwrite=True)  # the demo's own output folder
     result["run"] = {"rows_train": len(train), "rows_test": len(test), "rows_synthetic": rows,
                      "schema": model.schema.to_dict(), "domain": repr(model.encoder.domain),
                      "final_loss": model.training["final_loss"], "seconds": seconds}
@@ -224,7 +224,7 @@ def run_flat_digits(config: DemoConfig, log: Callable[[str], None] = print) -> d
     result["scores"].update({name: digit_scores(classifier, frame) for name, frame in frames.items()})
     output = os.path.abspath(config.output)
     plot_digits(test, frames, os.path.join(output, "digits.png"))
-    write_table(synthetic, os.path.join(output, "digits_synthetic.csv"))
+    write_table(synthetic, os.path.join(output, "digits_synthetic.csv"), overwrite=True)
     result["run"] = {"rows_train": len(train), "rows_test": len(test), "rows_synthetic": rows,
                      "final_loss": model.training["final_loss"], "seconds": seconds}
     log(format_digits(result))

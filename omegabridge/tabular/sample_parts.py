@@ -34,7 +34,7 @@ import shutil
 from typing import Callable
 
 from omegabridge.training import distributed
-from omegabridge.files import atomic_write, remove_temporaries, replace_folder, write_json
+from omegabridge.files import atomic_write, refuse_existing, remove_temporaries, replace_folder, write_json
 from omegabridge.tabular.table_files import MAX_PARTS, part_name, write_manifest
 from omegabridge.errors import TableFileError
 
@@ -104,8 +104,7 @@ def write_sample_parts(
     world_size = distributed.world_size() if world_size is None else world_size
     final = os.path.abspath(path)
     staging = final + PARTIAL_SUFFIX
-    if os.path.exists(final) and not overwrite:
-        raise FileExistsError(f"{final} already exists (pass overwrite to replace it)")
+    refuse_existing(final, overwrite)
     job = {"format": JOB_FORMAT, "rows": rows, "seed": seed, "chunk_rows": chunk_rows, "batch_size": batch_size,
            "model": model_fingerprint(model)}
     if rank == 0:

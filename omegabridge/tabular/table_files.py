@@ -30,7 +30,7 @@ import json
 import os
 from typing import Iterable
 
-from omegabridge.files import atomic_folder, atomic_write, write_json
+from omegabridge.files import atomic_folder, atomic_write, refuse_existing, write_json
 from omegabridge.errors import TableFileError
 
 __all__ = ["read_table", "write_table", "write_chunks", "write_manifest", "part_name", "output_kind",
@@ -96,19 +96,21 @@ def read_table(path: str):
     raise TableFileError(f"{path}: unknown table format; expected a .csv or .parquet file or a folder of parts")
 
 
-def write_table(frame, path: str) -> str:
-    """Write one DataFrame to a ``.csv`` or ``.parquet`` file atomically."""
-    write_chunks([frame], path)
+def write_table(frame, path: str, *, overwrite: bool = False) -> str:
+    """Write one DataFrame to a ``.csv`` or ``.parquet`` file atomically (an existing file only with ``overwrite``)."""
+    write_chunks([frame], path, overwrite=overwrite)
     return path
 
 
-def write_chunks(chunks: Iterable, path: str, *, overwrite: bool = True, manifest_extra: dict | None = None,
+def write_chunks(chunks: Iterable, path: str, *, overwrite: bool = False, manifest_extra: dict | None = None,
                  on_chunk=None) -> dict:
     """Stream DataFrames to ``path`` (see the module docstring); returns a summary dict.
 
     ``on_chunk(rows)`` is called after each chunk is written (for progress bars).
-    A folder output refuses an existing path unless ``overwrite``.
+    An existing ``path`` (file or folder) is refused before any chunk is drawn unless ``overwrite``;
+    then it is replaced only once the new output is complete.
     """
+    refuse_existing(path, overwrite)
     kind = output_kind(path)
     summary = {"path": os.path.abspath(path), "kind": kind, "rows": 0, "parts": []}
     if kind == "csv":

@@ -33,6 +33,7 @@ from omegabridge.tabular.schema import Schema, infer_schema
 from omegabridge.errors import SchemaError
 from omegabridge.training.trainer import Trainer
 from omegabridge.errors import NotFittedError
+from omegabridge.files import refuse_existing
 
 __all__ = ["TabularBridge"]
 
@@ -199,9 +200,11 @@ class TabularBridge:
         return self.encoder.decode(x)
 
     # ------------------------------------------------------------------------------------
-    def save(self, path: str) -> str:
-        """Write a checkpoint (weights, schema, encoder, schedule, settings, versions) atomically."""
+    def save(self, path: str, *, overwrite: bool = False) -> str:
+        """Write a checkpoint (weights, schema, encoder, schedule, settings, versions) atomically; an
+        existing ``path`` is refused (``FileExistsError``) unless ``overwrite``."""
         self._require_fitted("save")
+        refuse_existing(path, overwrite)
         return write_checkpoint(
             path,
             {

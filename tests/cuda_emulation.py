@@ -61,6 +61,18 @@ def load():
     return module
 
 
+def load_or_skip():
+    """``load()``, or a skip of the calling test (a failure under OMEGABRIDGE_REQUIRE_CUDA_BUILD=1)."""
+    import pytest
+
+    try:
+        return load()
+    except RuntimeError as error:
+        if os.environ.get("OMEGABRIDGE_REQUIRE_CUDA_BUILD") == "1":
+            pytest.fail(f"OMEGABRIDGE_REQUIRE_CUDA_BUILD=1 but the emulated CUDA kernels cannot be built: {error}")
+        pytest.skip(f"the emulated CUDA kernels cannot be built: {error}")
+
+
 def patch_backend(monkeypatch, extension) -> None:
     """Put ``extension`` (from ``load()``) behind omegabridge.ops.backends.cuda for one test, its four
     torch.cuda calls replaced, so dispatch's backend="cuda" runs on CPU tensors."""

@@ -9,7 +9,6 @@ with inputs, the layout the extension builds, and the dispatch and error paths o
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -29,13 +28,6 @@ ext = require_extension()
 
 F64 = torch.float64
 NAN = float("nan")
-
-@pytest.fixture
-def generator(request) -> torch.Generator:
-    seed = int.from_bytes(os.urandom(4), "little")
-    print(f"{request.node.name}: input seed {seed}")
-    return torch.Generator().manual_seed(seed)
-
 
 def _rows(name: str, rows: int) -> int:
     return min(rows, 64) if name == "categorical4096" else rows

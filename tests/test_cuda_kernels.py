@@ -39,6 +39,7 @@ from omegabridge.errors import BackendUnavailableError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, also under --import-mode=importlib
 from kernel_cases import DOMAINS, F64, states  # noqa: E402
+from native_helpers import require_extension  # noqa: E402
 
 NAN = float("nan")
 GPU = torch.cuda.is_available()
@@ -55,13 +56,6 @@ def _extension():
             pytest.fail(f"OMEGABRIDGE_REQUIRE_CUDA_BUILD=1 but the CUDA extension is unavailable: {why}")
         pytest.skip(f"CUDA extension not built: {why}")
     return ext
-
-
-@pytest.fixture
-def generator(request) -> torch.Generator:
-    seed = int.from_bytes(os.urandom(4), "little")
-    print(f"{request.node.name}: input seed {seed}")
-    return torch.Generator().manual_seed(seed)
 
 
 # ========================================================================================
@@ -304,23 +298,9 @@ def emulated_backend(monkeypatch):
     """cuda_backend with the kernels compiled for the CPU behind it, its torch.cuda calls replaced."""
     import cuda_emulation
 
-    try:
-        extension = cuda_emulation.load()
-    except RuntimeError as error:
-        if os.environ.get("OMEGABRIDGE_REQUIRE_CUDA_BUILD") == "1":
-            raise
-        pytest.skip(f"the emulated CUDA kernels cannot be built: {error}")
+    extension = cuda_emulation.load_or_skip()
     cuda_emulation.patch_backend(monkeypatch, extension)
     return extension
-
-
-def _requires_cpu_kernels():
-    from omegabridge.ops.backends import cpu as cpu_backend
-
-    if not cpu_backend.is_available():
-        if os.environ.get("OMEGABRIDGE_REQUIRE_NATIVE") == "1":
-            pytest.fail(f"OMEGABRIDGE_REQUIRE_NATIVE=1 but the CPU kernels are unavailable: {cpu_backend.unavailable_reason()}")
-        pytest.skip("the C++ CPU extension is not built here")
 
 
 def test_ops_run_backend_cuda_with_outputs_in_place_and_reduced_and_strided_inputs(emulated_backend, generator):
@@ -346,7 +326,7 @@ def test_ops_run_backend_cuda_with_outputs_in_place_and_reduced_and_strided_inpu
 def test_the_sampling_bench_runs_its_cuda_variant(emulated_backend, tmp_path):
     """bench/sampling.py's backend='cuda' path (the GPU session's end-to-end bench) on the emulated
     kernels: it samples, times the step alone, and agrees with the CPU kernels' sample."""
-    _requires_cpu_kernels()
+    require_extension()  # the CPU kernels, to compare with
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from sampling import main as sampling_main
 

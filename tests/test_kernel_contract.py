@@ -129,12 +129,6 @@ def cases(field: str, backends=tuple(SPECS), domains=tuple(DOMAINS)):
 # ----------------------------------------------------------------------------------------
 # One backend's raw launches into poisoned outputs
 # ----------------------------------------------------------------------------------------
-def _required(flag: str, why: str):
-    if os.environ.get(flag) == "1":
-        pytest.fail(f"{flag}=1 but this backend cannot run: {why}")
-    pytest.skip(why)
-
-
 class Kernels:
     """Launch one backend's kernels on CPU inputs and return CPU outputs; outputs start as NaN."""
 
@@ -217,28 +211,19 @@ def open_kernels(monkeypatch):
         if name == "cuda-emulated":
             import cuda_emulation
 
-            try:
-                extension = cuda_emulation.load()
-            except RuntimeError as error:
-                _required("OMEGABRIDGE_REQUIRE_CUDA_BUILD", f"the emulated CUDA kernels cannot be built: {error}")
-            cuda_emulation.patch_backend(monkeypatch, extension)
+            cuda_emulation.patch_backend(monkeypatch, cuda_emulation.load_or_skip())
             return Kernels(name, registry.BACKENDS["cuda"], spec)
         backend = registry.BACKENDS[name]
         why = backend.unavailable_reason(torch.device(spec.device))
         if why:
             if name == "cuda":
                 pytest.skip(f"needs a CUDA GPU and the CUDA extension: {why}")
-            _required("OMEGABRIDGE_REQUIRE_NATIVE", f"backend {name!r} unavailable: {why}")
+            if os.environ.get("OMEGABRIDGE_REQUIRE_NATIVE") == "1":
+                pytest.fail(f"OMEGABRIDGE_REQUIRE_NATIVE=1 but backend {name!r} cannot run: {why}")
+            pytest.skip(f"backend {name!r} unavailable: {why}")
         return Kernels(name, backend, spec)
 
     return open_
-
-
-@pytest.fixture
-def generator(request) -> torch.Generator:
-    seed = int.from_bytes(os.urandom(4), "little")
-    print(f"{request.node.name}: input seed {seed}")
-    return torch.Generator().manual_seed(seed)
 
 
 def _public_name(backend: str) -> str:

@@ -11,7 +11,6 @@ spreads on both sides of the switch.
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -27,13 +26,6 @@ LATTICE_IDS = ["K256", "K4096-quarter-step", "K36", "K40-half-step"]
 # sigma' = sqrt(s)/step: window only, just below and above the switch ((LIMIT - 2)/9 = 3.56), and wide
 SPREADS = [0.4, 3.3, 3.8, 12.0, 90.0]
 ROWS, ELEMENTS = 6, 1500
-
-
-@pytest.fixture
-def generator(request) -> torch.Generator:
-    seed = int.from_bytes(os.urandom(4), "little")
-    print(f"{request.node.name}: input seed {seed}")
-    return torch.Generator().manual_seed(seed)
 
 
 def _exact_index(mean: torch.Tensor, s: float, low: float, step: float, points: int, u: torch.Tensor) -> torch.Tensor:

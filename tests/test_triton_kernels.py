@@ -11,7 +11,6 @@ the dispatch and error paths of backend="triton".
 from __future__ import annotations
 
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -37,13 +36,6 @@ from omegabridge.kernels import bridge, final_step, philox  # noqa: E402
 from omegabridge.kernels.plan import ELEMENTWISE_BLOCKS, GROUP_BLOCKS, build_plan  # noqa: E402
 
 NAN = float("nan")
-
-
-@pytest.fixture
-def generator(request) -> torch.Generator:
-    seed = int.from_bytes(os.urandom(4), "little")
-    print(f"{request.node.name}: input seed {seed}")
-    return torch.Generator().manual_seed(seed)
 
 
 def _poisoned(like: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
-    {"errors", "files", "version"},
+    {"errors", "files", "checksums", "version"},
     {"core"},
     {"reference"},
     {"kernels", "ops"},

@@ -6,6 +6,7 @@ the schema code under test.
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -16,7 +17,7 @@ pd = pytest.importorskip("pandas")
 
 import omegabridge as ob  # noqa: E402
 from omegabridge.tabular import TableEncoder  # noqa: E402
-from omegabridge.tabular.checkpoint import FORMAT, FORMAT_VERSION  # noqa: E402
+from omegabridge.tabular.checkpoint import FORMAT, FORMAT_VERSION, checksum  # noqa: E402
 
 TINY = dict(steps=12, hidden=24, depth=1, verbose=False, progress=False)
 
@@ -258,14 +259,23 @@ def test_save_and_load_give_the_same_samples(fitted, tmp_path):
     pd.testing.assert_frame_equal(loaded.sample(120, seed=5), model.sample(120, seed=5))
     content = torch.load(path, weights_only=True)
     assert content["format"] == FORMAT and content["format_version"] == FORMAT_VERSION
-    assert content["versions"]["omegabridge"] == ob.__version__ and content["versions"]["torch"] == str(torch.__version__)
-    assert content["schema"]["share"] == {"kind": "interval", "low": 0.0, "high": 1.0, "missing": False, "dtype": "float64"}
+    metadata = json.loads(content["metadata"])  # plain JSON text, not pickled objects
+    assert metadata["versions"]["omegabridge"] == ob.__version__ and metadata["versions"]["torch"] == str(torch.__version__)
+    assert metadata["schema"]["share"] == {"kind": "interval", "low": 0.0, "high": 1.0, "missing": False, "dtype": "float64"}
+    assert content["sha256"] == checksum(content["metadata"], content["weights"])
 
 
-def _rewrite(path, change):
-    content = torch.load(path, weights_only=True)
+def _rewrite(path, change, keep_checksum=False):
+    """Change the checkpoint's content (metadata entries and weights as one dict) and write it back
+    with a checksum that matches (a consistent file with the wrong content), or the old checksum."""
+    payload = torch.load(path, weights_only=True)
+    content = {**json.loads(payload["metadata"]), "weights": payload["weights"], "format_version": payload["format_version"]}
     change(content)
-    torch.save(content, path)
+    payload["weights"], payload["format_version"] = content.pop("weights"), content.pop("format_version")
+    payload["metadata"] = json.dumps(content)
+    if not keep_checksum:
+        payload["sha256"] = checksum(payload["metadata"], payload["weights"])
+    torch.save(payload, path)
 
 
 @pytest.mark.parametrize(
@@ -274,7 +284,9 @@ def _rewrite(path, change):
         (lambda p: open(p, "wb").write(os.urandom(300)), "not an omegabridge checkpoint, or a corrupt one"),
         (lambda p: open(p, "r+b").truncate(200), "not an omegabridge checkpoint, or a corrupt one"),
         (lambda p: torch.save({"weights": {}}, p), "not an omegabridge tabular checkpoint"),
-        (lambda p: _rewrite(p, lambda c: c.update(format_version=FORMAT_VERSION + 1)), "format version 2"),
+        (lambda p: _rewrite(p, lambda c: c.update(format_version=FORMAT_VERSION + 1)), f"format version {FORMAT_VERSION + 1}"),
+        (lambda p: _rewrite(p, lambda c: c["weights"]["head.bias"].add_(1e-3), keep_checksum=True), "corrupt checkpoint"),
+        (lambda p: _rewrite(p, lambda c: c["schema"]["share"].update(high=2.0), keep_checksum=True), "corrupt checkpoint"),
         (lambda p: _rewrite(p, lambda c: c.pop("encoder")), "missing ['encoder']"),
         (lambda p: _rewrite(p, lambda c: c["weights"].update({"head.bias": torch.zeros(3)})), "incompatible or damaged"),
         (lambda p: _rewrite(p, lambda c: c["bridge"]["schedule"].update(name="Bogus")), "unknown schedule 'Bogus'"),

@@ -41,13 +41,14 @@ from tqdm.auto import tqdm
 
 from omegabridge.training import distributed
 from omegabridge.bridge import check_loss_weight
+from omegabridge.checksums import state_sha256
 from omegabridge.files import atomic_write, remove_temporaries
 from omegabridge.errors import TrainingCheckpointError
 
 __all__ = ["Trainer", "TrainingRecord", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "omegabridge.training"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a "sha256" entry, the checksum of the rest (version 1 files still resume)
 PRECISIONS = ("auto", "fp32", "bf16")
 _EPOCH, _ITERATION = 1, 2
 #: DistributedDataParallel settings. Buffers are not re-broadcast before every forward: each
@@ -333,6 +334,7 @@ class Trainer:
         """Write ``checkpoint_state()`` to ``path`` atomically (rank 0 writes; the others wait)."""
         if distributed.is_main():
             state = self.checkpoint_state()
+            state["sha256"] = state_sha256(state)
             atomic_write(path, lambda temporary: torch.save(state, temporary))
         distributed.barrier()
 
@@ -344,9 +346,18 @@ class Trainer:
                                           f"({type(error).__name__}: {error})") from error
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise TrainingCheckpointError(f"{path}: not an omegabridge training checkpoint")
-        if state.get("format_version") != FORMAT_VERSION:
+        if state.get("format_version") not in (1, FORMAT_VERSION):
             raise TrainingCheckpointError(f"{path}: training checkpoint version {state.get('format_version')!r}; "
-                                          f"this omegabridge reads version {FORMAT_VERSION}")
+                                          f"this omegabridge reads versions 1..{FORMAT_VERSION}")
+        if state["format_version"] >= 2:
+            stored = state.pop("sha256", None)
+            try:
+                computed = state_sha256(state)
+            except TypeError as error:
+                raise TrainingCheckpointError(f"{path}: damaged training checkpoint ({error})") from None
+            if stored != computed:
+                raise TrainingCheckpointError(f"{path}: corrupt training checkpoint: its SHA-256 does not match the one it "
+                                              f"records; the file was changed after it was written")
         restart = "pass resume=False (omegabridge fit: --restart) to start over"
         differences = [f"{key} {state['settings'].get(key)!r} there, {value!r} here"
                        for key, value in self.settings().items() if state["settings"].get(key) != value]

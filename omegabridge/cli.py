@@ -18,6 +18,7 @@ interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -29,6 +30,7 @@ __all__ = ["main", "build_parser", "parse_target"]
 from omegabridge.tabular.sample_parts import PARTIAL_SUFFIX
 from omegabridge.tabular.table_files import MAX_PARTS
 from omegabridge.errors import UsageError
+from omegabridge.files import output_lock
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -223,12 +225,20 @@ def _refuse_existing_output(args) -> None:
 
 def _fit(args) -> int:
     from omegabridge.training import distributed
-    from omegabridge.tabular import TabularBridge
-    from omegabridge.tabular.table_files import read_table
 
     _threads(args.threads)
     _refuse_existing_output(args)  # before hours of training, not after
     distributed.initialize("nccl" if args.device.startswith("cuda") else "gloo")
+    # The main worker owns MODEL.ckpt (and its .partial training state) from the start: a second fit into it fails at once.
+    with output_lock(args.output) if distributed.is_main() else contextlib.nullcontext():
+        return _fit_locked(args)
+
+
+def _fit_locked(args) -> int:
+    from omegabridge.training import distributed
+    from omegabridge.tabular import TabularBridge
+    from omegabridge.tabular.table_files import read_table
+
     say = print if distributed.is_main() else (lambda *_: None)
     overrides = _read_schema_file(args.schema)
     frame = read_table(args.data)
@@ -382,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from omegabridge.errors import MissingDependencyError
     from omegabridge.errors import DomainError
     from omegabridge.tabular import CheckpointError, SchemaError
-    from omegabridge.errors import TableFileError
+    from omegabridge.errors import OutputLockedError, TableFileError
 
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with code 2 and a message on a bad command or option
@@ -396,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, MissingDependencyError) as error:
         print(f"{prefix} {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (SchemaError, CheckpointError, TableFileError, DomainError, FileExistsError) as error:
+    except (SchemaError, CheckpointError, TableFileError, DomainError, FileExistsError, OutputLockedError) as error:
         print(f"{prefix} {error}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as error:

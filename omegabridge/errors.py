@@ -9,7 +9,7 @@ Example:
 
 __all__ = [
     "DomainError", "ModelOutputError", "BackendUnavailableError", "SchemaError", "CheckpointError", "NotFittedError",
-    "TrainingCheckpointError", "TableFileError", "MissingDependencyError", "UsageError",
+    "TrainingCheckpointError", "TableFileError", "OutputLockedError", "MissingDependencyError", "UsageError",
 ]
 
 
@@ -43,6 +43,10 @@ class TrainingCheckpointError(ValueError):
 
 class TableFileError(ValueError):
     """A table file that cannot be read or written (the message names the path)."""
+
+
+class OutputLockedError(RuntimeError):
+    """Another live job is writing the same output (the message names the output and that job's host and pid)."""
 
 
 class MissingDependencyError(RuntimeError):

@@ -1,7 +1,12 @@
-"""Atomic output: a crash or an error never leaves a half-written file under its final name.
+"""Atomic, exclusive output: a crash or an error never leaves a half-written file under its
+final name, and two jobs never write one output at once.
 
 Each writer writes to a temporary name in the destination folder (same file system),
 then renames it into place with ``os.replace`` (a file) or ``os.rename`` (a folder).
+``output_lock(path)`` makes a job the only writer of ``path`` (its temporaries, its
+``.partial`` folder) with an OS lock on ``path.lock`` that records the owner's host and
+pid; the kernel drops the lock when the owner dies, so a stale lock never blocks a
+rerun.
 
 Example:
     >>> import os, tempfile
@@ -14,12 +19,19 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import warnings
 from typing import Callable, Iterator
 
-__all__ = ["refuse_existing", "atomic_write", "atomic_folder", "replace_folder", "remove_temporaries", "save_figure", "write_json", "json_safe"]
+from omegabridge.errors import OutputLockedError
+
+__all__ = ["LOCK_SUFFIX", "output_lock", "refuse_existing", "atomic_write", "atomic_folder", "replace_folder", "remove_temporaries", "save_figure", "write_json", "json_safe"]
 
 
 def refuse_existing(path: str, overwrite: bool) -> None:
@@ -30,6 +42,89 @@ def refuse_existing(path: str, overwrite: bool) -> None:
     """
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(f"{os.path.abspath(path)} already exists (pass overwrite=True, or --overwrite, to replace it)")
+
+
+LOCK_SUFFIX = ".lock"
+_HELD: dict[str, list] = {}  # lock file -> [descriptor, depth]: this process's locks (re-entered, not re-taken)
+
+
+@contextlib.contextmanager
+def output_lock(path: str) -> Iterator[None]:
+    """Hold the exclusive lock on output ``path`` (the file ``path.lock``) while the block runs.
+
+    A second job asking for it while the first lives gets ``OutputLockedError`` at once,
+    naming the first job's host, pid and start time. The lock is the kernel's (``flock``):
+    it goes with the process that held it, so after a kill the next job takes it over.
+    The same process may re-enter it (a command that locks its output, then saves into
+    it). On a file system without locks it warns and goes on unlocked.
+
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "sample.csv")
+    >>> with output_lock(out):
+    ...     os.path.exists(out + ".lock")
+    True
+    >>> os.path.exists(out + ".lock")
+    False
+    """
+    lock_path = os.path.abspath(path) + LOCK_SUFFIX
+    if lock_path in _HELD:
+        _HELD[lock_path][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[lock_path][1] -= 1
+        return
+    descriptor = _acquire(path, lock_path)
+    _HELD[lock_path] = [descriptor, 1]
+    try:
+        yield
+    finally:
+        del _HELD[lock_path]
+        if descriptor is not None:
+            with contextlib.suppress(OSError):  # unlinked while held, so no other job locks a file about to vanish
+                os.unlink(lock_path)
+            os.close(descriptor)
+
+
+def _acquire(path: str, lock_path: str) -> int | None:
+    import fcntl
+
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    while True:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_owner(descriptor)
+            os.close(descriptor)
+            raise OutputLockedError(
+                f"{os.path.abspath(path)} is being written by another job ({owner}); wait for it to finish or stop it "
+                f"(its lock: {lock_path})") from None
+        except OSError as error:  # e.g. ENOLCK on a network file system without lock support
+            os.close(descriptor)
+            warnings.warn(f"{lock_path}: cannot lock ({error.strerror}); another job writing {path} would not be detected",
+                          RuntimeWarning, stacklevel=4)
+            return None
+        try:  # the previous owner may have unlinked the file between our open and our lock: lock the new one
+            if os.stat(lock_path).st_ino == os.fstat(descriptor).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)
+    owner = {"host": socket.gethostname(), "pid": os.getpid(),
+             "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "command": " ".join(sys.argv)[:500]}
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, (json.dumps(owner) + "\n").encode(), 0)
+    return descriptor
+
+
+def _read_owner(descriptor: int) -> str:
+    try:
+        owner = json.loads(os.pread(descriptor, 4096, 0).decode())
+        return f"pid {owner['pid']} on host {owner['host']}, since {owner['since']}: {owner.get('command', '')}".rstrip(": ")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "owner not yet recorded: it is starting"
 
 
 def _temporary_name(path: str) -> tuple[str, str]:

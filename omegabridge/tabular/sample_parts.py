@@ -8,6 +8,9 @@ workers there are or which one drew it. K workers (torchrun, or any caller passi
 
 The work happens in ``OUT.partial`` beside the final folder ``OUT``:
 
+0. Rank 0 holds ``output_lock(OUT)`` from start to end (``OUT.lock``, owner's host and
+   pid): a second job into ``OUT``, even with ``overwrite``, fails at once while this one
+   lives; after a kill the lock is gone and a rerun resumes.
 1. ``job.json`` there says which job it holds (rows, seed, chunk size, a fingerprint of
    the model); a folder of another job is refused unless ``overwrite``.
 2. Each part is written to a temporary file and renamed into place, so a part under its
@@ -34,7 +37,7 @@ import shutil
 from typing import Callable
 
 from omegabridge.training import distributed
-from omegabridge.files import atomic_write, refuse_existing, remove_temporaries, replace_folder, write_json
+from omegabridge.files import atomic_write, output_lock, refuse_existing, remove_temporaries, replace_folder, write_json
 from omegabridge.tabular.table_files import MAX_PARTS, part_name, write_manifest
 from omegabridge.errors import TableFileError
 
@@ -104,6 +107,14 @@ def write_sample_parts(
     world_size = distributed.world_size() if world_size is None else world_size
     final = os.path.abspath(path)
     staging = final + PARTIAL_SUFFIX
+    # Rank 0 holds OUT's lock for the whole job, for all its workers: a second job into OUT fails at once.
+    with output_lock(final) if rank == 0 else contextlib.nullcontext():
+        return _write_parts(model, rows, parts, final, staging, seed, chunk_rows, batch_size, overwrite,
+                            manifest_extra, on_chunk, rank, world_size)
+
+
+def _write_parts(model, rows, parts, final, staging, seed, chunk_rows, batch_size, overwrite, manifest_extra,
+                 on_chunk, rank, world_size) -> dict:
     refuse_existing(final, overwrite)
     job = {"format": JOB_FORMAT, "rows": rows, "seed": seed, "chunk_rows": chunk_rows, "batch_size": batch_size,
            "model": model_fingerprint(model)}

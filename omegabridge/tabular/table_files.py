@@ -30,7 +30,7 @@ import json
 import os
 from typing import Iterable
 
-from omegabridge.files import atomic_folder, atomic_write, refuse_existing, write_json
+from omegabridge.files import atomic_folder, atomic_write, output_lock, refuse_existing, write_json
 from omegabridge.errors import TableFileError
 
 __all__ = ["read_table", "write_table", "write_chunks", "write_manifest", "part_name", "output_kind",
@@ -108,8 +108,14 @@ def write_chunks(chunks: Iterable, path: str, *, overwrite: bool = False, manife
 
     ``on_chunk(rows)`` is called after each chunk is written (for progress bars).
     An existing ``path`` (file or folder) is refused before any chunk is drawn unless ``overwrite``;
-    then it is replaced only once the new output is complete.
+    then it is replaced only once the new output is complete. The job holds ``path``'s
+    ``output_lock`` throughout.
     """
+    with output_lock(path):  # another job writing path fails at once (OutputLockedError)
+        return _write_chunks(chunks, path, overwrite, manifest_extra, on_chunk)
+
+
+def _write_chunks(chunks: Iterable, path: str, overwrite: bool, manifest_extra: dict | None, on_chunk) -> dict:
     refuse_existing(path, overwrite)
     kind = output_kind(path)
     summary = {"path": os.path.abspath(path), "kind": kind, "rows": 0, "parts": []}

@@ -33,7 +33,7 @@ from omegabridge.tabular.schema import Schema, infer_schema
 from omegabridge.errors import SchemaError
 from omegabridge.training.trainer import Trainer
 from omegabridge.errors import NotFittedError
-from omegabridge.files import refuse_existing
+from omegabridge.files import output_lock, refuse_existing
 
 __all__ = ["TabularBridge"]
 
@@ -204,7 +204,11 @@ class TabularBridge:
         """Write a checkpoint (weights, schema, encoder, schedule, settings, versions) atomically; an
         existing ``path`` is refused (``FileExistsError``) unless ``overwrite``."""
         self._require_fitted("save")
-        refuse_existing(path, overwrite)
+        with output_lock(path):
+            refuse_existing(path, overwrite)
+            return self._write_checkpoint(path)
+
+    def _write_checkpoint(self, path: str) -> str:
         return write_checkpoint(
             path,
             {

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -42,7 +43,7 @@ from tqdm.auto import tqdm
 from omegabridge.training import distributed
 from omegabridge.bridge import check_loss_weight
 from omegabridge.checksums import state_sha256
-from omegabridge.files import atomic_write, remove_temporaries
+from omegabridge.files import atomic_write, output_lock, remove_temporaries
 from omegabridge.errors import TrainingCheckpointError
 
 __all__ = ["Trainer", "TrainingRecord", "FORMAT", "FORMAT_VERSION"]
@@ -176,8 +177,14 @@ class Trainer:
         same data), training resumes there (``resume=False`` starts over and replaces it).
         Raises ``DomainError`` for rows outside the domain, ``TrainingCheckpointError``
         for a checkpoint of another run or a damaged one, ``ValueError`` when the
-        global batch does not divide among the workers.
+        global batch does not divide among the workers, ``OutputLockedError`` when another
+        live job trains into the same ``checkpoint`` (the main worker holds its lock).
         """
+        locked = self.checkpoint is not None and distributed.is_main()
+        with output_lock(self.checkpoint) if locked else contextlib.nullcontext():
+            return self._fit(data, iterations, resume)
+
+    def _fit(self, data: torch.Tensor, iterations: int, resume: bool) -> list[float]:
         _positive_integer("iterations", iterations)
         workers, rank = distributed.world_size(), distributed.rank()
         if self.batch_size % workers:

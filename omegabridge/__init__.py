@@ -41,7 +41,9 @@ from omegabridge.errors import (
     DomainError,
     ModelOutputError,
     NotFittedError,
+    OutputLockedError,
     SchemaError,
+    TableFileError,
     TrainingCheckpointError,
 )
 from omegabridge.bridge import Bridge
@@ -77,6 +79,8 @@ __all__ = [
     "Trainer",
     "TrainingRecord",
     "TrainingCheckpointError",
+    "OutputLockedError",
+    "TableFileError",
     "TabularBridge",
     "Schema",
     "ColumnSpec",

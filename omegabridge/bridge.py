@@ -73,6 +73,8 @@ class Bridge:
             raise ValueError(f"start_std must be finite and >= 0, got {start_std!r}")
         grid_values = self.time_grid
         self._remaining = grid_values.remaining.tolist()
+        # Refused here, by name, rather than sampled as NaN: ends, widths and s that float32 cannot carry.
+        ops.check_float32_range(self.table, max(self._remaining), min(self._remaining))
         self._increment = grid_values.increment.tolist()
         beta_end = grid_values.beta_end
         beta = grid_values.beta[:-1]
@@ -256,7 +258,12 @@ class Bridge:
                 use_graph, backend = True, "cuda"
         ops.resolve_backend(backend, device)
         times = self.time_grid.t[:-1].to(torch.float32).to(device)
-        out = torch.empty(n, self.width, dtype=torch.float32, device=device)
+        try:
+            out = torch.empty(n, self.width, dtype=torch.float32, device=device)
+        except (RuntimeError, MemoryError) as error:  # torch's allocator message does not say which sizes
+            raise MemoryError(f"cannot allocate the sample: {n} rows x {self.width} columns of float32 is "
+                              f"{n * self.width * 4 / 2**30:.1f} GiB on {device}; sample fewer rows at a time "
+                              f"(row_offset= draws rows [a, b) alone)") from error
         batches = [(start, min(n, start + batch_size)) for start in range(0, n, batch_size)]
         bar = tqdm(total=len(batches) * self.steps, disable=not progress, desc="sampling", unit="step", leave=False)
         try:
@@ -300,6 +307,7 @@ class Bridge:
                 backend=backend,
                 out=z,  # in place: the state is ours, and the drift was computed from it already
             )
+            _check_state_after(z, k, row_offset, finite)
             bar.update(1)
         drift = _drift(model, z, times[last], last, finite)
         x = ops.final_step(
@@ -313,11 +321,12 @@ class Bridge:
             final=final,
             backend=backend,
         )
+        _check_state_after(x, last, row_offset, finite)
         bar.update(1)
         if finite is not None and not bool(finite):
             raise ModelOutputError(
-                f"model returned non-finite values at some step for rows [{row_offset}, {row_offset + rows}) "
-                "(on a GPU the check runs once per batch, so the step is not named)"
+                f"model returned non-finite values, or a drift so large that the state overflowed, at some step for rows "
+                f"[{row_offset}, {row_offset + rows}) (on a GPU the check runs once per batch, so the step is not named)"
             )
         return x
 
@@ -343,6 +352,19 @@ def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int, finite: tor
         _check_model_shape(drift, z, f"at step {step_index}")
         finite.logical_and_(torch.isfinite(drift).all())
     return drift
+
+
+def _check_state_after(z: torch.Tensor, step_index: int, row_offset: int, finite: torch.Tensor | None) -> None:
+    """The state after step k is finite and within ``ops.MAX_STATE``: a drift too large for float32 is named
+    here, not returned as NaN. On a GPU it goes into the device flag (read once per batch)."""
+    in_range = ops.state_in_range(z)
+    if finite is not None:
+        finite.logical_and_(in_range)
+    elif not bool(in_range):
+        row = int((~(z.abs() <= ops.MAX_STATE)).any(dim=1).nonzero()[0])
+        raise ModelOutputError(
+            f"the state overflowed float32 range at step {step_index} (row {row_offset + row}): the model's drift is too "
+            f"large for the step (the state must stay finite and within {ops.MAX_STATE:g})")
 
 
 def _check_model_shape(drift, z: torch.Tensor, where: str) -> None:

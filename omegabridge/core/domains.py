@@ -66,6 +66,10 @@ def _integer(owner: str, field: str, value, minimum: int, maximum: int) -> int:
 
 
 
+#: Most flat columns one row may have (a 4K RGB image is 25M): beyond it a single row is gigabytes.
+MAX_WIDTH = 2**27
+
+
 class Domain:
     """Base class of a constrained domain. Subclasses set the element and the methods below.
 
@@ -83,6 +87,9 @@ class Domain:
     def _set_shape(self, shape) -> None:
         self.shape = _field_shape(self._element_repr(), shape)
         self.width = self.element_width * math.prod(self.shape)
+        if self.width > MAX_WIDTH:
+            raise ValueError(f"{self._element_repr()} of shape {self.shape}: {self.width} columns per row is over the "
+                             f"limit of {MAX_WIDTH} (one row alone would need {self.width * 4 / 2**30:.1f} GiB)")
 
     @property
     def elements(self) -> int:

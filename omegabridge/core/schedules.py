@@ -31,6 +31,11 @@ def _positive(owner: str, field: str, value, allow_zero: bool = False) -> float:
     return number
 
 
+#: Most steps a grid may have: far beyond any useful sampler (the paper uses 2000), and a grid's
+#: tensors stay small; a larger count is a typo, not a request to allocate for minutes.
+MAX_STEPS = 1_000_000
+
+
 @dataclass(frozen=True)
 class TimeGrid:
     """A run's precomputed grid, float64 on the host.
@@ -76,8 +81,8 @@ class Schedule:
 
     def grid(self, steps: int, kind: str = "t") -> TimeGrid:
         """The time grid of ``steps`` steps: ``kind="t"`` (uniform in t) or ``"beta"`` (uniform in beta)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= MAX_STEPS:
+            raise ValueError(f"steps must be an integer in [2, {MAX_STEPS}], got {steps!r}")
         uniform = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
         if kind == "t":
             t = uniform

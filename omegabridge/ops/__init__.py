@@ -12,7 +12,14 @@ Example:
 
 from omegabridge.ops.functional import (
     BACKENDS,
+    MAX_COORDINATE,
+    MAX_REMAINING,
+    MAX_STATE,
+    MIN_REMAINING,
     bridge_target,
+    check_float32_range,
+    check_state,
+    state_in_range,
     check_device,
     final_step,
     posterior_mean,
@@ -22,5 +29,6 @@ from omegabridge.ops.functional import (
 )
 
 __all__ = [
+    "MAX_STATE", "MAX_COORDINATE", "MIN_REMAINING", "MAX_REMAINING", "check_float32_range", "state_in_range", "check_state",
     "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "scheduled_step", "final_step", "bridge_target",
 ]

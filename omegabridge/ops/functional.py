@@ -14,8 +14,14 @@ the CUDA-graph form of the step). Backends, chosen through ``omegabridge.ops.reg
 
 Asking for a backend that cannot run raises ``BackendUnavailableError`` with the reason. Every
 check here looks at shapes, dtypes, devices and Python numbers only, so it traces under
-``torch.compile``; the one check that reads data (per-row s on CPU tensors) runs in eager mode
-only, and inside a compiled region the kernels' NaN rule for invalid rows applies instead.
+``torch.compile``; the checks that read data (per-row s, and the state of ``step`` and
+``final_step``, on CPU tensors) run in eager mode only, and inside a compiled region or on a
+GPU the kernels' NaN rule for invalid rows applies instead (``Bridge.sample`` catches it).
+
+Float32 range (``check_float32_range``): a state is at most ``MAX_STATE`` in magnitude, s is
+in [``MIN_REMAINING``, ``MAX_REMAINING``], and a domain's finite ends are at most
+``MAX_COORDINATE`` with a width resolvable in float32. Inside these limits every square and
+ratio the kernels form stays finite; outside them they can overflow to NaN.
 
 Example:
     >>> import torch, omegabridge as ob
@@ -28,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -38,6 +45,7 @@ from omegabridge.ops.backends import cuda
 from omegabridge.ops.backends.fused import overlaps_elsewhere
 
 __all__ = [
+    "MAX_STATE", "MAX_COORDINATE", "MIN_REMAINING", "MAX_REMAINING", "check_float32_range", "state_in_range", "check_state",
     "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "scheduled_step", "final_step", "bridge_target",
 ]
 
@@ -45,6 +53,81 @@ BACKENDS = registry.NAMES
 _STATE_DTYPES = (torch.float32, torch.float64)
 _DRIFT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 _DATA_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+#: Largest |z| a state may hold: its square, summed over a sphere's coordinates, stays below float32's 3.4e38.
+MAX_STATE = 1e19
+#: Largest |end| of an interval, half-line or lattice: the default schedule's s is about the squared reach
+#: (<= 4e32 here), and an end plus ten sqrt(MAX_REMAINING) of noise stays inside MAX_STATE.
+MAX_COORDINATE = 1e16
+#: Range of s (remaining): 1/s is a normal float32 number, and sqrt(s) of noise stays within MAX_STATE.
+MIN_REMAINING, MAX_REMAINING = 1e-30, 1e34
+#: Largest |end| / s at the first step (the singular drift from the start state 0).
+MAX_START_DRIFT = 1e30
+#: A width (or lattice step) must be at least this fraction of the largest |end| (float32 has 24 bits).
+MIN_RELATIVE_WIDTH = 1e-6
+
+
+def check_float32_range(table: SegmentTable, largest_remaining: float, smallest_remaining: float) -> None:
+    """``ValueError`` naming the factor or the schedule when a bridge's arithmetic cannot be carried in float32.
+
+    >>> import omegabridge as ob
+    >>> check_float32_range(ob.Interval(0, 1).segment_table(), 10.0, 1e-3)  # fine
+    >>> check_float32_range(ob.Interval(-1e38, 1e38).segment_table(), 10.0, 1e-3)
+    Traceback (most recent call last):
+    ...
+    ValueError: factor 0 (interval [-1e+38, 1e+38]): |end| 1e+38 is over 1e+16, beyond what float32 sampling can carry; rescale the data
+    """
+    for index, segment in enumerate(table.segments):
+        ends = _finite_ends(segment)
+        if not ends:
+            continue
+        name = f"factor {index} ({segment.kind.name.lower().replace('_', '-')} [{segment.low:g}, {segment.high:g}])"
+        largest = max(abs(end) for end in ends)
+        if largest > MAX_COORDINATE:
+            raise ValueError(f"{name}: |end| {largest:g} is over {MAX_COORDINATE:g}, beyond what float32 sampling can carry; "
+                             "rescale the data")
+        spacing = segment.step if segment.kind.name == "LATTICE" else segment.high - segment.low
+        if len(ends) == 2 and spacing < MIN_RELATIVE_WIDTH * largest:
+            raise ValueError(f"{name}: {'step' if segment.kind.name == 'LATTICE' else 'width'} {spacing:g} is below "
+                             f"{MIN_RELATIVE_WIDTH:g} of |end| {largest:g}, finer than float32 resolves there; shift the data")
+        # Sampling starts at z = 0 with the largest s: the singular drift there is about |end| / s.
+        if largest > MAX_START_DRIFT * largest_remaining:
+            raise ValueError(f"{name}: |end| {largest:g} is too far from the start (0) for the schedule's first s "
+                             f"({largest_remaining:.3g}): the singular drift |end| / s would overflow float32; choose a "
+                             "larger schedule scale, or shift the data")
+    if not MIN_REMAINING <= smallest_remaining <= largest_remaining <= MAX_REMAINING:
+        raise ValueError(
+            f"the schedule's s runs from {largest_remaining:.3g} down to {smallest_remaining:.3g}; float32 sampling needs s in "
+            f"[{MIN_REMAINING:g}, {MAX_REMAINING:g}]: choose a smaller schedule scale (or fewer steps), or rescale the data")
+
+
+def _finite_ends(segment) -> tuple[float, ...]:
+    kind = segment.kind.name
+    if kind in ("INTERVAL", "LATTICE"):
+        return segment.low, segment.high
+    if kind == "HALFLINE_LOWER":
+        return (segment.low,)
+    if kind == "HALFLINE_UPPER":
+        return (segment.high,)
+    return ()
+
+
+def state_in_range(z: torch.Tensor) -> torch.Tensor:
+    """A 0-dim bool tensor on z's device: every entry finite and at most ``MAX_STATE`` in magnitude (no host sync)."""
+    if z.numel() == 0:
+        return torch.ones((), dtype=torch.bool, device=z.device)
+    low, high = torch.aminmax(z)
+    return (low >= -MAX_STATE) & (high <= MAX_STATE)  # NaN compares false
+
+
+def check_state(z: torch.Tensor, name: str = "z") -> None:
+    """On CPU tensors in eager mode: ``ValueError`` naming the first row with a non-finite or out-of-range entry."""
+    if z.device.type != "cpu" or torch.compiler.is_compiling() or bool(state_in_range(z)):
+        return
+    bad = ~(z.abs() <= MAX_STATE)
+    row, column = (int(i) for i in bad.nonzero()[0])
+    raise ValueError(f"{name} has {float(z[row, column])!r} at row {row}, column {column}; a state must be finite and "
+                     f"at most {MAX_STATE:g} in magnitude")
 
 
 def check_device(device) -> torch.device:
@@ -104,9 +187,20 @@ def _check_out(out, z: torch.Tensor) -> None:
 
 
 def _check_positive(name: str, value) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be one number, got {type(value).__name__} {value!r:.60}")
     number = float(value)
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return number
+
+
+def _check_remaining(name: str, value) -> float:
+    number = _check_positive(name, value)
+    if not MIN_REMAINING <= number <= MAX_REMAINING:
+        raise ValueError(f"{name} ({number:g}) must lie in [{MIN_REMAINING:g}, {MAX_REMAINING:g}], the range float32 sampling carries")
     return number
 
 
@@ -165,13 +259,14 @@ def step(
     """
     _check_matrix("z", z, table, _STATE_DTYPES)
     _check_drift(drift, z, table)
-    s = _check_positive("remaining", remaining)
+    s = _check_remaining("remaining", remaining)
     db = _check_positive("increment", increment)
     if db > s * (1 + 1e-12):
         raise ValueError(f"increment ({db}) must not exceed remaining ({s})")
     _check_address(seed, step_index, row_offset)
     _check_out(out, z)
     _check_backend(backend)
+    check_state(z)
     arguments = (z, drift, table.key, s, db, library.seed_word(seed), step_index, row_offset, backend)
     if out is None:
         return torch.ops.omegabridge.step(*arguments)
@@ -230,11 +325,12 @@ def final_step(
     """
     _check_matrix("z", z, table, _STATE_DTYPES)
     _check_drift(drift, z, table)
-    s = _check_positive("remaining", remaining)
+    s = _check_remaining("remaining", remaining)
     _check_address(seed, step_index, row_offset)
     if final not in ("exact", "project"):
         raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
     _check_backend(backend)
+    check_state(z)
     return torch.ops.omegabridge.final_step(z, drift, table.key, s, library.seed_word(seed), step_index, row_offset,
                                             final, backend)
 

@@ -561,7 +561,8 @@ def evaluate(
     ``"<name>_efficacy_ratio"`` and ``"real_efficacy"`` (``real`` is the training frame);
     otherwise ``"efficacy"`` is empty. ``discrete=None`` decides with ``is_discrete`` on
     ``real``. Validity is not computed here (it needs a schema). Raises ValueError naming
-    the columns when a synthetic frame's columns differ from ``real``'s.
+    the columns when a synthetic frame's columns differ from ``real``'s, and naming the
+    table when one has no rows.
 
     >>> real = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["a", "a", "b", "b"]})
     >>> result = evaluate(real, {"copy": real.copy()})
@@ -570,8 +571,12 @@ def evaluate(
     >>> result["summary"]["copy_association_error"]
     0.0
     """
+    if len(real) == 0:
+        raise ValueError("the real table has no rows: there is nothing to compare against")
     for name, frame in synthetic.items():
         _check_columns(real, frame, name)
+        if len(frame) == 0:  # every metric (validity included) would be vacuous: 100% valid, TV of nothing
+            raise ValueError(f"the {name} table has no rows: there is nothing to evaluate")
     discrete = _resolve_discrete(real, discrete)
     columns: dict[str, dict] = {}
     summary: dict[str, float] = {}

@@ -6,7 +6,8 @@ ordered list of them. ``infer_schema`` reads a DataFrame:
 ====================================================  ==============================
 column                                                kind
 ====================================================  ==============================
-bool, category, object or string dtype                ``categorical`` (the values seen)
+bool, category, object or string dtype                ``categorical`` (the values seen: a category
+                                                      dtype's unused levels are dropped)
 one distinct value                                    ``constant``
 integer values (any numeric dtype) spanning at most   ``lattice`` (low..high, step 1)
 ``max_lattice_points`` points
@@ -322,6 +323,11 @@ def infer_schema(
         raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
     if len(frame) == 0:
         raise SchemaError("the table has no rows")
+    repeated = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise SchemaError(f"the table repeats column names {repeated}; every column needs its own name")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise SchemaError(f"the schema overrides must be a mapping {{column: kind or {{'kind': ...}}}}, got {type(overrides).__name__}")
     overrides = dict(overrides or {})
     unknown = [name for name in overrides if name not in frame.columns]
     if unknown:
@@ -336,8 +342,11 @@ def infer_schema(
             raise SchemaError(f"column {name!r} has no non-missing value; drop it or declare it")
         dtype = str(series.dtype)
         missing = bool(series.isna().any())
+        _refuse_unmodelled_values(name, series, present)
         if name in overrides:
             entry = overrides[name]
+            if not isinstance(entry, (str, Mapping)):
+                raise SchemaError(f"column {name!r}: a schema entry must be a kind name or a dict with 'kind', got {entry!r}")
             entry = {"kind": entry} if isinstance(entry, str) else dict(entry)
             _fill_parameters(name, entry, present)
             entry.setdefault("missing", missing)
@@ -357,6 +366,11 @@ def _infer_column(name, series, present, dtype, missing, max_lattice_points, max
         return ColumnSpec(name, "constant", value=_plain(present.iloc[0]), **common)
     if not numeric:
         return ColumnSpec(name, "categorical", categories=_categories(series, present), **common)
+    if pd.api.types.is_integer_dtype(series.dtype):
+        largest = max(abs(int(present.min())), abs(int(present.max())))
+        if largest > 2**53:  # float64 (and the model's float32) would merge neighbouring values
+            raise SchemaError(f"column {name!r}: integers up to {largest} are beyond 2^53, where numbers lose exactness; "
+                              "declare it {'kind': 'categorical'} (values kept exactly) or rescale it")
     values = present.to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
         raise SchemaError(f"column {name!r}: infinite values cannot be modelled (row {present.index[~np.isfinite(values)][0]!r})")
@@ -370,6 +384,19 @@ def _infer_column(name, series, present, dtype, missing, max_lattice_points, max
     if distinct[0] >= 0:
         return ColumnSpec(name, "halfline", low=0.0, **common)
     return ColumnSpec(name, "real", **common)
+
+
+def _refuse_unmodelled_values(name: str, series, present) -> None:
+    """Complex numbers, and cells holding containers (lists, dicts, sets, arrays), fit no kind: refused by name."""
+    import pandas as pd
+
+    if pd.api.types.is_complex_dtype(series.dtype):
+        raise SchemaError(f"column {name!r}: complex numbers fit no column kind; split it into real and imaginary columns")
+    if series.dtype == object:
+        for row, value in present.items():
+            if isinstance(value, (list, tuple, dict, set, frozenset, np.ndarray, complex, np.complexfloating)):
+                raise SchemaError(f"column {name!r}, row {row!r}: a {type(value).__name__} value fits no column kind; "
+                                  "give one plain value per cell")
 
 
 def _fill_parameters(name: str, entry: dict, present) -> None:
@@ -399,8 +426,9 @@ def _fill_parameters(name: str, entry: dict, present) -> None:
 def _categories(series, present) -> list:
     import pandas as pd
 
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return [_plain(v) for v in series.cat.categories]
+    if isinstance(series.dtype, pd.CategoricalDtype):  # the dtype's order, but only the levels the data has
+        seen = set(present.unique())
+        return [_plain(v) for v in series.cat.categories if v in seen]
     try:
         return sorted(_plain(v) for v in present.unique())
     except TypeError:  # mixed types: keep order of first appearance

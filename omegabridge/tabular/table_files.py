@@ -30,7 +30,7 @@ import json
 import os
 from typing import Iterable
 
-from omegabridge.files import atomic_folder, atomic_write, output_lock, refuse_existing, write_json
+from omegabridge.files import atomic_folder, atomic_write, output_lock, refuse_existing, remove_temporaries, write_json
 from omegabridge.errors import TableFileError
 
 __all__ = ["read_table", "write_table", "write_chunks", "write_manifest", "part_name", "output_kind",
@@ -87,13 +87,31 @@ def read_table(path: str):
     kind = output_kind(path)
     try:
         if kind == "csv":
+            _check_csv_fields(path)
             return pd.read_csv(path)
         if kind == "parquet":
             _require_pyarrow(path)
             return pd.read_parquet(path)
+    except TableFileError:
+        raise
     except Exception as error:  # OSError, ValueError, and the parsers' own types for malformed files
         raise TableFileError(f"{path}: cannot read the table ({type(error).__name__}: {error})") from error
     raise TableFileError(f"{path}: unknown table format; expected a .csv or .parquet file or a folder of parts")
+
+
+def _check_csv_fields(path: str) -> None:
+    """Every record has the header's number of fields (pandas would fill a short row with NaN silently)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return
+        for record in reader:
+            if record and len(record) != len(header):
+                raise TableFileError(f"{path}, line {reader.line_num}: {len(record)} field(s), but the header has "
+                                     f"{len(header)}; fix or remove that row")
 
 
 def write_table(frame, path: str, *, overwrite: bool = False) -> str:
@@ -117,6 +135,9 @@ def write_chunks(chunks: Iterable, path: str, *, overwrite: bool = False, manife
 
 def _write_chunks(chunks: Iterable, path: str, overwrite: bool, manifest_extra: dict | None, on_chunk) -> dict:
     refuse_existing(path, overwrite)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder):  # temporaries a killed writer of this path left (we hold its lock: none is live)
+        remove_temporaries(folder, os.path.basename(path))
     kind = output_kind(path)
     summary = {"path": os.path.abspath(path), "kind": kind, "rows": 0, "parts": []}
     if kind == "csv":

@@ -41,7 +41,7 @@ class Bridge:
             ``schedules.for_reach(domain.reach)`` = ``Exp(a=3, b=max(1, reach)^2)`` (``Exp(3, 1)``
             for unit-scale domains, ``Exp(3, 255^2)`` for 8-bit pixels).
         steps: number of time steps N (default 1000; a ``Table`` schedule fixes it itself).
-        grid: ``"t"`` (uniform in t) or ``"beta"`` (uniform in beta(t)).
+        grid: ``"t"`` (uniform in t), ``"beta"`` (uniform in beta(t)), or ``"s"`` / ``"s^RHO"`` (s_k = s_0 (1 - k/N)^RHO, for few steps; ``Schedule.grid``).
         start_std: gamma of a random start Z_0 ~ N(0, gamma^2 I); 0 starts at zeros.
 
     >>> import omegabridge as ob

@@ -19,6 +19,7 @@ from scipy import stats
 import omegabridge as ob
 from omegabridge.core import noise
 from omegabridge import reference
+from omegabridge.reference import oracle
 from omegabridge.core.segments import Kind
 
 F64 = torch.float64
@@ -173,32 +174,8 @@ def row_counts(x: torch.Tensor, support: torch.Tensor) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 # The oracle drift (bridge-math.md sections 4 and 5)
 # ----------------------------------------------------------------------------------------
-def oracle_drift(bridge: ob.Bridge, support: torch.Tensor, probabilities: torch.Tensor):
-    """f*(z, t) = (E[X | Z_t = z] - m(z, s)) / s for the discrete target p on ``support`` (z0 = 0).
-
-    E[X | Z_t = z] weighs x by p(x) N(z; (beta/beta_T) x, beta s / beta_T I); at t = 0
-    (variance 0) it is E_p[X]. All in float64.
-    """
-    support = support.to(F64)
-    log_p = torch.log(probabilities.to(F64))
-    total = bridge.time_grid.beta_end
-
-    def drift(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        nonlocal support, log_p
-        support, log_p = support.to(z.device), log_p.to(z.device)
-        z64 = z.to(F64)
-        beta = bridge.schedule.beta(t.detach().to(F64))[:, None]
-        s = total - beta
-        scale = beta / total
-        variance = beta * s / total
-        squared = ((z64[:, None, :] - scale[:, :, None] * support[None]) ** 2).sum(-1)  # (n, |S|)
-        logits = log_p[None] - squared / (2.0 * variance.clamp_min(1e-300))
-        logits = torch.where(variance > 0, logits, log_p[None].expand_as(logits))
-        posterior = torch.softmax(logits, dim=1) @ support
-        m = reference.posterior_mean(z64, bridge.table, s)
-        return ((posterior - m) / s).to(z.dtype)
-
-    return drift
+# One construction, in the package (the benchmarks use it too).
+oracle_drift = oracle.oracle_drift
 
 
 # ----------------------------------------------------------------------------------------

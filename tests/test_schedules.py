@@ -35,7 +35,7 @@ def test_beta_inverse(schedule):
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=repr)
-@pytest.mark.parametrize("kind", ["t", "beta"])
+@pytest.mark.parametrize("kind", ["t", "beta", "s", "s^3", "s^1.5"])
 def test_grids(schedule, kind):
     grid = schedule.grid(steps=64, kind=kind)
     assert grid.t.shape == (65,) and grid.increment.shape == (64,) and grid.remaining.shape == (64,)
@@ -47,8 +47,20 @@ def test_grids(schedule, kind):
     assert float(grid.remaining[-1]) == float(grid.increment[-1])  # the last step covers exactly what remains
     if kind == "t":
         assert torch.allclose(grid.t, torch.linspace(0, 1, 65, dtype=F64))
-    else:
+    elif kind == "beta":
         assert torch.allclose(grid.increment, torch.full((64,), beta_end / 64, dtype=F64), rtol=1e-9)
+    else:  # s_k = s_0 (1 - k/N)^rho with s_0 = beta(T)
+        rho = {"s": 2.0, "s^3": 3.0, "s^1.5": 1.5}[kind]
+        expected = beta_end * (1.0 - torch.arange(64, dtype=F64) / 64) ** rho
+        assert torch.allclose(grid.remaining, expected, rtol=1e-9, atol=1e-15 * beta_end)
+
+
+@pytest.mark.parametrize("kind", ["x", "s^", "s^0.5", "s^9", "s^abc", 2])
+def test_unknown_grid_names_are_refused(kind):
+    with pytest.raises(ValueError, match="grid"):
+        schedules.Exp(3.0, 1.0).grid(10, kind)
+    with pytest.raises(ValueError, match="grid"):
+        ob.Bridge(ob.Interval(0, 1), steps=10, grid=kind)
 
 
 def test_table_schedule():

@@ -363,3 +363,18 @@ def test_planted_bug_fails_the_check(monkeypatch, bug, name):
     check = run_check(name)
     print(bug, name, check)
     assert check.statistic > FAIL_FACTOR * check.threshold, f"bug {bug} is not caught by {name}: {check}"
+
+
+@pytest.mark.parametrize("grid", ["s", "s^3"])
+def test_zero_drift_law_on_the_few_step_grids(grid):
+    """The f = 0 law does not depend on the grid: each factor of one Product sample against its exact law."""
+    factors = [ob.Lattice(0, 4), ob.Categorical(3), ob.Interval(0.0, 1.0), ob.HalfLine(low=0.0)]
+    domain = ob.Product(factors)
+    bridge = ob.Bridge(domain, F0_SCHEDULE, steps=F0_STEPS, grid=grid)
+    x = bridge.sample(None, F0_ROWS, seed=11, progress=False)
+    assert bool(domain.contains(x).all())
+    offset = 0
+    for factor in factors:
+        check = factor_check(factor, x[:, offset:offset + factor.width], alpha=PRODUCT_ALPHA)
+        offset += factor.width
+        assert check.passed, f"grid {grid}: {check}"

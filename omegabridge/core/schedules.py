@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["Schedule", "Constant", "Exp", "Linear", "InverseExp", "Table", "TimeGrid"]
+__all__ = ["Schedule", "Constant", "Exp", "Linear", "InverseExp", "Table", "TimeGrid", "GRIDS", "grid_power"]
 
 
 def _positive(owner: str, field: str, value, allow_zero: bool = False) -> float:
@@ -80,19 +80,55 @@ class Schedule:
         return 0.5 * (low + high)
 
     def grid(self, steps: int, kind: str = "t") -> TimeGrid:
-        """The time grid of ``steps`` steps: ``kind="t"`` (uniform in t) or ``"beta"`` (uniform in beta)."""
+        """The time grid of ``steps`` steps.
+
+        ``kind``: ``"t"`` (uniform in t), ``"beta"`` (uniform in beta), or ``"s"`` / ``"s^RHO"``
+        (the remaining variance s_k = s_0 (1 - k/N)^RHO, RHO = 2 for ``"s"``): steps that
+        shrink with s, so the last s is s_0 / N^RHO rather than about s_0 / N. The exact
+        last step draws with spread s_{N-1}, so a few-step sampler needs it small
+        against the domain's finest spacing (measured in bench/solvers.py).
+
+        >>> grid = Exp(3.0, 1.0).grid(4, "s")
+        >>> [round(v / float(grid.remaining[0]), 4) for v in grid.remaining.tolist()]
+        [1.0, 0.5625, 0.25, 0.0625]
+        """
         if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= MAX_STEPS:
             raise ValueError(f"steps must be an integer in [2, {MAX_STEPS}], got {steps!r}")
         uniform = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+        rho = grid_power(kind)
         if kind == "t":
             t = uniform
-        elif kind == "beta":
-            beta_end = float(self.beta(torch.tensor(1.0, dtype=torch.float64)))
-            t = self.beta_inverse(uniform * beta_end)
-            t[0], t[-1] = 0.0, 1.0
         else:
-            raise ValueError(f"grid must be 't' or 'beta', got {kind!r}")
+            beta_end = float(self.beta(torch.tensor(1.0, dtype=torch.float64)))
+            fraction = uniform if rho is None else 1.0 - (1.0 - uniform) ** rho
+            t = self.beta_inverse(fraction * beta_end)
+            t[0], t[-1] = 0.0, 1.0
         return _grid_from_beta(t, self.beta(t))
+
+
+#: The grid names ``Schedule.grid`` takes (``"s^RHO"`` with any RHO in [1, 8] besides ``"s"``).
+GRIDS = ("t", "beta", "s")
+
+
+def grid_power(kind: str) -> float | None:
+    """RHO of an ``"s"`` / ``"s^RHO"`` grid name, None for ``"t"`` and ``"beta"``; ``ValueError`` otherwise.
+
+    >>> grid_power("s"), grid_power("s^3"), grid_power("beta")
+    (2.0, 3.0, None)
+    """
+    if kind in ("t", "beta"):
+        return None
+    if kind == "s":
+        return 2.0
+    if isinstance(kind, str) and kind.startswith("s^"):
+        try:
+            rho = float(kind[2:])
+        except ValueError:
+            rho = math.nan
+        if 1.0 <= rho <= 8.0:
+            return rho
+        raise ValueError(f"grid {kind!r}: the power after 's^' must be a number in [1, 8]")
+    raise ValueError(f"grid must be 't', 'beta', 's' or 's^RHO' (RHO in [1, 8]), got {kind!r}")
 
 
 def _grid_from_beta(t: torch.Tensor, beta: torch.Tensor) -> TimeGrid:

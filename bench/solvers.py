@@ -1,0 +1,172 @@
+"""Sampler error against network evaluations, with the exact drift of known targets (no training).
+
+Each target is a discrete law on points of its domain; ``reference.oracle_drift`` gives the
+drift a perfectly trained network would output, so what is left is the sampler's own error.
+For each sampler (today: Euler with the exact last step) and time grid (``"t"``, ``"beta"``,
+``"s"``, ``"s^3"``; ``Schedule.grid``) and step count, ``rows`` rows are drawn and the total
+variation between their empirical law and the target is reported (mass off the target's
+support counts in full). One Euler step evaluates the network once, and so does the last
+step: N steps are N evaluations.
+
+Targets:
+* ``mixed``: Lattice(0, 4) x Categorical(3) with strong dependence (the category is the
+  lattice value mod 3 with probability 0.9), the default schedule;
+* ``multimodal``: Lattice(0, 9) with modes at 0, 5 and 9, schedule Exp(3, 1).
+
+The floor of the statistic is the TV of ``rows`` exact draws, reported as ``exact draws``
+(the same row count drawn from the target itself). Results: ``<out>/solvers.md``, ``.csv``
+and ``.png`` (TV against evaluations, log-log, one panel per target).
+
+    python bench/solvers.py                          # 40,000 rows, steps 10..200 (a few minutes on 2 cores)
+    python bench/solvers.py --rows 5000 --steps 10 25 --out /tmp/solvers   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import omegabridge as ob
+from omegabridge.files import atomic_write, save_figure
+from omegabridge.reference import oracle_drift
+
+GRIDS = ("t", "beta", "s", "s^3")
+
+
+def mixed_target():
+    points = [(x, c) for x in range(5) for c in range(3)]
+    weights = torch.tensor([0.9 if c == x % 3 else 0.05 for x, c in points], dtype=torch.float64)
+    support = torch.tensor([[float(x)] + [1.0 if c == k else 0.0 for k in range(3)] for x, c in points])
+    return ob.Product([ob.Lattice(0, 4), ob.Categorical(3)]), None, support, weights / weights.sum()
+
+
+def multimodal_target():
+    weights = torch.tensor([0.3, 0.05, 0.02, 0.02, 0.05, 0.25, 0.05, 0.02, 0.04, 0.2], dtype=torch.float64)
+    support = torch.arange(10.0)[:, None]
+    return ob.Lattice(0, 9), ob.schedules.Exp(3.0, 1.0), support, weights / weights.sum()
+
+
+TARGETS = {"mixed": mixed_target, "multimodal": multimodal_target}
+
+
+def total_variation(x: torch.Tensor, support: torch.Tensor, probabilities: torch.Tensor) -> float:
+    """TV between the rows of x and the target; rows off the support count in full."""
+    match = (x.double()[:, None, :] == support.double()[None]).all(-1)
+    counts = match.sum(0).double()
+    outside = float((~match.any(1)).sum())
+    empirical = counts / x.shape[0]
+    return 0.5 * (float((empirical - probabilities).abs().sum()) + outside / x.shape[0])
+
+
+def exact_floor(support, probabilities, rows: int, seed: int) -> float:
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.multinomial(probabilities.float(), rows, replacement=True, generator=generator)
+    return total_variation(support[index], support, probabilities)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=40_000)
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100, 200])
+    parser.add_argument("--grids", nargs="+", default=list(GRIDS))
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for target in args.targets:
+        domain, schedule, support, probabilities = TARGETS[target]()
+        floor = exact_floor(support, probabilities, args.rows, args.seed)
+        results.append({"target": target, "solver": "exact draws", "grid": "-", "steps": 0, "evaluations": 0,
+                        "tv": floor, "last_s": 0.0, "seconds": 0.0})
+        for grid in args.grids:
+            for steps in args.steps:
+                bridge = ob.Bridge(domain, schedule, steps=steps, grid=grid)
+                started = time.perf_counter()
+                x = bridge.sample(oracle_drift(bridge, support, probabilities), args.rows, seed=args.seed,
+                                  batch_size=args.rows, progress=False)
+                seconds = time.perf_counter() - started
+                row = {"target": target, "solver": "euler", "grid": grid, "steps": steps, "evaluations": steps,
+                       "tv": total_variation(x, support, probabilities), "last_s": float(bridge.time_grid.remaining[-1]),
+                       "seconds": seconds}
+                results.append(row)
+                print(f"{target:10s} euler grid {grid:5s} {steps:4d} steps: TV {row['tv']:.4f} (last s {row['last_s']:.3g}, "
+                      f"{seconds:.1f} s)", flush=True)
+    _write(out, results, args)
+    return 0
+
+
+def _write(out: Path, results: list[dict], args) -> None:
+    fields = ["target", "solver", "grid", "steps", "evaluations", "tv", "last_s", "seconds"]
+
+    def write_csv(temporary):
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(results)
+
+    atomic_write(str(out / "solvers.csv"), write_csv)
+    command = "python bench/solvers.py" + ("" if argv_is_default(args) else " " + " ".join(sys.argv[1:]))
+    lines = [
+        "# Sampler error against network evaluations (oracle drift)",
+        "",
+        f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()} "
+        f"({torch.get_num_threads()} threads), {args.rows} rows per cell, seed {args.seed}: `{command}`.",
+        "Total variation between the samples and the target (mass off the support counts in full); "
+        "`exact draws` is the TV of the same number of draws from the target itself (the floor). "
+        "Evaluations = network evaluations per sample. `last s` is the remaining variance at the last step.",
+        "",
+    ]
+    for target in args.targets:
+        rows = [r for r in results if r["target"] == target]
+        floor = next(r["tv"] for r in rows if r["solver"] == "exact draws")
+        lines += [f"## {target} (floor {floor:.4f})", "", "| solver | grid | " + " | ".join(f"{s} evals" for s in args.steps) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in args.steps) + " |"]
+        for grid in args.grids:
+            cells = {r["steps"]: r for r in rows if r["grid"] == grid}
+            lines.append(f"| euler | {grid} | " + " | ".join(f"{cells[s]['tv']:.4f} (s {cells[s]['last_s']:.2g})" for s in args.steps) + " |")
+        lines.append("")
+    atomic_write(str(out / "solvers.md"), lambda temporary: open(temporary, "w").write("\n".join(lines)))
+    _plot(out, results, args)
+    print(f"wrote {out / 'solvers.md'}, .csv, .png")
+
+
+def argv_is_default(args) -> bool:
+    return len(sys.argv) <= 1
+
+
+def _plot(out: Path, results: list[dict], args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(args.targets), figsize=(5.5 * len(args.targets), 4.2), squeeze=False)
+    for axis, target in zip(axes[0], args.targets):
+        rows = [r for r in results if r["target"] == target]
+        for grid in args.grids:
+            cells = sorted((r for r in rows if r["grid"] == grid), key=lambda r: r["evaluations"])
+            axis.loglog([r["evaluations"] for r in cells], [r["tv"] for r in cells], marker="o", label=f"euler, grid {grid}")
+        floor = next(r["tv"] for r in rows if r["solver"] == "exact draws")
+        axis.axhline(floor, color="grey", linestyle=":", label="exact draws (floor)")
+        axis.set_title(target)
+        axis.set_xlabel("network evaluations per sample")
+        axis.set_ylabel("total variation to the target")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    save_figure(figure, str(out / "solvers.png"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""bench/solvers.py: its total variation against hand-computed values, and a tiny run that writes its three files."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import solvers  # noqa: E402
+
+
+def test_total_variation_counts_off_support_mass_in_full():
+    support = torch.tensor([[0.0], [1.0]])
+    target = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    assert solvers.total_variation(torch.tensor([[0.0], [1.0]]), support, target) == pytest.approx(0.0)
+    # empirical (0.75, 0.25): TV 0.25
+    assert solvers.total_variation(torch.tensor([[0.0], [0.0], [0.0], [1.0]]), support, target) == pytest.approx(0.25)
+    # one of four rows off the support: |0.5 - 0.5| + |0.25 - 0.5| + 0.25, halved
+    assert solvers.total_variation(torch.tensor([[0.0], [0.0], [1.0], [7.0]]), support, target) == pytest.approx(0.25)
+
+
+def test_a_tiny_run_writes_the_table_the_csv_and_the_plot(tmp_path):
+    assert solvers.main(["--rows", "400", "--steps", "5", "10", "--grids", "t", "s", "--targets", "mixed",
+                         "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["solvers.csv", "solvers.md", "solvers.png"]
+    rows = list(csv.DictReader(open(tmp_path / "solvers.csv")))
+    assert [(r["grid"], r["steps"]) for r in rows] == [("-", "0"), ("t", "5"), ("t", "10"), ("s", "5"), ("s", "10")]
+    assert all(0.0 <= float(r["tv"]) <= 1.0 for r in rows)
+    assert "| euler | s |" in (tmp_path / "solvers.md").read_text()

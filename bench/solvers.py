@@ -17,7 +17,7 @@ The floor of the statistic is the TV of ``rows`` exact draws, reported as ``exac
 (the same row count drawn from the target itself). Results: ``<out>/solvers.md``, ``.csv``
 and ``.png`` (TV against evaluations, log-log, one panel per target).
 
-    python bench/solvers.py                          # 40,000 rows, steps 10..200 (a few minutes on 2 cores)
+    python bench/solvers.py --rows 20000             # steps 10..200: about 8 minutes on 2 cores (the committed results)
     python bench/solvers.py --rows 5000 --steps 10 25 --out /tmp/solvers   # a quick look
 """
 
@@ -74,7 +74,7 @@ def exact_floor(support, probabilities, rows: int, seed: int) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=40_000)
+    parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100, 200])
     parser.add_argument("--grids", nargs="+", default=list(GRIDS))
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))

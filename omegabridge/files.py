@@ -87,7 +87,12 @@ def output_lock(path: str) -> Iterator[None]:
 
 
 def _acquire(path: str, lock_path: str) -> int | None:
-    import fcntl
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): go on unlocked, and say so
+        warnings.warn(f"{lock_path}: this platform has no flock; another job writing {path} would not be detected",
+                      RuntimeWarning, stacklevel=4)
+        return None
 
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
     while True:

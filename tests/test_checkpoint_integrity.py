@@ -46,7 +46,8 @@ VALUE_KINDS = [
     ("period", [pd.Period("2024-01", freq="M"), pd.Period("2024Q3", freq="Q")]),
     ("interval", [pd.Interval(0, 1, closed="left"), pd.Interval(1.5, 2.5, closed="both")]),
     ("timedelta", [datetime.timedelta(days=1, seconds=3), datetime.timedelta(microseconds=-5)]),
-    ("pd-timedelta", [pd.Timedelta("1 days 00:00:00.000000001"), pd.Timedelta(minutes=90)]),
+    ("pd-timedelta", [pd.Timedelta("1 days 00:00:00.000000001"), pd.Timedelta(minutes=90),
+                      pd.Timedelta(days=146000).as_unit("s")]),  # 400 years: beyond int64 nanoseconds
     ("big-int", [2**62 + 1, -(2**63), 2**80]),
     ("bytes", [b"\x00\xff", b"abc"]),
     ("mixed", ["a", 1, 2.5, True, datetime.date(2020, 1, 1)]),
@@ -73,8 +74,11 @@ def test_typed_json_keeps_non_finite_floats_tuples_and_tag_like_dicts():
 
 
 @pytest.mark.parametrize("value, named", [(object(), "builtins.object"), ({1, 2}, "builtins.set"),
-                                          (datetime.time(1, tzinfo=datetime.timezone.utc), "time zone")])
+                                          (datetime.time(1, tzinfo=datetime.timezone.utc), "time zone"),
+                                          (decimal.Decimal("sNaN"), "would load back"), ("huge-int", "too long to store")],
+                         ids=["object", "set", "zoned-time", "signalling-nan", "int-of-5000-digits"])
 def test_typed_json_refuses_what_it_cannot_store_by_name_and_place(value, named):
+    value = 10**5000 if value == "huge-int" else value  # built here: pytest cannot print it as an id
     with pytest.raises(typed_json.UnsupportedValue, match=named) as info:
         typed_json.encode_checked({"schema": {"when": {"categories": ["a", value]}}}, where="checkpoint")
     assert "checkpoint['schema']['when']['categories'][1]" in str(info.value)

@@ -24,7 +24,7 @@ pd = pytest.importorskip("pandas")
 import omegabridge as ob  # noqa: E402
 from omegabridge import cli  # noqa: E402
 from omegabridge.tabular import metrics, typed_json  # noqa: E402
-from omegabridge.tabular.table_files import read_table, write_table  # noqa: E402
+from omegabridge.tabular.table_files import read_table, write_chunks, write_table  # noqa: E402
 
 TINY = dict(steps=8, hidden=16, depth=1, verbose=False, progress=False)
 
@@ -97,12 +97,21 @@ def test_a_well_formed_csv_with_quoted_commas_and_blank_lines_reads(tmp_path):
 
 @pytest.mark.parametrize("name", ["out.csv", "out.parquet"])
 def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path, name):
-    stale = tmp_path / f".{name}.abc123.tmp"  # the name atomic_write gives its temporary
+    stale = tmp_path / f".{name}.abcd1234.tmp"  # the name atomic_write gives its temporary
     stale.write_bytes(b"half a file")
     other = tmp_path / ".other.csv.x.tmp"  # another output's temporary: not ours to remove
     other.write_bytes(b"")
     write_table(pd.DataFrame({"x": [1, 2]}), str(tmp_path / name))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, other.name])
+
+
+def test_only_this_outputs_temporaries_are_removed_not_a_longer_names(tmp_path):
+    stale = tmp_path / ".out.abcd1234.tmp"  # a killed writer of the parts folder "out"
+    live = tmp_path / ".out.csv.k3j2h1g0.tmp"  # another job's temporary of "out.csv": not ours
+    stale.write_bytes(b"")
+    live.write_bytes(b"")
+    write_chunks([pd.DataFrame({"x": [1, 2]})], str(tmp_path / "out"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", live.name])
 
 
 def test_evaluate_on_an_empty_synthetic_table_is_refused(tmp_path, capsys):

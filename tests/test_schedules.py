@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -53,6 +55,12 @@ def test_grids(schedule, kind):
         rho = {"s": 2.0, "s^3": 3.0, "s^1.5": 1.5}[kind]
         expected = beta_end * (1.0 - torch.arange(64, dtype=F64) / 64) ** rho
         assert torch.allclose(grid.remaining, expected, rtol=1e-9, atol=1e-15 * beta_end)
+
+
+@pytest.mark.parametrize("kind, steps", [("s^8", 128), ("s^6", 1000), ("s^4", 100_000)])
+def test_a_power_grid_whose_last_s_float64_cannot_resolve_is_refused(kind, steps):
+    with pytest.raises(ValueError, match=rf"grid '{re.escape(kind)}' with {steps} steps: the last s would be .* below what float64 resolves"):
+        schedules.Exp(3.0, 1.0).grid(steps, kind)
 
 
 @pytest.mark.parametrize("kind", ["x", "s^", "s^0.5", "s^9", "s^abc", 2])

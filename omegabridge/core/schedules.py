@@ -96,6 +96,9 @@ class Schedule:
             raise ValueError(f"steps must be an integer in [2, {MAX_STEPS}], got {steps!r}")
         uniform = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
         rho = grid_power(kind)
+        if rho is not None and steps ** -rho < 1e-14:  # 1 - (1 - k/N)^rho would round to 1 in float64
+            raise ValueError(f"grid {kind!r} with {steps} steps: the last s would be {steps ** -rho:.2g} of the first, "
+                             "below what float64 resolves (1e-14); use fewer steps or a smaller power")
         if kind == "t":
             t = uniform
         else:

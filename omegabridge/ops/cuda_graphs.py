@@ -69,6 +69,7 @@ def graphed_steps(bridge, model, z: torch.Tensor, times: torch.Tensor, seed: int
             check_output(drift, z)
             finite.logical_and_(torch.isfinite(drift).all())
         functional.scheduled_step(z, drift, bridge.table, schedule=schedule, counter=counter, seed=seed, row_offset=row_offset)
+        finite.logical_and_(functional.state_in_range(z))  # a drift that overflows the state, read once per batch
         counter.add_(1)
 
     with torch.cuda.device(device):  # the streams, the capture and torch's synchronisations on z's GPU

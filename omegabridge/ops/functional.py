@@ -96,9 +96,11 @@ def check_float32_range(table: SegmentTable, largest_remaining: float, smallest_
                              f"({largest_remaining:.3g}): the singular drift |end| / s would overflow float32; choose a "
                              "larger schedule scale, or shift the data")
     if not MIN_REMAINING <= smallest_remaining <= largest_remaining <= MAX_REMAINING:
+        remedy = ("a smaller schedule scale, or rescale the data" if largest_remaining > MAX_REMAINING
+                  else "a larger schedule scale, fewer steps or another grid")
         raise ValueError(
             f"the schedule's s runs from {largest_remaining:.3g} down to {smallest_remaining:.3g}; float32 sampling needs s in "
-            f"[{MIN_REMAINING:g}, {MAX_REMAINING:g}]: choose a smaller schedule scale (or fewer steps), or rescale the data")
+            f"[{MIN_REMAINING:g}, {MAX_REMAINING:g}]: choose {remedy}")
 
 
 def _finite_ends(segment) -> tuple[float, ...]:

@@ -9,8 +9,10 @@ workers there are or which one drew it. K workers (torchrun, or any caller passi
 The work happens in ``OUT.partial`` beside the final folder ``OUT``:
 
 0. Rank 0 holds ``output_lock(OUT)`` from start to end (``OUT.lock``, owner's host and
-   pid): a second job into ``OUT``, even with ``overwrite``, fails at once while this one
-   lives; after a kill the lock is gone and a rerun resumes.
+   pid): a second job into ``OUT``, even with ``overwrite``, fails at once (at its rank 0)
+   while this one lives; after a kill the lock is gone and a rerun resumes. Workers of
+   one job share the lock through rank 0, so callers passing ``rank``/``world_size``
+   themselves must start rank 0 too.
 1. ``job.json`` there says which job it holds (rows, seed, chunk size, a fingerprint of
    the model); a folder of another job is refused unless ``overwrite``.
 2. Each part is written to a temporary file and renamed into place, so a part under its

@@ -370,7 +370,8 @@ def _infer_column(name, series, present, dtype, missing, max_lattice_points, max
         largest = max(abs(int(present.min())), abs(int(present.max())))
         if largest > 2**53:  # float64 (and the model's float32) would merge neighbouring values
             raise SchemaError(f"column {name!r}: integers up to {largest} are beyond 2^53, where numbers lose exactness; "
-                              "declare it {'kind': 'categorical'} (values kept exactly) or rescale it")
+                              "declare it {'kind': 'categorical'} (values kept exactly) or {'kind': 'real'} "
+                              "(modelled as floats, so nearby values merge), or rescale it")
     values = present.to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
         raise SchemaError(f"column {name!r}: infinite values cannot be modelled (row {present.index[~np.isfinite(values)][0]!r})")

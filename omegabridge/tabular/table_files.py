@@ -103,6 +103,7 @@ def _check_csv_fields(path: str) -> None:
     """Every record has the header's number of fields (pandas would fill a short row with NaN silently)."""
     import csv
 
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # pandas reads fields of any length
     with open(path, newline="", encoding="utf-8", errors="replace") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)

@@ -54,6 +54,8 @@ def to_json_data(value: Any, where: str = "value") -> Any:
         if isinstance(value, (bool, str, bytes)):
             return to_json_data(value, where)
     if isinstance(value, int):
+        if value.bit_length() > 13_000:  # about 4000 digits: Python refuses to print longer ones
+            raise UnsupportedValue(where, f"an integer of {value.bit_length()} bits is too long to store")
         return value  # Python's json keeps integers of any size exactly
     if isinstance(value, float):
         return value if math.isfinite(value) else {TAG: "float", "repr": repr(value)}
@@ -88,7 +90,8 @@ def to_json_data(value: Any, where: str = "value") -> Any:
             raise UnsupportedValue(where, f"a time of day with a time zone ({value!r}) cannot be stored; drop its zone")
         return {TAG: "time", "iso": value.isoformat()}
     if isinstance(value, pd.Timedelta):
-        return {TAG: "Timedelta", "nanoseconds": int(value.value), "unit": value.unit}
+        # Its count in its own unit: nanoseconds overflow int64 beyond about 292 years.
+        return {TAG: "Timedelta", "count": int(value.asm8.view("i8")), "unit": value.unit}
     if isinstance(value, datetime.timedelta):
         return {TAG: "timedelta", "days": value.days, "seconds": value.seconds, "microseconds": value.microseconds}
     if isinstance(value, np.datetime64):
@@ -142,7 +145,7 @@ def from_json_data(data: Any) -> Any:
         if kind == "time":
             return datetime.time.fromisoformat(data["iso"])
         if kind == "Timedelta":
-            return pd.Timedelta(int(data["nanoseconds"]), unit="ns").as_unit(data["unit"])
+            return pd.Timedelta(np.timedelta64(int(data["count"]), data["unit"]))
         if kind == "timedelta":
             return datetime.timedelta(days=data["days"], seconds=data["seconds"], microseconds=data["microseconds"])
         if kind == "datetime64":
@@ -164,8 +167,14 @@ def from_json_data(data: Any) -> Any:
 
 def encode_checked(value: Any, where: str = "value") -> str:
     """The JSON text of ``value``, refused (``UnsupportedValue``) unless it reads back equal and of the same types."""
-    text = json.dumps(to_json_data(value, where), allow_nan=False, separators=(",", ":"))
-    _require_same(value, decode(text), where)
+    try:
+        text = json.dumps(to_json_data(value, where), allow_nan=False, separators=(",", ":"))
+        restored = decode(text)
+    except UnsupportedValue:
+        raise
+    except (ValueError, TypeError, ArithmeticError) as error:  # a value whose fields overflow or will not parse back
+        raise UnsupportedValue(where, f"a value cannot be stored and read back ({type(error).__name__}: {error})") from None
+    _require_same(value, restored, where)
     return text
 
 
@@ -221,7 +230,7 @@ def _require_same(original: Any, restored: Any, where: str) -> None:
         return
     try:
         same = bool(original == restored)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ArithmeticError):  # e.g. a signalling Decimal NaN refuses comparison
         same = False
     if isinstance(original, (datetime.datetime,)) and same:
         same = original.utcoffset() == restored.utcoffset() and str(original.tzinfo) == str(restored.tzinfo)
@@ -234,4 +243,6 @@ def _missing(value) -> bool:
 
     if value is pd.NaT:
         return True
-    return isinstance(value, float) and math.isnan(value)
+    if isinstance(value, (float, np.floating, np.datetime64, np.timedelta64)):
+        return bool(pd.isna(value))
+    return False

@@ -356,7 +356,7 @@ class Trainer:
         if state.get("format_version") not in (1, FORMAT_VERSION):
             raise TrainingCheckpointError(f"{path}: training checkpoint version {state.get('format_version')!r}; "
                                           f"this omegabridge reads versions 1..{FORMAT_VERSION}")
-        if state["format_version"] >= 2:
+        if state["format_version"] >= 2 or "sha256" in state:
             stored = state.pop("sha256", None)
             try:
                 computed = state_sha256(state)

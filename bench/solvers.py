@@ -31,7 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import omegabridge as ob
@@ -102,11 +101,11 @@ def main(argv=None) -> int:
                 results.append(row)
                 print(f"{target:10s} euler grid {grid:5s} {steps:4d} steps: TV {row['tv']:.4f} (last s {row['last_s']:.3g}, "
                       f"{seconds:.1f} s)", flush=True)
-    _write(out, results, args)
+    _write(out, results, args, sys.argv[1:] if argv is None else list(argv))
     return 0
 
 
-def _write(out: Path, results: list[dict], args) -> None:
+def _write(out: Path, results: list[dict], args, argv: list[str]) -> None:
     fields = ["target", "solver", "grid", "steps", "evaluations", "tv", "last_s", "seconds"]
 
     def write_csv(temporary):
@@ -116,7 +115,7 @@ def _write(out: Path, results: list[dict], args) -> None:
             writer.writerows(results)
 
     atomic_write(str(out / "solvers.csv"), write_csv)
-    command = "python bench/solvers.py" + ("" if argv_is_default(args) else " " + " ".join(sys.argv[1:]))
+    command = " ".join(["python bench/solvers.py", *argv])  # the arguments this run was given, to reproduce it
     lines = [
         "# Sampler error against network evaluations (oracle drift)",
         "",
@@ -139,10 +138,6 @@ def _write(out: Path, results: list[dict], args) -> None:
     atomic_write(str(out / "solvers.md"), lambda temporary: open(temporary, "w").write("\n".join(lines)))
     _plot(out, results, args)
     print(f"wrote {out / 'solvers.md'}, .csv, .png")
-
-
-def argv_is_default(args) -> bool:
-    return len(sys.argv) <= 1
 
 
 def _plot(out: Path, results: list[dict], args) -> None:

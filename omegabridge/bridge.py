@@ -361,7 +361,7 @@ def _check_state_after(z: torch.Tensor, step_index: int, row_offset: int, finite
     if finite is not None:
         finite.logical_and_(in_range)
     elif not bool(in_range):
-        row = int((~(z.abs() <= ops.MAX_STATE)).any(dim=1).nonzero()[0])
+        row, _ = ops.first_out_of_range(z)
         raise ModelOutputError(
             f"the state overflowed float32 range at step {step_index} (row {row_offset + row}): the model's drift is too "
             f"large for the step (the state must stay finite and within {ops.MAX_STATE:g})")

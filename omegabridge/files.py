@@ -144,10 +144,11 @@ def remove_temporaries(folder: str, name: str | None = None) -> None:
     """
     prefix, suffix = _temporary_name(name) if name is not None else (".", ".tmp")
     for entry in os.listdir(folder):
-        middle = entry[len(prefix):len(entry) - len(suffix)]
-        # With a name, only mkstemp's random part may follow the prefix: ".out." must not match ".out.csv.x.tmp".
-        ours = name is None or (len(middle) == 8 and "." not in middle)
-        if entry.startswith(prefix) and entry.endswith(suffix) and len(entry) > len(prefix) + len(suffix) and ours:
+        if not (entry.startswith(prefix) and entry.endswith(suffix)) or len(entry) <= len(prefix) + len(suffix):
+            continue
+        middle = entry[len(prefix):-len(suffix)]
+        # With a name, only mkstemp's 8 random characters may follow the prefix: ".out." must not match ".out.csv.x.tmp".
+        if name is None or (len(middle) == 8 and "." not in middle):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, entry))
 

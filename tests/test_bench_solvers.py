@@ -31,4 +31,6 @@ def test_a_tiny_run_writes_the_table_the_csv_and_the_plot(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "solvers.csv")))
     assert [(r["grid"], r["steps"]) for r in rows] == [("-", "0"), ("t", "5"), ("t", "10"), ("s", "5"), ("s", "10")]
     assert all(0.0 <= float(r["tv"]) <= 1.0 for r in rows)
-    assert "| euler | s |" in (tmp_path / "solvers.md").read_text()
+    text = (tmp_path / "solvers.md").read_text()
+    assert "| euler | s |" in text
+    assert f"`python bench/solvers.py --rows 400 --steps 5 10 --grids t s --targets mixed --out {tmp_path}`" in text

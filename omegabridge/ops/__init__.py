@@ -19,6 +19,7 @@ from omegabridge.ops.functional import (
     bridge_target,
     check_float32_range,
     check_state,
+    first_out_of_range,
     state_in_range,
     check_device,
     final_step,
@@ -29,6 +30,7 @@ from omegabridge.ops.functional import (
 )
 
 __all__ = [
-    "MAX_STATE", "MAX_COORDINATE", "MIN_REMAINING", "MAX_REMAINING", "check_float32_range", "state_in_range", "check_state",
+    "MAX_STATE", "MAX_COORDINATE", "MIN_REMAINING", "MAX_REMAINING", "check_float32_range", "state_in_range", "first_out_of_range",
+    "check_state",
     "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "scheduled_step", "final_step", "bridge_target",
 ]

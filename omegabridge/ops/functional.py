@@ -38,15 +38,15 @@ import numbers
 
 import torch
 
-from omegabridge.core.segments import SegmentTable
+from omegabridge.core.segments import Kind, SegmentTable
 from omegabridge.errors import BackendUnavailableError
 from omegabridge.ops import library, registry
 from omegabridge.ops.backends import cuda
 from omegabridge.ops.backends.fused import overlaps_elsewhere
 
 __all__ = [
-    "MAX_STATE", "MAX_COORDINATE", "MIN_REMAINING", "MAX_REMAINING", "check_float32_range", "state_in_range", "check_state",
-    "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "scheduled_step", "final_step", "bridge_target",
+    "MAX_STATE", "MAX_COORDINATE", "MIN_REMAINING", "MAX_REMAINING", "check_float32_range", "state_in_range",
+    "first_out_of_range", "check_state", "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "scheduled_step", "final_step", "bridge_target",
 ]
 
 BACKENDS = registry.NAMES
@@ -86,9 +86,10 @@ def check_float32_range(table: SegmentTable, largest_remaining: float, smallest_
         if largest > MAX_COORDINATE:
             raise ValueError(f"{name}: |end| {largest:g} is over {MAX_COORDINATE:g}, beyond what float32 sampling can carry; "
                              "rescale the data")
-        spacing = segment.step if segment.kind.name == "LATTICE" else segment.high - segment.low
+        lattice = segment.kind == Kind.LATTICE
+        spacing = segment.step if lattice else segment.high - segment.low
         if len(ends) == 2 and spacing < MIN_RELATIVE_WIDTH * largest:
-            raise ValueError(f"{name}: {'step' if segment.kind.name == 'LATTICE' else 'width'} {spacing:g} is below "
+            raise ValueError(f"{name}: {'step' if lattice else 'width'} {spacing:g} is below "
                              f"{MIN_RELATIVE_WIDTH:g} of |end| {largest:g}, finer than float32 resolves there; shift the data")
         # Sampling starts at z = 0 with the largest s: the singular drift there is about |end| / s.
         if largest > MAX_START_DRIFT * largest_remaining:
@@ -104,12 +105,11 @@ def check_float32_range(table: SegmentTable, largest_remaining: float, smallest_
 
 
 def _finite_ends(segment) -> tuple[float, ...]:
-    kind = segment.kind.name
-    if kind in ("INTERVAL", "LATTICE"):
+    if segment.kind in (Kind.INTERVAL, Kind.LATTICE):
         return segment.low, segment.high
-    if kind == "HALFLINE_LOWER":
+    if segment.kind == Kind.HALFLINE_LOWER:
         return (segment.low,)
-    if kind == "HALFLINE_UPPER":
+    if segment.kind == Kind.HALFLINE_UPPER:
         return (segment.high,)
     return ()
 
@@ -122,12 +122,17 @@ def state_in_range(z: torch.Tensor) -> torch.Tensor:
     return (low >= -MAX_STATE) & (high <= MAX_STATE)  # NaN compares false
 
 
+def first_out_of_range(z: torch.Tensor) -> tuple[int, int]:
+    """(row, column) of z's first entry that is non-finite or over ``MAX_STATE`` in magnitude (z must have one)."""
+    row, column = (int(i) for i in (~(z.abs() <= MAX_STATE)).nonzero()[0])  # NaN compares false
+    return row, column
+
+
 def check_state(z: torch.Tensor, name: str = "z") -> None:
     """On CPU tensors in eager mode: ``ValueError`` naming the first row with a non-finite or out-of-range entry."""
     if z.device.type != "cpu" or torch.compiler.is_compiling() or bool(state_in_range(z)):
         return
-    bad = ~(z.abs() <= MAX_STATE)
-    row, column = (int(i) for i in bad.nonzero()[0])
+    row, column = first_out_of_range(z)
     raise ValueError(f"{name} has {float(z[row, column])!r} at row {row}, column {column}; a state must be finite and "
                      f"at most {MAX_STATE:g} in magnitude")
 

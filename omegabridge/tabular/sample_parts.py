@@ -111,36 +111,30 @@ def write_sample_parts(
     staging = final + PARTIAL_SUFFIX
     # Rank 0 holds OUT's lock for the whole job, for all its workers: a second job into OUT fails at once.
     with output_lock(final) if rank == 0 else contextlib.nullcontext():
-        return _write_parts(model, rows, parts, final, staging, seed, chunk_rows, batch_size, overwrite,
-                            manifest_extra, on_chunk, rank, world_size)
-
-
-def _write_parts(model, rows, parts, final, staging, seed, chunk_rows, batch_size, overwrite, manifest_extra,
-                 on_chunk, rank, world_size) -> dict:
-    refuse_existing(final, overwrite)
-    job = {"format": JOB_FORMAT, "rows": rows, "seed": seed, "chunk_rows": chunk_rows, "batch_size": batch_size,
-           "model": model_fingerprint(model)}
-    if rank == 0:
-        _prepare_staging(staging, job, overwrite)
-    distributed.barrier()
-    if not os.path.isdir(staging):
-        raise TableFileError(f"{staging}: not found by worker {rank}; all workers must share one file system")
-    summary = {"path": final, "kind": "parts", "rows": rows, "parts": [], "resumed": 0}
-    for number, first, count in worker_parts(rows, chunk_rows, rank, world_size):
-        target = os.path.join(staging, part_name(number))
-        if os.path.exists(target):
-            summary["resumed"] += 1
-        else:
-            frame = model.sample(count, seed, batch_size=batch_size, row_offset=first)
-            atomic_write(target, lambda temporary: frame.to_parquet(temporary, index=False))
-        summary["parts"].append({"file": part_name(number), "first_row": first, "rows": count})
-        if on_chunk:
-            on_chunk(count)
-    distributed.barrier()
-    if rank == 0:
-        _finish(staging, final, parts, manifest_extra)
-    distributed.barrier()
-    return summary
+        refuse_existing(final, overwrite)
+        job = {"format": JOB_FORMAT, "rows": rows, "seed": seed, "chunk_rows": chunk_rows, "batch_size": batch_size,
+               "model": model_fingerprint(model)}
+        if rank == 0:
+            _prepare_staging(staging, job, overwrite)
+        distributed.barrier()
+        if not os.path.isdir(staging):
+            raise TableFileError(f"{staging}: not found by worker {rank}; all workers must share one file system")
+        summary = {"path": final, "kind": "parts", "rows": rows, "parts": [], "resumed": 0}
+        for number, first, count in worker_parts(rows, chunk_rows, rank, world_size):
+            target = os.path.join(staging, part_name(number))
+            if os.path.exists(target):
+                summary["resumed"] += 1
+            else:
+                frame = model.sample(count, seed, batch_size=batch_size, row_offset=first)
+                atomic_write(target, lambda temporary: frame.to_parquet(temporary, index=False))
+            summary["parts"].append({"file": part_name(number), "first_row": first, "rows": count})
+            if on_chunk:
+                on_chunk(count)
+        distributed.barrier()
+        if rank == 0:
+            _finish(staging, final, parts, manifest_extra)
+        distributed.barrier()
+        return summary
 
 
 def _prepare_staging(staging: str, job: dict, overwrite: bool) -> None:

@@ -204,25 +204,20 @@ class TabularBridge:
         """Write a checkpoint (weights, schema, encoder, schedule, settings, versions) atomically; an
         existing ``path`` is refused (``FileExistsError``) unless ``overwrite``."""
         self._require_fitted("save")
+        content = {
+            "schema": self.schema.to_dict(),
+            "encoder": self.encoder.to_dict(),
+            "bridge": {"steps": self.steps, "schedule": schedules_to_dict(self.schedule)},
+            "model": {
+                "hidden": self.hidden, "depth": self.depth,
+                "learning_rate": self.learning_rate, "weight": self.weight, "ema_decay": self.ema_decay,
+            },
+            "weights": self.model.state_dict(),  # write_checkpoint detaches them to the CPU
+            "training": self.training,
+        }
         with output_lock(path):
             refuse_existing(path, overwrite)
-            return self._write_checkpoint(path)
-
-    def _write_checkpoint(self, path: str) -> str:
-        return write_checkpoint(
-            path,
-            {
-                "schema": self.schema.to_dict(),
-                "encoder": self.encoder.to_dict(),
-                "bridge": {"steps": self.steps, "schedule": schedules_to_dict(self.schedule)},
-                "model": {
-                    "hidden": self.hidden, "depth": self.depth,
-                    "learning_rate": self.learning_rate, "weight": self.weight, "ema_decay": self.ema_decay,
-                },
-                "weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "training": self.training,
-            },
-        )
+            return write_checkpoint(path, content)
 
     @classmethod
     def load(cls, path: str, *, device: str = "cpu", progress: bool = True, verbose: bool = False) -> "TabularBridge":

@@ -47,7 +47,7 @@ from omegabridge.errors import (
     TrainingCheckpointError,
 )
 from omegabridge.bridge import Bridge
-from omegabridge import models, training
+from omegabridge import models, solvers, training
 from omegabridge.training import Trainer, TrainingRecord, fit
 from omegabridge.tabular import ColumnSpec, Schema, TabularBridge, infer_schema
 

@@ -24,6 +24,7 @@ from omegabridge.core.schedules import Schedule, Table, for_reach
 from omegabridge.core.segments import membership
 from omegabridge.errors import DomainError, ModelOutputError
 from omegabridge.ops import cuda_graphs
+from omegabridge.solvers import BridgeSolver, check_posterior_variance, check_solver, log_signal_to_noise
 
 __all__ = ["Bridge"]
 
@@ -82,6 +83,8 @@ class Bridge:
         # The x-bridge marginal at grid point k: Z_t = c_k x + sqrt(v_k) eps (bridge-math.md section 4).
         self._mean_scale = beta / beta_end
         self._noise_variance = beta * remaining / beta_end + (remaining / beta_end) ** 2 * self.start_std**2
+        # lambda_k = log SNR / 2 at every grid point k = 0..N (the last one, s = 0, is +inf), for the bridge solver.
+        self._log_snr = log_signal_to_noise(self._mean_scale, self._noise_variance) + [math.inf]
 
     @property
     def steps(self) -> int:
@@ -198,6 +201,53 @@ class Bridge:
             squared = squared * (remaining_float64**2).to(torch.float32).to(device)
         return squared.mean()
 
+    @torch.no_grad()
+    def posterior_variance(
+        self,
+        model: Model | None,
+        x: torch.Tensor,
+        *,
+        seed: int = 0,
+        batch_size: int = 4096,
+        backend: str = "auto",
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Per grid step k and column, the mean squared error E (X - x_hat(Z_k))^2 of the data prediction.
+
+        x_hat = m(Z_k, s_k) + s_k f(Z_k, t_k) is the model's estimate of E[X | Z_k]; over data
+        rows ``x`` and Z_k drawn from the x-bridge at step k, its error is the posterior variance
+        E Var(X | Z_k) plus the model's own error (Analytic-DPM's estimate, one per time). The
+        ``"bridge"`` solver adds (delta/s)^2 times it to its noise, which the exact transition
+        has and a point prediction lacks (bench/results/solvers.md measures what it buys).
+        Costs ``steps`` network evaluations per row of ``x``; a few thousand rows suffice.
+        Returns float64 (steps, width) on the CPU; pass it to ``sample(..., solver="bridge",
+        posterior_variance=...)``.
+
+        >>> import omegabridge as ob
+        >>> bridge = ob.Bridge(ob.Binary(), steps=4)
+        >>> bridge.posterior_variance(None, torch.tensor([[0.0], [1.0]]), progress=False).shape
+        torch.Size([4, 1])
+        """
+        if model is not None and not callable(model):
+            raise TypeError(f"model must be callable as model(z, t) or None, got {type(model).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        x = self.check_data(x)
+        total = torch.zeros(self.steps, self.width, dtype=torch.float64)
+        for k in tqdm(range(self.steps), disable=not progress, desc="posterior variance", unit="step", leave=False):
+            s = self._remaining[k]
+            for start in range(0, x.shape[0], batch_size):
+                rows = x[start:start + batch_size]
+                z_t, target = ops.bridge_target(
+                    rows, self.table, mean_scale=float(self._mean_scale[k]),
+                    noise_scale=math.sqrt(float(self._noise_variance[k])), remaining=s, seed=seed, step_index=k,
+                    row_offset=start, backend=backend,
+                )
+                error = target if model is None else target - _drift(model, z_t, self.time_grid.t[k].to(torch.float32).to(x.device), k)
+                # x - x_hat = s (target - f): target = (x - m)/s and x_hat = m + s f
+                total[k] += ((s * error.to(torch.float64)) ** 2).sum(dim=0).cpu()
+        return total / x.shape[0]
+
     # ------------------------------------------------------------------------------------
     # sampling
     # ------------------------------------------------------------------------------------
@@ -215,6 +265,8 @@ class Bridge:
         final: str = "exact",
         row_offset: int = 0,
         cuda_graph: bool = False,
+        solver: str = "euler",
+        posterior_variance: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` rows (float32, flat layout, exactly in the domain).
 
@@ -235,6 +287,12 @@ class Bridge:
         it for every step (``omegabridge.ops.cuda_graphs``); where that is impossible (another
         device or backend, a model that cannot be captured) it warns and samples without a
         graph, giving the same sample.
+
+        ``solver`` picks the step between network evaluations (``omegabridge.solvers``):
+        ``"euler"`` (Euler-Maruyama, the default) or ``"bridge"`` (the Brownian bridge to the
+        data prediction with a second-order multistep correction; fewer steps for the same
+        error, bench/results/solvers.md), whose noise may add ``posterior_variance``, a
+        (steps, width) table from ``posterior_variance()``. Both end with the exact last step.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -248,8 +306,14 @@ class Bridge:
             raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
         if model is not None and not callable(model):
             raise TypeError(f"model must be callable as model(z, t) or None, got {type(model).__name__}")
+        check_solver(solver)
+        variance = check_posterior_variance(posterior_variance, self.steps, self.width, solver)
         device = ops.check_device(device)
         use_graph = False
+        if cuda_graph and solver != "euler":
+            warnings.warn(f"cuda_graph=True: CUDA graphs capture the Euler step only, not solver={solver!r}; sampling "
+                          "without a CUDA graph", RuntimeWarning, stacklevel=2)
+            cuda_graph = False
         if cuda_graph:
             reason = cuda_graphs.unavailable_reason(device, backend, self.steps)
             if reason:
@@ -268,8 +332,11 @@ class Bridge:
         bar = tqdm(total=len(batches) * self.steps, disable=not progress, desc="sampling", unit="step", leave=False)
         try:
             for start, stop in batches:
+                solver_state = None if solver == "euler" else BridgeSolver(
+                    self.table, self._remaining, self._increment, self._log_snr, variance, backend)
                 out[start:stop] = self._sample_batch(
-                    model, row_offset + start, stop - start, seed, times, device, backend, final, bar, use_graph
+                    model, row_offset + start, stop - start, seed, times, device, backend, final, bar, use_graph,
+                    solver_state,
                 )
         finally:
             bar.close()
@@ -281,7 +348,8 @@ class Bridge:
             z = self.start_std * noise.normals(seed, 0, row_offset, rows, self.width, noise.STREAM_START, device=device)
         return z
 
-    def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar, use_graph=False) -> torch.Tensor:
+    def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar, use_graph=False,
+                      solver_state: BridgeSolver | None = None) -> torch.Tensor:
         z = self._start(rows, row_offset, seed, device)
         last = self.steps - 1
         # On a GPU the drift's finiteness goes into a device flag, read once per batch: a check per
@@ -295,18 +363,21 @@ class Bridge:
             )
         for k in range(first, last):
             drift = _drift(model, z, times[k], k, finite)
-            z = ops.step(
-                z,
-                drift,
-                self.table,
-                remaining=self._remaining[k],
-                increment=self._increment[k],
-                seed=seed,
-                step_index=k,
-                row_offset=row_offset,
-                backend=backend,
-                out=z,  # in place: the state is ours, and the drift was computed from it already
-            )
+            if solver_state is None:
+                z = ops.step(
+                    z,
+                    drift,
+                    self.table,
+                    remaining=self._remaining[k],
+                    increment=self._increment[k],
+                    seed=seed,
+                    step_index=k,
+                    row_offset=row_offset,
+                    backend=backend,
+                    out=z,  # in place: the state is ours, and the drift was computed from it already
+                )
+            else:
+                z = solver_state.step(z, drift, k, seed, row_offset)
             _check_state_after(z, k, row_offset, finite)
             bar.update(1)
         drift = _drift(model, z, times[last], last, finite)

@@ -2,11 +2,14 @@
 
 Each target is a discrete law on points of its domain; ``reference.oracle_drift`` gives the
 drift a perfectly trained network would output, so what is left is the sampler's own error.
-For each sampler (today: Euler with the exact last step) and time grid (``"t"``, ``"beta"``,
-``"s"``, ``"s^3"``; ``Schedule.grid``) and step count, ``rows`` rows are drawn and the total
-variation between their empirical law and the target is reported (mass off the target's
-support counts in full). One Euler step evaluates the network once, and so does the last
-step: N steps are N evaluations.
+For each sampler and time grid (``"t"``, ``"beta"``, ``"s"``, ``"s^3"``; ``Schedule.grid``) and
+step count, ``rows`` rows are drawn and the total variation between their empirical law and the
+target is reported (mass off the target's support counts in full). The samplers
+(``omegabridge.solvers``): ``euler``; ``bridge`` (the Brownian bridge to the data prediction with
+the multistep correction); ``bridge+variance``, the same with the posterior variance that
+``Bridge.posterior_variance`` estimates from ``VARIANCE_ROWS`` draws of the target (made once per
+bridge, not counted in the evaluations). Every step of each evaluates the network once, and so
+does the last step: N steps are N evaluations.
 
 Targets:
 * ``mixed``: Lattice(0, 4) x Categorical(3) with strong dependence (the category is the
@@ -17,7 +20,7 @@ The floor of the statistic is the TV of ``rows`` exact draws, reported as ``exac
 (the same row count drawn from the target itself). Results: ``<out>/solvers.md``, ``.csv``
 and ``.png`` (TV against evaluations, log-log, one panel per target).
 
-    python bench/solvers.py --rows 20000             # steps 10..200: about 8 minutes on 2 cores (the committed results)
+    python bench/solvers.py --rows 20000             # steps 10..200: about 20 minutes on 2 cores (the committed results)
     python bench/solvers.py --rows 5000 --steps 10 25 --out /tmp/solvers   # a quick look
 """
 
@@ -38,6 +41,8 @@ from omegabridge.files import atomic_write, save_figure
 from omegabridge.reference import oracle_drift
 
 GRIDS = ("t", "beta", "s", "s^3")
+SOLVERS = ("euler", "bridge", "bridge+variance")
+VARIANCE_ROWS = 4000
 
 
 def mixed_target():
@@ -71,11 +76,28 @@ def exact_floor(support, probabilities, rows: int, seed: int) -> float:
     return total_variation(support[index], support, probabilities)
 
 
+def _measure(domain, schedule, support, probabilities, solver: str, grid: str, steps: int, args) -> dict:
+    bridge = ob.Bridge(domain, schedule, steps=steps, grid=grid)
+    drift = oracle_drift(bridge, support, probabilities)
+    variance = None
+    if solver == "bridge+variance":
+        generator = torch.Generator().manual_seed(args.seed + 1)
+        index = torch.multinomial(probabilities.float(), VARIANCE_ROWS, replacement=True, generator=generator)
+        variance = bridge.posterior_variance(drift, support[index], progress=False)
+    started = time.perf_counter()
+    x = bridge.sample(drift, args.rows, seed=args.seed, batch_size=args.rows, progress=False,
+                      solver=solver.split("+")[0], posterior_variance=variance)
+    return {"solver": solver, "grid": grid, "steps": steps, "evaluations": steps,
+            "tv": total_variation(x, support, probabilities), "last_s": float(bridge.time_grid.remaining[-1]),
+            "seconds": time.perf_counter() - started}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100, 200])
     parser.add_argument("--grids", nargs="+", default=list(GRIDS))
+    parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -88,19 +110,13 @@ def main(argv=None) -> int:
         floor = exact_floor(support, probabilities, args.rows, args.seed)
         results.append({"target": target, "solver": "exact draws", "grid": "-", "steps": 0, "evaluations": 0,
                         "tv": floor, "last_s": 0.0, "seconds": 0.0})
-        for grid in args.grids:
-            for steps in args.steps:
-                bridge = ob.Bridge(domain, schedule, steps=steps, grid=grid)
-                started = time.perf_counter()
-                x = bridge.sample(oracle_drift(bridge, support, probabilities), args.rows, seed=args.seed,
-                                  batch_size=args.rows, progress=False)
-                seconds = time.perf_counter() - started
-                row = {"target": target, "solver": "euler", "grid": grid, "steps": steps, "evaluations": steps,
-                       "tv": total_variation(x, support, probabilities), "last_s": float(bridge.time_grid.remaining[-1]),
-                       "seconds": seconds}
-                results.append(row)
-                print(f"{target:10s} euler grid {grid:5s} {steps:4d} steps: TV {row['tv']:.4f} (last s {row['last_s']:.3g}, "
-                      f"{seconds:.1f} s)", flush=True)
+        for solver in args.solvers:
+            for grid in args.grids:
+                for steps in args.steps:
+                    row = _measure(domain, schedule, support, probabilities, solver, grid, steps, args)
+                    results.append({"target": target, **row})
+                    print(f"{target:10s} {solver:15s} grid {grid:5s} {steps:4d} steps: TV {row['tv']:.4f} "
+                          f"(last s {row['last_s']:.3g}, {row['seconds']:.1f} s)", flush=True)
     _write(out, results, args, sys.argv[1:] if argv is None else list(argv))
     return 0
 
@@ -131,9 +147,11 @@ def _write(out: Path, results: list[dict], args, argv: list[str]) -> None:
         floor = next(r["tv"] for r in rows if r["solver"] == "exact draws")
         lines += [f"## {target} (floor {floor:.4f})", "", "| solver | grid | " + " | ".join(f"{s} evals" for s in args.steps) + " |",
                   "| --- | --- | " + " | ".join("---" for _ in args.steps) + " |"]
-        for grid in args.grids:
-            cells = {r["steps"]: r for r in rows if r["grid"] == grid}
-            lines.append(f"| euler | {grid} | " + " | ".join(f"{cells[s]['tv']:.4f} (s {cells[s]['last_s']:.2g})" for s in args.steps) + " |")
+        for solver in args.solvers:
+            for grid in args.grids:
+                cells = {r["steps"]: r for r in rows if r["grid"] == grid and r["solver"] == solver}
+                lines.append(f"| {solver} | {grid} | " + " | ".join(f"{cells[s]['tv']:.4f} (s {cells[s]['last_s']:.2g})"
+                                                                 for s in args.steps) + " |")
         lines.append("")
     atomic_write(str(out / "solvers.md"), lambda temporary: open(temporary, "w").write("\n".join(lines)))
     _plot(out, results, args)
@@ -149,16 +167,19 @@ def _plot(out: Path, results: list[dict], args) -> None:
     figure, axes = plt.subplots(1, len(args.targets), figsize=(5.5 * len(args.targets), 4.2), squeeze=False)
     for axis, target in zip(axes[0], args.targets):
         rows = [r for r in results if r["target"] == target]
-        for grid in args.grids:
-            cells = sorted((r for r in rows if r["grid"] == grid), key=lambda r: r["evaluations"])
-            axis.loglog([r["evaluations"] for r in cells], [r["tv"] for r in cells], marker="o", label=f"euler, grid {grid}")
+        styles = {"euler": "-", "bridge": "--", "bridge+variance": ":"}
+        for solver in args.solvers:
+            for color, grid in zip(("C0", "C1", "C2", "C3", "C4", "C5"), args.grids):
+                cells = sorted((r for r in rows if r["grid"] == grid and r["solver"] == solver), key=lambda r: r["evaluations"])
+                axis.loglog([r["evaluations"] for r in cells], [r["tv"] for r in cells], marker="o", markersize=3,
+                            linestyle=styles.get(solver, "-"), color=color, label=f"{solver}, grid {grid}")
         floor = next(r["tv"] for r in rows if r["solver"] == "exact draws")
         axis.axhline(floor, color="grey", linestyle=":", label="exact draws (floor)")
         axis.set_title(target)
         axis.set_xlabel("network evaluations per sample")
         axis.set_ylabel("total variation to the target")
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=6, ncol=2)
     figure.tight_layout()
     save_figure(figure, str(out / "solvers.png"))
 

@@ -1,6 +1,6 @@
 """Compile the Triton kernels for a GPU target without a GPU and report their resources.
 
-Compiles ``bridge_kernel`` (mean, step, target) and ``final_step_kernel`` for the layouts of
+Compiles ``bridge_kernel`` (mean, step, bridge step, target) and ``final_step_kernel`` for the layouts of
 the benchmark and the tests with Triton's own compiler and ptxas, for sm_90 (H100/H200) by
 default, and prints registers per thread, spilled bytes and shared memory per variant. A
 kernel that does not compile fails here, on a machine with no GPU, before any device time is
@@ -46,12 +46,12 @@ def _bridge_signature(input_type: str, drift_type: str) -> dict:
     return {
         "input_ptr": POINTER[input_type], "input_stride": "i32", "drift_ptr": POINTER[drift_type], "drift_stride": "i32",
         "out_ptr": "*fp32", "out_stride": "i32", "target_ptr": "*fp32", "target_stride": "i32",
-        "s_ptr": "*fp32", "c_ptr": "*fp32", "noise_scale_ptr": "*fp32", "items_ptr": "*i32", "parameters_ptr": "*fp32",
+        "previous_ptr": "*fp32", "previous_stride": "i32", "spread_ptr": "*fp32", "s_ptr": "*fp32", "c_ptr": "*fp32", "noise_scale_ptr": "*fp32", "items_ptr": "*i32", "parameters_ptr": "*fp32",
         "parameters_stride": "i32", "quadrature_ptr": "*fp32", "rows_total": "i32", "item_count": "i32",
-        "remaining": "fp32", "increment": "fp32", "seed_low": "i32", "seed_high": "i32", "step_index": "i32",
+        "remaining": "fp32", "increment": "fp32", "weight": "fp32", "seed_low": "i32", "seed_high": "i32", "step_index": "i32",
         "offset_low": "i32", "offset_high": "i32",
-        "MODE": "constexpr", "HAS_DRIFT": "constexpr", "KINDS": "constexpr", "CLASSES": "constexpr",
-        "ROWS_PER_PROGRAM": "constexpr", "TILE": "constexpr",
+        "MODE": "constexpr", "HAS_DRIFT": "constexpr", "HAS_PREVIOUS": "constexpr", "KINDS": "constexpr",
+        "CLASSES": "constexpr", "ROWS_PER_PROGRAM": "constexpr", "TILE": "constexpr",
     }
 
 
@@ -105,9 +105,10 @@ def variants(quick: bool = False):
         settings = bridge.launch_settings(torch.device("cuda"), plan)  # what a launch on a GPU would use
         common = {"KINDS": plan.kinds, "CLASSES": plan.classes, "ROWS_PER_PROGRAM": settings["ROWS_PER_PROGRAM"], "TILE": settings["TILE"]}
         for mode, mode_name in ((bridge.STEP.value, "step"), (bridge.TARGET.value, "target"), (bridge.MEAN.value, "mean")):
-            yield name, f"{mode_name} f32", bridge.bridge_kernel, _bridge_signature("fp32", "fp32"), {"MODE": mode, "HAS_DRIFT": mode == 1, **common}
-        yield name, "step bf16 drift", bridge.bridge_kernel, _bridge_signature("fp32", "bf16"), {"MODE": 1, "HAS_DRIFT": True, **common}
-        yield name, "target bf16 x", bridge.bridge_kernel, _bridge_signature("bf16", "fp32"), {"MODE": 2, "HAS_DRIFT": False, **common}
+            yield name, f"{mode_name} f32", bridge.bridge_kernel, _bridge_signature("fp32", "fp32"), {"MODE": mode, "HAS_DRIFT": mode == 1, "HAS_PREVIOUS": False, **common}
+        yield name, "step bf16 drift", bridge.bridge_kernel, _bridge_signature("fp32", "bf16"), {"MODE": 1, "HAS_DRIFT": True, "HAS_PREVIOUS": False, **common}
+        yield name, "bridge step f32", bridge.bridge_kernel, _bridge_signature("fp32", "fp32"), {"MODE": bridge.BRIDGE_STEP.value, "HAS_DRIFT": True, "HAS_PREVIOUS": True, **common}
+        yield name, "target bf16 x", bridge.bridge_kernel, _bridge_signature("bf16", "fp32"), {"MODE": 2, "HAS_DRIFT": False, "HAS_PREVIOUS": False, **common}
         yield name, "final", final_step.final_step_kernel, _final_signature("fp32"), {"HAS_DRIFT": True, **common}
 
 

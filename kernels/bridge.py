@@ -1,11 +1,13 @@
-"""The fused posterior mean, Euler step and training target of a whole layout in one Triton launch.
+"""The fused posterior mean, Euler step, bridge-solver step and training target of a whole layout in one Triton launch.
 
-One kernel, three modes (``MEAN``, ``STEP``, ``TARGET``). The grid is (work items) x (row
+One kernel, four modes (``MEAN``, ``STEP``, ``BRIDGE_STEP``, ``TARGET``). The grid is (work items) x (row
 blocks), work item fastest, so the programs running together read the same rows and share
 their cache lines. Each program handles one item (see kernels/plan.py) for ``ROWS_PER_PROGRAM``
 rows, in tiles of ``TILE`` elements:
 
 * STEP:   out = z + db [(m(z, s) - z)/s + f] + sqrt(db) xi, xi from stream 0 (in place allowed);
+* BRIDGE_STEP: x_hat = m(z, s) + s f into ``target``, and out = z + fraction (x_hat + w (x_hat - previous) - z)
+  + spread xi, ``spread`` per column, xi from stream 0 (omegabridge/solvers.py; in place allowed);
 * TARGET: z_t = c x + sigma_t eps (eps from stream 0x8000) and y = (x - m(z_t, s))/s, per-row c, sigma_t, s;
 * MEAN:   m(z, s) with per-row s.
 
@@ -29,12 +31,13 @@ from .plan import FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, p
 MEAN = tl.constexpr(0)
 STEP = tl.constexpr(1)
 TARGET = tl.constexpr(2)
+BRIDGE_STEP = tl.constexpr(3)
 
 
 @triton.jit
 def _row_scale(s_ptr, remaining, rows, row_mask, MODE: tl.constexpr):
     """(s, sigma): the scalar of the step, or the per-row column (TILE rows x 1) of the other modes."""
-    if MODE == STEP:
+    if MODE == STEP or MODE == BRIDGE_STEP:
         s = remaining + tl.zeros(rows.shape, tl.float32)  # checked on the host
     else:
         s = tl.load(s_ptr + rows, mask=row_mask, other=1.0)
@@ -59,8 +62,9 @@ def _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask,
 
 @triton.jit
 def _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
-            drift_ptr, drift_stride, increment, seed_low, seed_high, step_index, first_column,
-            MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, BLOCK: tl.constexpr):
+            drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight,
+            seed_low, seed_high, step_index, first_column,
+            MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, BLOCK: tl.constexpr):
     """Write the mode's outputs for one tile."""
     rows64 = rows.to(tl.int64)
     if MODE == MEAN:
@@ -71,6 +75,18 @@ def _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_str
             velocity += tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
         xi = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP, first_column, BLOCK)
         tl.store(out_ptr + rows64 * out_stride + columns, v + increment * velocity + tl.sqrt_rn(increment) * xi, mask=mask)
+    elif MODE == BRIDGE_STEP:  # increment carries the fraction delta / s
+        prediction = m
+        if HAS_DRIFT:
+            prediction += s * tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+        moved = prediction
+        if HAS_PREVIOUS:
+            previous = tl.load(previous_ptr + rows64 * previous_stride + columns, mask=mask, other=0.0)
+            moved = prediction + weight * (prediction - previous)
+        spread = tl.load(spread_ptr + columns + 0 * rows, mask=mask, other=0.0)
+        xi = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP, first_column, BLOCK)
+        tl.store(target_ptr + rows64 * target_stride + columns, prediction, mask=mask)
+        tl.store(out_ptr + rows64 * out_stride + columns, v + increment * (moved - v) + spread * xi, mask=mask)
     else:
         tl.store(out_ptr + rows64 * out_stride + columns, v, mask=mask)
         tl.store(target_ptr + rows64 * target_stride + columns, (x - m) / s, mask=mask)
@@ -79,9 +95,11 @@ def _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_str
 @triton.jit
 def _tile_item(kind, start, end, first_row, rows_total,
                input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr, target_stride,
+               previous_ptr, previous_stride, spread_ptr,
                s_ptr, c_ptr, noise_scale_ptr, parameters_ptr, parameters_stride, quadrature_ptr,
-               remaining, increment, seed_low, seed_high, step_index, offset_low, offset_high,
-               MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, IS_GROUP: tl.constexpr,
+               remaining, increment, weight, seed_low, seed_high, step_index, offset_low, offset_high,
+               MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, KINDS: tl.constexpr,
+               IS_GROUP: tl.constexpr,
                BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
     """One item whose columns fit one tile width: element-wise columns, or one group per row."""
     SUB_ROWS: tl.constexpr = 1 if TILE < BLOCK else (TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM)
@@ -108,15 +126,16 @@ def _tile_item(kind, start, end, first_row, rows_total,
         else:
             m = posterior.elementwise_mean(kind, v, low, high, step, inverse_step, last, s, sigma, mask, quadrature_ptr, KINDS)
         _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
-                drift_ptr, drift_stride, increment, seed_low, seed_high, step_index, first_column, MODE, HAS_DRIFT, BLOCK)
+                drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight,
+                seed_low, seed_high, step_index, first_column, MODE, HAS_DRIFT, HAS_PREVIOUS, BLOCK)
 
 
 @triton.jit
 def _wide_group_item(kind, start, end, first_row, rows_total,
                      input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr, target_stride,
-                     s_ptr, c_ptr, noise_scale_ptr,
-                     remaining, increment, seed_low, seed_high, step_index, offset_low, offset_high,
-                     MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr,
+                     previous_ptr, previous_stride, spread_ptr, s_ptr, c_ptr, noise_scale_ptr,
+                     remaining, increment, weight, seed_low, seed_high, step_index, offset_low, offset_high,
+                     MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, KINDS: tl.constexpr,
                      BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
     """A group wider than the widest tile: pass 1 reduces over chunks (online softmax, or the squared
     norm of a sphere), pass 2 recomputes each chunk's state and writes it."""
@@ -152,14 +171,17 @@ def _wide_group_item(kind, start, end, first_row, rows_total,
             else:
                 m = posterior.sphere_mean(v, s, (end - start).to(tl.float32), total)
             _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
-                    drift_ptr, drift_stride, increment, seed_low, seed_high, step_index, chunk, MODE, HAS_DRIFT, BLOCK)
+                    drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight,
+                    seed_low, seed_high, step_index, chunk, MODE, HAS_DRIFT, HAS_PREVIOUS, BLOCK)
 
 
 @triton.jit(do_not_specialize=["rows_total", "item_count", "seed_low", "seed_high", "step_index", "offset_low", "offset_high"])
 def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr, target_stride,
+                  previous_ptr, previous_stride, spread_ptr,
                   s_ptr, c_ptr, noise_scale_ptr, items_ptr, parameters_ptr, parameters_stride, quadrature_ptr,
-                  rows_total, item_count, remaining, increment, seed_low, seed_high, step_index, offset_low, offset_high,
-                  MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, KINDS: tl.constexpr, CLASSES: tl.constexpr,
+                  rows_total, item_count, remaining, increment, weight, seed_low, seed_high, step_index, offset_low,
+                  offset_high, MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr,
+                  KINDS: tl.constexpr, CLASSES: tl.constexpr,
                   ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
     """Mean, step or target of every factor of the layout; CLASSES and KINDS mask the branches compiled in."""
     kind, start, end, item_class, first_row = program_item(items_ptr, item_count, ROWS_PER_PROGRAM)
@@ -168,16 +190,18 @@ def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out
         if (CLASSES >> index) & 1:
             if item_class == index:
                 _tile_item(kind, start, end, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
-                           out_ptr, out_stride, target_ptr, target_stride, s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
-                           parameters_stride, quadrature_ptr, remaining, increment, seed_low, seed_high, step_index,
-                           offset_low, offset_high, MODE, HAS_DRIFT, KINDS, index >= FIRST_GROUP_CLASS.value,
+                           out_ptr, out_stride, target_ptr, target_stride, previous_ptr, previous_stride, spread_ptr,
+                           s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
+                           parameters_stride, quadrature_ptr, remaining, increment, weight, seed_low, seed_high, step_index,
+                           offset_low, offset_high, MODE, HAS_DRIFT, HAS_PREVIOUS, KINDS, index >= FIRST_GROUP_CLASS.value,
                            TILE_WIDTHS[index], ROWS_PER_PROGRAM, TILE)
     if (CLASSES >> WIDE_CLASS.value) & 1:
         if item_class == WIDE_CLASS:
             _wide_group_item(kind, start, end, first_row, rows_total,
                              input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr,
-                             target_stride, s_ptr, c_ptr, noise_scale_ptr, remaining, increment, seed_low,
-                             seed_high, step_index, offset_low, offset_high, MODE, HAS_DRIFT, KINDS,
+                             target_stride, previous_ptr, previous_stride, spread_ptr, s_ptr, c_ptr, noise_scale_ptr,
+                             remaining, increment, weight, seed_low,
+                             seed_high, step_index, offset_low, offset_high, MODE, HAS_DRIFT, HAS_PREVIOUS, KINDS,
                              WIDE_TILE, ROWS_PER_PROGRAM, TILE)
 
 
@@ -224,13 +248,17 @@ def launch_grid(plan: Plan, rows: int, device) -> tuple[tuple[int], dict]:
 
 
 def launch(mode: int, plan: Plan, inputs, *, out, drift=None, target=None, remaining_rows=None, mean_scale_rows=None,
-           noise_scale_rows=None, remaining: float = 1.0, increment: float = 1.0, address: NoiseAddress = NoiseAddress(0)) -> None:
+           noise_scale_rows=None, remaining: float = 1.0, increment: float = 1.0, address: NoiseAddress = NoiseAddress(0),
+           previous=None, spread=None, weight: float = 0.0) -> None:
     """Launch ``bridge_kernel`` over every row of ``inputs`` (z, or x for the target).
 
     ``inputs``, ``drift``, ``out`` and ``target`` are 2-D with contiguous columns (any row stride);
     ``remaining_rows`` (MEAN, TARGET), ``mean_scale_rows`` and ``noise_scale_rows`` (TARGET) are
     contiguous float32 vectors of one value per row; ``remaining``, ``increment`` and ``address``
-    are the STEP's scalars and the noise's address (STEP, TARGET). The caller has validated everything.
+    are the STEP's scalars and the noise's address (STEP, TARGET). BRIDGE_STEP writes x_hat into
+    ``target``, reads ``previous`` (optional, 2-D like ``out``) and ``spread`` (one float32 per column),
+    and takes the fraction delta / s as ``increment`` and the multistep ``weight``. The caller has
+    validated everything.
     """
     rows = inputs.shape[0]
     if rows == 0 or plan.width == 0:
@@ -238,15 +266,18 @@ def launch(mode: int, plan: Plan, inputs, *, out, drift=None, target=None, remai
     grid, settings = launch_grid(plan, rows, inputs.device)
     drift_tensor = drift if drift is not None else inputs
     target_tensor = target if target is not None else out
+    previous_tensor = previous if previous is not None else inputs
     unused = plan.quadrature  # a float32 tensor standing in for the per-row vectors a mode does not read
     bridge_kernel[grid](
         inputs, inputs.stride(0), drift_tensor, drift_tensor.stride(0), out, out.stride(0),
-        target_tensor, target_tensor.stride(0),
+        target_tensor, target_tensor.stride(0), previous_tensor, previous_tensor.stride(0),
+        unused if spread is None else spread,
         unused if remaining_rows is None else remaining_rows,
         unused if mean_scale_rows is None else mean_scale_rows,
         unused if noise_scale_rows is None else noise_scale_rows,
         plan.items, plan.parameters, plan.parameters.stride(0), plan.quadrature,
-        rows, plan.items.shape[0], float(remaining), float(increment),
+        rows, plan.items.shape[0], float(remaining), float(increment), float(weight),
         *address_words(address),
-        MODE=mode, HAS_DRIFT=drift is not None, KINDS=plan.kinds, CLASSES=plan.classes, **settings,
+        MODE=mode, HAS_DRIFT=drift is not None, HAS_PREVIOUS=previous is not None, KINDS=plan.kinds, CLASSES=plan.classes,
+        **settings,
     )

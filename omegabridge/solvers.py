@@ -89,10 +89,11 @@ def log_signal_to_noise(mean_scale: torch.Tensor, noise_variance: torch.Tensor) 
 
 
 class BridgeSolver:
-    """The ``"bridge"`` solver's steps for one batch: it keeps the previous data prediction.
+    """The ``"bridge"`` solver's steps for one batch; it keeps the previous data prediction.
 
     ``remaining``, ``increment`` and ``log_snr`` are the grid's s_k, delta_k and lambda_k (k = 0..N,
-    lambda with N + 1 entries); ``variance`` the optional (steps, width) posterior variance.
+    lambda with N + 1 entries); ``variance`` the optional (steps, width) posterior variance. Each step
+    is one fused ``ops.bridge_step``; the predictions alternate between two buffers.
     """
 
     def __init__(self, table, remaining: list[float], increment: list[float], log_snr: list[float],
@@ -104,6 +105,8 @@ class BridgeSolver:
         self.variance = variance
         self.backend = backend
         self.previous: torch.Tensor | None = None
+        self._spare: torch.Tensor | None = None
+        self._spreads: torch.Tensor | None = None
 
     def extrapolation(self, k: int) -> float:
         """1 / (2 r_k), the weight of x_hat_k - x_hat_{k-1}; 0 where a lambda is infinite (first order)."""
@@ -114,22 +117,28 @@ class BridgeSolver:
             return 0.0
         return 0.5 * (after - now) / (now - before)
 
+    def spreads(self, width: int, device) -> torch.Tensor:
+        """(steps - 1, width) standard deviations of each step's noise, sqrt(delta (s - delta)/s + (delta/s)^2 v),
+        computed once in float64 and kept on ``device``."""
+        if self._spreads is None or self._spreads.device != torch.device(device):
+            s = torch.tensor(self.remaining[:-1], dtype=torch.float64)[:, None]
+            delta = torch.tensor(self.increment[:-1], dtype=torch.float64)[:, None]
+            variance = (delta * (s - delta) / s).expand(-1, width)
+            if self.variance is not None:
+                variance = variance + (delta / s) ** 2 * self.variance[:-1]
+            self._spreads = variance.sqrt().to(torch.float32).to(device)
+        return self._spreads
+
     def step(self, z: torch.Tensor, drift: torch.Tensor | None, k: int, seed: int, row_offset: int) -> torch.Tensor:
         """Z at grid point k + 1 from Z at k (in place); ``drift`` is the model's f at (z, t_k)."""
-        s, delta = self.remaining[k], self.increment[k]
-        prediction = ops.posterior_mean(z, self.table, s, backend=self.backend)
-        if drift is not None:
-            prediction.add_(drift.to(torch.float32), alpha=s)
+        s = self.remaining[k]
         weight = self.extrapolation(k)
-        moved = prediction if weight == 0.0 else prediction + weight * (prediction - self.previous)
-        self.previous = prediction
-        xi = noise.normals(seed, k, row_offset, z.shape[0], z.shape[1], noise.STREAM_STEP, torch.float32, z.device)
-        fraction = delta / s
-        bridge_variance = delta * (s - delta) / s
-        if self.variance is None:
-            scale = math.sqrt(bridge_variance)
-        else:
-            scale = torch.sqrt(bridge_variance + fraction**2 * self.variance[k]).to(torch.float32).to(z.device)
-        z.add_(moved - z, alpha=fraction)
-        z.add_(xi * scale)
+        if self._spare is None or self._spare.shape != z.shape:
+            self._spare = torch.empty_like(z)
+        z, prediction = ops.bridge_step(
+            z, drift, self.previous if weight != 0.0 else None, self.table, remaining=s, fraction=self.increment[k] / s,
+            weight=weight, spread=self.spreads(z.shape[1], z.device)[k], seed=seed, step_index=k, row_offset=row_offset,
+            backend=self.backend, out=z, prediction=self._spare,
+        )
+        self._spare, self.previous = self.previous, prediction
         return z

@@ -148,6 +148,30 @@ void step(const cu::LayoutPlan& plan, std::int64_t layout_address, std::int64_t 
   raise_if_failed(status, "step");
 }
 
+void bridge_step(const cu::LayoutPlan& plan, std::int64_t layout_address, std::int64_t z, std::int64_t drift,
+                 std::int64_t drift_storage, std::int64_t previous, std::int64_t out, std::int64_t prediction,
+                 std::int64_t rows, double remaining, double fraction, double weight, std::int64_t spread,
+                 std::uint64_t seed, std::int64_t step_index, std::int64_t row_offset, std::int64_t stream) {
+  const cu::NoiseAddress a = noise_address(rows, seed, step_index, row_offset);
+  const cu::Storage storage = storage_of(drift_storage);
+  const cu::DeviceLayout layout = bind(plan, layout_address);
+  const cu::StepScalars scalars = step_scalars(remaining, fraction * remaining);
+  auto* z_ptr = address<const float>("z", z);
+  auto* f_ptr = optional_address<const void>("drift", drift, storage_bytes(storage));
+  auto* previous_ptr = optional_address<const float>("previous", previous, 4);
+  auto* out_ptr = address<float>("out", out);
+  auto* prediction_ptr = address<float>("prediction", prediction);
+  auto* spread_ptr = address<const float>("spread", spread);
+  void* cuda_stream = stream_of(stream);
+  cu::Status status;
+  {
+    py::gil_scoped_release release;
+    status = cu::bridge_step(layout, z_ptr, f_ptr, storage, previous_ptr, out_ptr, prediction_ptr, rows, scalars,
+                             static_cast<float>(fraction), static_cast<float>(weight), spread_ptr, a, cuda_stream);
+  }
+  raise_if_failed(status, "bridge_step");
+}
+
 void scheduled_step(const cu::LayoutPlan& plan, std::int64_t layout_address, std::int64_t z, std::int64_t drift,
                     std::int64_t drift_storage, std::int64_t out, std::int64_t rows, std::int64_t schedule,
                     std::int64_t schedule_steps, std::int64_t counter, std::uint64_t seed, std::int64_t row_offset,
@@ -272,6 +296,12 @@ PYBIND11_MODULE(_cuda_ext, m) {
         py::arg("drift_storage"), py::arg("out"), py::arg("rows"), py::arg("remaining"), py::arg("increment"),
         py::arg("seed"), py::arg("step"), py::arg("row_offset"), py::arg("stream"),
         "out = z + db [(m(z, s) - z)/s + f] + sqrt(db) xi; drift 0 means f = 0; out may be z.");
+  m.def("bridge_step", &bridge_step, py::arg("layout"), py::arg("layout_address"), py::arg("z"), py::arg("drift"),
+        py::arg("drift_storage"), py::arg("previous"), py::arg("out"), py::arg("prediction"), py::arg("rows"),
+        py::arg("remaining"), py::arg("fraction"), py::arg("weight"), py::arg("spread"), py::arg("seed"), py::arg("step"),
+        py::arg("row_offset"), py::arg("stream"),
+        "prediction = m(z, s) + s f; out = z + fraction (prediction + weight (prediction - previous) - z) + spread xi; "
+        "drift or previous 0 means none; out may be z.");
   m.def("scheduled_step", &scheduled_step, py::arg("layout"), py::arg("layout_address"), py::arg("z"),
         py::arg("drift"), py::arg("drift_storage"), py::arg("out"), py::arg("rows"), py::arg("schedule"),
         py::arg("schedule_steps"), py::arg("counter"), py::arg("seed"), py::arg("row_offset"), py::arg("stream"),

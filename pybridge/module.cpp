@@ -159,6 +159,19 @@ void step(const cpu::Layout& layout, std::uintptr_t z, std::uintptr_t drift, std
             reinterpret_cast<float*>(out), rows, remaining, increment, address, threads);
 }
 
+void bridge_step(const cpu::Layout& layout, std::uintptr_t z, std::uintptr_t drift, std::int64_t drift_storage,
+                 std::uintptr_t previous, std::uintptr_t out, std::uintptr_t prediction, std::int64_t rows,
+                 double remaining, double fraction, double weight, std::uintptr_t spread, std::uint64_t seed,
+                 std::int64_t step_index, std::int64_t row_offset, int threads) {
+  const cpu::NoiseAddress address = noise_address(rows, seed, step_index, row_offset);
+  const cpu::Storage storage = storage_of(drift_storage);
+  py::gil_scoped_release release;
+  cpu::bridge_step(layout, reinterpret_cast<const float*>(z), reinterpret_cast<const void*>(drift), storage,
+                   reinterpret_cast<const float*>(previous), reinterpret_cast<float*>(out),
+                   reinterpret_cast<float*>(prediction), rows, remaining, fraction, weight,
+                   reinterpret_cast<const float*>(spread), address, threads);
+}
+
 void final_step(const cpu::Layout& layout, std::uintptr_t z, std::uintptr_t drift,
                 std::int64_t drift_storage, std::uintptr_t out, std::int64_t rows, double remaining,
                 std::uint64_t seed, std::int64_t step_index, std::int64_t row_offset, int threads) {
@@ -212,6 +225,12 @@ PYBIND11_MODULE(_native_ext, m) {
         py::arg("out"), py::arg("rows"), py::arg("remaining"), py::arg("increment"), py::arg("seed"),
         py::arg("step"), py::arg("row_offset"), py::arg("threads"),
         "out = z + db [(m(z, s) - z)/s + f] + sqrt(db) xi; drift 0 means f = 0; out may be z.");
+  m.def("bridge_step", &bridge_step, py::arg("layout"), py::arg("z"), py::arg("drift"), py::arg("drift_storage"),
+        py::arg("previous"), py::arg("out"), py::arg("prediction"), py::arg("rows"), py::arg("remaining"),
+        py::arg("fraction"), py::arg("weight"), py::arg("spread"), py::arg("seed"), py::arg("step"),
+        py::arg("row_offset"), py::arg("threads"),
+        "prediction = m(z, s) + s f; out = z + fraction (prediction + weight (prediction - previous) - z) + "
+        "spread xi; drift or previous 0 means none; out may be z.");
   m.def("final_step", &final_step, py::arg("layout"), py::arg("z"), py::arg("drift"),
         py::arg("drift_storage"), py::arg("out"), py::arg("rows"), py::arg("remaining"),
         py::arg("seed"), py::arg("step"), py::arg("row_offset"), py::arg("threads"),

@@ -92,6 +92,27 @@ def check_step(out, z, f, table, s: float, db: float, seed: int, step: int, row_
     assert_within(out, expected, bound, what)
 
 
+def check_bridge_step(out, prediction, z, f, previous, table, s: float, fraction: float, weight: float, spread,
+                      seed: int, step: int, row_offset: int, what: str) -> None:
+    """A kernel's bridge-solver step against the float64 reference: x_hat = m + s f to the mean's bound
+    (plus rounding of s f), and that bound carried through z + fraction (x_hat + w (x_hat - previous) - z) + spread xi."""
+    from omegabridge import reference
+
+    z64 = z.to(F64)
+    previous64 = None if previous is None else previous.to(F64)
+    expected, predicted = reference.bridge_step(z64, None if f is None else f.to(F64), previous64, table, s, fraction,
+                                                weight, spread.to(F64), seed, step, row_offset)
+    m = reference.posterior_mean(z64, table, s)
+    scaled_drift = 0.0 if f is None else (s * f.to(F64)).abs()
+    prediction_bound = 1e-5 * (m.abs() + s**0.5) + 2e-6 * (predicted.abs() + scaled_drift) + 1e-7
+    assert_within(prediction, predicted, prediction_bound, f"{what}: x_hat")
+    moved = predicted if previous64 is None else predicted + weight * (predicted - previous64)
+    noise_term = (expected - (z64 + fraction * (moved - z64))).abs()  # spread |xi|, to the normals' 1e-5
+    bound = (fraction * (1 + 2 * abs(weight)) * prediction_bound
+             + 2e-5 * (expected.abs() + z64.abs() + fraction * (moved.abs() + z64.abs()) + noise_term) + 1e-6)
+    assert_within(out, expected, bound, f"{what}: state")
+
+
 def target_inputs(domain, rows: int, generator):
     """(x in the domain, per-row c, sigma_t, s in 1e-4 .. 1, seed) for a training-target test."""
     x = domain.project(torch.randn(rows, domain.width, generator=generator) * 20).to(torch.float32)

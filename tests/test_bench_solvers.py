@@ -26,11 +26,14 @@ def test_total_variation_counts_off_support_mass_in_full():
 
 def test_a_tiny_run_writes_the_table_the_csv_and_the_plot(tmp_path):
     assert solvers.main(["--rows", "400", "--steps", "5", "10", "--grids", "t", "s", "--targets", "mixed",
-                         "--out", str(tmp_path)]) == 0
+                         "--solvers", "euler", "bridge+variance", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["solvers.csv", "solvers.md", "solvers.png"]
     rows = list(csv.DictReader(open(tmp_path / "solvers.csv")))
-    assert [(r["grid"], r["steps"]) for r in rows] == [("-", "0"), ("t", "5"), ("t", "10"), ("s", "5"), ("s", "10")]
+    cells = [("t", "5"), ("t", "10"), ("s", "5"), ("s", "10")]
+    assert [(r["solver"], r["grid"], r["steps"]) for r in rows] == (
+        [("exact draws", "-", "0")] + [("euler", *c) for c in cells] + [("bridge+variance", *c) for c in cells])
     assert all(0.0 <= float(r["tv"]) <= 1.0 for r in rows)
     text = (tmp_path / "solvers.md").read_text()
-    assert "| euler | s |" in text
-    assert f"`python bench/solvers.py --rows 400 --steps 5 10 --grids t s --targets mixed --out {tmp_path}`" in text
+    assert "| euler | s |" in text and "| bridge+variance | t |" in text
+    assert (f"`python bench/solvers.py --rows 400 --steps 5 10 --grids t s --targets mixed --solvers euler bridge+variance "
+            f"--out {tmp_path}`") in text

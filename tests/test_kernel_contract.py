@@ -48,7 +48,7 @@ from omegabridge.core.noise import NoiseAddress
 from omegabridge.core.segments import Kind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, also under --import-mode=importlib
-from kernel_cases import DOMAINS, F64, assert_within, check_step, check_target, factor_rows_agree, states, target_inputs  # noqa: E402
+from kernel_cases import DOMAINS, F64, assert_within, check_bridge_step, check_step, check_target, factor_rows_agree, states, target_inputs  # noqa: E402
 
 NAN = float("nan")
 GPU = torch.cuda.is_available()
@@ -166,6 +166,14 @@ class Kernels:
         self.backend.launch_step(table, z, self.on(f), out, s, db, NoiseAddress(seed, step, row_offset))
         return out.cpu()
 
+    def bridge_step(self, table, z, f, previous, s, fraction, weight, spread, seed, step, row_offset=0, out=None):
+        z = self.on(z)
+        out = self.poisoned(z) if out is None else out
+        prediction = self.poisoned(z)
+        self.backend.launch_bridge_step(table, z, self.on(f), self.on(previous), out, prediction, s, fraction, weight,
+                                        self.on(spread, torch.float32), NoiseAddress(seed, step, row_offset))
+        return out.cpu(), prediction.cpu()
+
     def target(self, table, x, c, sigma, s, seed, step, row_offset=0):
         x = self.on(x)
         z_t, target = self.poisoned(x), self.poisoned(x)
@@ -189,6 +197,12 @@ class ReferenceKernels(Kernels):
     def step(self, table, z, f, s, db, seed, step, row_offset=0, out=None):
         out = self.poisoned(z) if out is None else out
         return out.copy_(reference.step(z, None if f is None else f.float(), table, s, db, seed, step, row_offset=row_offset))
+
+    def bridge_step(self, table, z, f, previous, s, fraction, weight, spread, seed, step, row_offset=0, out=None):
+        state, predicted = reference.bridge_step(z, None if f is None else f.float(), previous, table, s, fraction, weight,
+                                                 spread, seed, step, row_offset)
+        out = self.poisoned(z) if out is None else out
+        return out.copy_(state), self.poisoned(z).copy_(predicted)
 
     def target(self, table, x, c, sigma, s, seed, step, row_offset=0):
         z_t, target = reference.bridge_target(x.float(), table, c, sigma, s, seed, step, row_offset)
@@ -255,6 +269,44 @@ def test_step_matches_reference(backend, name, rows, drift, open_kernels, genera
     check_step(out, z, None if f is None else f.float(), table, s, db, seed, 11, 5, f"step on {name}")
     if drift not in (None, F32):
         assert torch.equal(out, kernels.step(table, z, f.float(), s, db, seed, 11, row_offset=5)), "reduced f != its float32 copy"
+
+
+@pytest.mark.parametrize("backend, name, rows, drift", cases("step_cases"))
+def test_bridge_step_matches_reference(backend, name, rows, drift, open_kernels, generator):
+    # With a drift the multistep term is on (previous given, weight 0.3); without one it is off.
+    kernels = open_kernels(backend)
+    domain, rows, table, z = kernels.case(name, rows, generator)
+    f = None if drift is None else (torch.randn(z.shape, generator=generator) * 3).to(drift)
+    previous = None if drift is None else z + torch.randn(z.shape, generator=generator)
+    weight = 0.0 if drift is None else 0.3
+    spread = 0.5 * torch.rand(table.width, generator=generator)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    s, fraction = 0.37, 0.2
+    out, prediction = kernels.bridge_step(table, z, f, previous, s, fraction, weight, spread, seed, 11, row_offset=5)
+    check_bridge_step(out, prediction, z, None if f is None else f.float(), previous, table, s, fraction, weight, spread,
+                      seed, 11, 5, f"bridge step on {name}")
+    if drift not in (None, F32):
+        again, _ = kernels.bridge_step(table, z, f.float(), previous, s, fraction, weight, spread, seed, 11, row_offset=5)
+        assert torch.equal(out, again), "reduced f != its float32 copy"
+
+
+@pytest.mark.parametrize("backend", list(SPECS))
+def test_bridge_step_in_place_equals_out_of_place(backend, open_kernels, generator):
+    kernels = open_kernels(backend)
+    domain, table, z = _mixed(kernels, generator)
+    z = kernels.on(z)
+    f = kernels.on(torch.randn(z.shape, generator=generator))
+    previous = kernels.on(z + torch.randn(z.shape, generator=generator))
+    spread = kernels.on(torch.rand(table.width, generator=generator))
+    expected, predicted = kernels.bridge_step(table, z, f, previous, 0.3, 0.25, 0.4, spread, 1, 1)
+    state = z.clone()
+    kernels.bridge_step(table, state, f, previous, 0.3, 0.25, 0.4, spread, 1, 1, out=state)
+    assert torch.equal(state.cpu(), expected)
+    state, prediction = z.clone(), torch.full_like(z, NAN)
+    kwargs = dict(remaining=0.3, fraction=0.25, weight=0.4, spread=spread, seed=1, step_index=1, backend=_public_name(backend))
+    result = ops.bridge_step(state, f, previous, table, out=state, prediction=prediction, **kwargs)
+    assert result[0] is state and result[1] is prediction
+    assert torch.equal(state.cpu(), expected) and torch.equal(prediction.cpu(), predicted)
 
 
 @pytest.mark.parametrize("backend, name, rows", cases("target_rows"))
@@ -458,10 +510,11 @@ def test_a_row_with_an_invalid_s_gets_nan_not_finite_numbers(backend, bad, open_
     assert torch.isfinite(z_t).all(), "z_t = c x + sigma eps does not depend on s"
 
 
+@pytest.mark.parametrize("solver", ["euler", "bridge"])
 @pytest.mark.parametrize("backend", ["triton", "cuda-emulated", "cuda"])
-def test_a_sample_agrees_with_the_cpu_kernels(backend, open_kernels):
+def test_a_sample_agrees_with_the_cpu_kernels(backend, solver, open_kernels):
     """The same seed gives the same sample as on the C++ CPU kernels (draws to float rounding), through
-    Bridge.sample with a model and batches."""
+    Bridge.sample with a model and batches, for each solver."""
     kernels = open_kernels(backend)
     open_kernels("cpu")
     domain = ob.Product([ob.Interval(0.0, 1.0), ob.Categorical(4), ob.Lattice(0, 9), ob.HalfLine(low=0.0), ob.Sphere(3)])
@@ -473,8 +526,8 @@ def test_a_sample_agrees_with_the_cpu_kernels(backend, open_kernels):
     rows = 2000 if kernels.device.type == "cuda" else 200
     interpreted = backend == "triton" and kernels.device.type == "cpu"  # one batch: each launch runs in Python
     sample = bridge.sample(model, n=rows, seed=17, progress=False, backend=_public_name(backend), device=kernels.device,
-                           batch_size=rows if interpreted else rows // 2 - 25).cpu()
-    on_cpu = bridge.sample(model, n=rows, seed=17, progress=False, backend="cpu")
+                           batch_size=rows if interpreted else rows // 2 - 25, solver=solver).cpu()
+    on_cpu = bridge.sample(model, n=rows, seed=17, progress=False, backend="cpu", solver=solver)
     assert bool(domain.contains(sample).all())
     agreement = factor_rows_agree(domain, sample, on_cpu.to(F64), 1.0)
     assert min(agreement.values()) >= 0.99, agreement

@@ -216,3 +216,43 @@ def test_posterior_variance_refuses_bad_data_by_name():
         bridge.posterior_variance("model", torch.tensor([[1.0]]), progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         bridge.posterior_variance(None, torch.tensor([[1.0]]), batch_size=0, progress=False)
+
+
+def _bridge_step_arguments(table, rows=4):
+    z = torch.zeros(rows, table.width)
+    return dict(z=z, drift=None, previous=None, table=table, remaining=0.5, fraction=0.25, weight=0.0,
+                spread=torch.ones(table.width), seed=0, step_index=0)
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (dict(fraction=1.5), ValueError, r"fraction \(delta / s\) must lie in \(0, 1\]"),
+        (dict(fraction=0.0), ValueError, "fraction must be finite and > 0"),
+        (dict(weight=0.5), ValueError, "needs the previous prediction"),
+        (dict(weight=math.inf, previous=torch.zeros(4, 2)), ValueError, "weight must be a finite number"),
+        (dict(previous=torch.zeros(3, 2)), ValueError, "previous must match the state"),
+        (dict(previous=torch.zeros(4, 2, dtype=F64)), ValueError, "previous must match the state"),
+        (dict(spread=torch.ones(3)), ValueError, r"spread must be a float tensor of shape \(2,\)"),
+        (dict(spread=[1.0, 1.0]), ValueError, "spread must be a float tensor"),
+        (dict(spread=torch.tensor([1.0, -1.0])), ValueError, "spread must be finite and >= 0"),
+        (dict(spread=torch.tensor([1.0, math.nan])), ValueError, "spread must be finite and >= 0"),
+        (dict(remaining=0.0), ValueError, "remaining must be finite and > 0"),
+        (dict(z=torch.zeros(4, 3)), ValueError, r"z must have shape \(rows, 2\)"),
+    ],
+)
+def test_bridge_step_op_names_bad_arguments(change, error, match):
+    arguments = {**_bridge_step_arguments(ob.Product([ob.Binary(), ob.Interval(0.0, 1.0)]).segment_table()), **change}
+    with pytest.raises(error, match=match):
+        ob.ops.bridge_step(arguments.pop("z"), arguments.pop("drift"), arguments.pop("previous"), arguments.pop("table"),
+                           **arguments)
+
+
+def test_bridge_step_op_refuses_a_prediction_buffer_that_shares_memory():
+    table = ob.Product([ob.Binary(), ob.Interval(0.0, 1.0)]).segment_table()
+    z, previous = torch.zeros(4, 2), torch.zeros(4, 2)
+    common = dict(remaining=0.5, fraction=0.25, spread=torch.ones(2), seed=0, step_index=0)
+    with pytest.raises(ValueError, match="prediction must not share memory with z"):
+        ob.ops.bridge_step(z, None, None, table, weight=0.0, prediction=z, **common)
+    with pytest.raises(ValueError, match="prediction must not share memory with previous"):
+        ob.ops.bridge_step(z, None, previous, table, weight=0.5, prediction=previous, **common)

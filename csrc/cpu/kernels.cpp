@@ -55,7 +55,7 @@ namespace pm = omegabridge::posterior;
 
 constexpr std::int64_t kTileFloats = 4096;  // noise buffer per thread: 16 KiB
 
-enum class Op { kMean, kStep, kTarget };
+enum class Op { kMean, kStep, kBridgeStep, kTarget };
 
 // Everything a tile needs, fixed for one call.
 struct Call {
@@ -71,12 +71,15 @@ struct Call {
   const float* z = nullptr;  // state (mean, step)
   const void* input = nullptr;  // drift f (step) or data x (target)
   float* out = nullptr;  // mean, new state, or z_t
-  float* target = nullptr;  // target only
+  float* target = nullptr;  // target only; the data prediction x_hat (bridge step)
+  const float* previous = nullptr;  // bridge step: the last step's x_hat (null: no multistep term)
+  const float* spread = nullptr;  // bridge step: the noise's standard deviation per column
   const float* remaining_rows = nullptr;  // per-row s (mean, target)
   const float* mean_scale = nullptr;
   const float* noise_scale = nullptr;
   // Step scalars.
   float remaining = 0, inverse_remaining = 0, sigma = 0, increment = 0, sqrt_increment = 0;
+  float fraction = 0, weight = 0;  // bridge step: delta / s and the multistep weight
 };
 
 // Blocks are processed in batches of this many, every batch by the same vectorised code: a
@@ -419,6 +422,30 @@ OB_INLINE void run_tile(const Call& call, std::int64_t first, std::int64_t count
           out[c] = z[c] + db * ((m[c] - z[c]) * inverse_s) + root * noise[c];
         });
       }
+    } else if (op == Op::kBridgeStep) {
+      // x_hat = m + s f, x_hat' = x_hat + w (x_hat - previous), out = z + fraction (x_hat' - z) + spread xi
+      const float* __restrict z = call.z + row * width;
+      mean_row(layout, z, m, call.remaining, call.sigma, call.inverse_remaining, scratch);
+      const float s = call.remaining, fraction = call.fraction, weight = call.weight;
+      const float* __restrict spread = call.spread;
+      float* __restrict prediction = call.target + row * width;
+      if (input != nullptr) {
+        const Input* __restrict f = input + row * width;
+        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE { prediction[c] = m[c] + s * load(f, c); });
+      } else {
+        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE { prediction[c] = m[c]; });
+      }
+      if (call.previous != nullptr) {
+        const float* __restrict previous = call.previous + row * width;
+        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE {
+          const float moved = prediction[c] + weight * (prediction[c] - previous[c]);
+          out[c] = z[c] + fraction * (moved - z[c]) + spread[c] * noise[c];
+        });
+      } else {
+        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE {
+          out[c] = z[c] + fraction * (prediction[c] - z[c]) + spread[c] * noise[c];
+        });
+      }
     } else if (op == Op::kTarget) {
       const float s = call.remaining_rows[row];
       const float scale = call.mean_scale[row], spread = call.noise_scale[row];
@@ -448,6 +475,12 @@ OB_ISA_CLONES void step_tile_float(const Call& call, std::int64_t first, std::in
 }
 OB_ISA_CLONES void step_tile_bfloat16(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
   run_tile<Op::kStep, std::uint16_t>(call, first, count, scratch);
+}
+OB_ISA_CLONES void bridge_step_tile_float(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
+  run_tile<Op::kBridgeStep, float>(call, first, count, scratch);
+}
+OB_ISA_CLONES void bridge_step_tile_bfloat16(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
+  run_tile<Op::kBridgeStep, std::uint16_t>(call, first, count, scratch);
 }
 OB_ISA_CLONES void target_tile_float(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
   run_tile<Op::kTarget, float>(call, first, count, scratch);
@@ -526,6 +559,28 @@ void step(const Layout& layout, const float* z, const void* drift, Storage drift
   call.increment = static_cast<float>(increment);
   call.sqrt_increment = static_cast<float>(std::sqrt(increment));
   launch(call, drift_storage == Storage::kBFloat16 ? step_tile_bfloat16 : step_tile_float, threads);
+}
+
+void bridge_step(const Layout& layout, const float* z, const void* drift, Storage drift_storage,
+                 const float* previous, float* out, float* prediction, std::int64_t rows, double remaining,
+                 double fraction, double weight, const float* spread, const NoiseAddress& address, int threads) {
+  Call call;
+  call.layout = &layout;
+  call.rows = rows;
+  call.z = z;
+  call.input = drift;
+  call.out = out;
+  call.target = prediction;
+  call.previous = previous;
+  call.spread = spread;
+  call.address = address;
+  call.stream = philox::kStreamStep;
+  call.remaining = static_cast<float>(remaining);
+  call.inverse_remaining = static_cast<float>(1.0 / remaining);
+  call.sigma = static_cast<float>(std::sqrt(remaining));
+  call.fraction = static_cast<float>(fraction);
+  call.weight = static_cast<float>(weight);
+  launch(call, drift_storage == Storage::kBFloat16 ? bridge_step_tile_bfloat16 : bridge_step_tile_float, threads);
 }
 
 void bridge_target(const Layout& layout, const void* x, Storage x_storage,

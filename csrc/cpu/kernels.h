@@ -33,6 +33,14 @@ void step(const Layout& layout, const float* z, const void* drift, Storage drift
           float* out, std::int64_t rows, double remaining, double increment,
           const NoiseAddress& address, int threads);
 
+// The bridge solver's step (omegabridge/solvers.py): prediction = m(z, s) + s f and
+// out = z + fraction (prediction + weight (prediction - previous) - z) + spread[c] xi (xi from
+// stream 0, as the step's). out may alias z; previous (null: no multistep term) and drift may
+// be null; prediction aliases no input.
+void bridge_step(const Layout& layout, const float* z, const void* drift, Storage drift_storage,
+                 const float* previous, float* out, float* prediction, std::int64_t rows, double remaining,
+                 double fraction, double weight, const float* spread, const NoiseAddress& address, int threads);
+
 // z_t = c x + sigma eps (eps from stream 0x8000) and target = (x - m(z_t, s))/s, with c,
 // sigma, s per row.
 void bridge_target(const Layout& layout, const void* x, Storage x_storage,

@@ -39,7 +39,7 @@ using philox::kStreamStep;
 using philox::kStreamTrain;
 constexpr int kThreads = 256;
 
-enum class Op { kMean, kStep, kTarget };
+enum class Op { kMean, kStep, kBridgeStep, kTarget };
 
 // Everything one launch needs (passed by value: a few hundred bytes of kernel parameters).
 struct Args {
@@ -47,7 +47,10 @@ struct Args {
   const float* z;          // state (mean, step, final)
   const void* input;       // drift f (step, final; may be null) or data x (target)
   float* out;              // mean, new state, z_t or the final draw
-  float* target;           // target only
+  float* target;           // target only; the data prediction x_hat (bridge step)
+  const float* previous;   // bridge step: the last step's x_hat (null: no multistep term)
+  const float* spread;     // bridge step: the noise's standard deviation per column
+  float fraction, weight;  // bridge step: delta / s and the multistep weight
   const float* remaining_rows;  // per-row s (mean, target)
   const float* mean_scale;
   const float* noise_scale;
@@ -262,6 +265,40 @@ __device__ __forceinline__ float checked_remaining(float s) {
 // ---------------------------------------------------------------------------------------
 // Step, target and mean: one kernel per (op, input storage)
 // ---------------------------------------------------------------------------------------
+// The bridge solver's step on one block of four columns: x_hat = m + s f, x_hat' = x_hat + w (x_hat -
+// previous), out = z + fraction (x_hat' - z) + spread xi. The means come first and the drift, the
+// previous prediction and the noise are loaded after them: live across the means they would spill.
+template <int kStorage>
+__device__ __forceinline__ void bridge_block_item(const Args& a, const WorkItem& item, std::int64_t row, const Scale& k,
+                                                  std::uint32_t step) {
+  const std::int64_t base = row * a.layout.width + item.offset;
+  const int mask = item.width;
+  float v[4], m[4], f[4], n[4];
+  load_state(a.z, base, mask, a.aligned, v);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) m[j] = (mask >> j) & 1 ? element_mean(a.layout, item.offset + j, v[j], k) : 0.0f;
+  if (a.input != nullptr) {
+    load_four<kStorage>(a.input, base, mask, a.aligned, f);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) m[j] += k.s * f[j];
+  }
+  store_four(a.target, base, mask, a.aligned, m);  // x_hat
+  if (a.previous != nullptr) {
+    load_four<0>(a.previous, base, mask, a.aligned, f);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) m[j] += a.weight * (m[j] - f[j]);
+  }
+  NoiseAddress address = a.address;
+  address.step = step;
+  block_normals(address, a.address.row_offset + static_cast<std::uint64_t>(row), item.offset, kStreamStep, n);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float spread = (mask >> j) & 1 ? __ldg(a.spread + item.offset + j) : 0.0f;
+    v[j] = v[j] + a.fraction * (m[j] - v[j]) + spread * n[j];
+  }
+  store_four(a.out, base, mask, a.aligned, v);
+}
+
 template <Op op, int kStorage>
 __device__ __forceinline__ void block_item(const Args& a, const WorkItem& item, std::int64_t row,
                                            const Scale& k, std::uint32_t step, const StepScalars& scalars) {
@@ -329,6 +366,17 @@ __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, 
     for (std::int64_t c = begin; c < end; ++c) {
       target_row[c] = (load_one<kStorage>(a.input, row * width + c) - mean(values[c])) * k.inverse_s;
     }
+  } else if (op == Op::kBridgeStep) {
+    float n[4];
+    float* prediction_row = a.target + row * width;
+    for (std::int64_t c = begin; c < end; ++c) {
+      if (c == begin || (c & 3) == 0) block_normals(address, global_row, c, kStreamStep, n);
+      const float z = values[c];
+      const float prediction = a.input != nullptr ? mean(z) + k.s * load_one<kStorage>(a.input, row * width + c) : mean(z);
+      const float moved = a.previous != nullptr ? prediction + a.weight * (prediction - a.previous[row * width + c]) : prediction;
+      prediction_row[c] = prediction;
+      out_row[c] = z + a.fraction * (moved - z) + a.spread[c] * pick(n, static_cast<unsigned>(c & 3));
+    }
   } else {
     float n[4];
     for (std::int64_t c = begin; c < end; ++c) {
@@ -364,13 +412,17 @@ __global__ void __launch_bounds__(kThreads, 3) bridge_kernel(Args a) {
                                                     : index / items;
     const WorkItem item = a.layout.item[index - row * items];
     Scale k;
-    if (op == Op::kStep) {
+    if (op == Op::kStep || op == Op::kBridgeStep) {
       k = Scale{scalars.remaining, scalars.sigma, 1.0f / scalars.sigma, scalars.inverse_remaining};
     } else {
       k = scale_of(checked_remaining(a.remaining_rows[row]));
     }
     if (item.kind == kBlockItem) {
-      block_item<op, kStorage>(a, item, row, k, step, scalars);
+      if constexpr (op == Op::kBridgeStep) {
+        bridge_block_item<kStorage>(a, item, row, k, step);
+      } else {
+        block_item<op, kStorage>(a, item, row, k, step, scalars);
+      }
     } else {
       group_item<op, kStorage>(a, item, row, k, step, scalars);
     }
@@ -635,6 +687,25 @@ Status step(const DeviceLayout& layout, const float* z, const void* drift, Stora
   args.address = address;
   args.aligned = rows_aligned(layout, z, drift, drift_storage, out, nullptr);
   return launch_bridge<Op::kStep>(args, drift_storage, stream);
+}
+
+Status bridge_step(const DeviceLayout& layout, const float* z, const void* drift, Storage drift_storage,
+                   const float* previous, float* out, float* prediction, std::int64_t rows, const StepScalars& scalars,
+                   float fraction, float weight, const float* spread, const NoiseAddress& address, void* stream) {
+  Args args = base_args(layout, rows);
+  args.z = z;
+  args.input = drift;
+  args.previous = previous;
+  args.out = out;
+  args.target = prediction;
+  args.spread = spread;
+  args.scalars = scalars;
+  args.fraction = fraction;
+  args.weight = weight;
+  args.address = address;
+  args.aligned = rows_aligned(layout, z, drift, drift_storage, out, prediction) &&
+                 (previous == nullptr || aligned16(previous));
+  return launch_bridge<Op::kBridgeStep>(args, drift_storage, stream);
 }
 
 Status bridge_target(const DeviceLayout& layout, const void* x, Storage x_storage, const float* mean_scale,

@@ -55,6 +55,14 @@ Status step(const DeviceLayout& layout, const float* z, const void* drift, Stora
             float* out, std::int64_t rows, const StepScalars& scalars, const StepScalars* schedule,
             std::int64_t schedule_steps, const std::int64_t* counter, const NoiseAddress& address, void* stream);
 
+// The bridge solver's step (omegabridge/solvers.py): prediction = m(z, s) + s f and
+// out = z + fraction (prediction + weight (prediction - previous) - z) + spread[c] xi (stream 0,
+// as the step's); scalars as the step's (increment unused). out may alias z; drift and previous
+// (null: no multistep term) may be null; prediction aliases no input; spread has width floats.
+Status bridge_step(const DeviceLayout& layout, const float* z, const void* drift, Storage drift_storage,
+                   const float* previous, float* out, float* prediction, std::int64_t rows, const StepScalars& scalars,
+                   float fraction, float weight, const float* spread, const NoiseAddress& address, void* stream);
+
 // z_t = c x + sigma eps (stream 0x8000), target = (x - m(z_t, s))/s, c, sigma, s per row.
 Status bridge_target(const DeviceLayout& layout, const void* x, Storage x_storage,
                      const float* mean_scale, const float* noise_scale, const float* remaining,

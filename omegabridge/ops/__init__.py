@@ -1,6 +1,6 @@
 """The fused ops, validated once and run on a backend chosen through one registry.
 
-``posterior_mean``, ``step``, ``final_step``, ``bridge_target`` and ``scheduled_step`` (see
+``posterior_mean``, ``step``, ``bridge_step``, ``final_step``, ``bridge_target`` and ``scheduled_step`` (see
 ``omegabridge.ops.functional``); ``omegabridge.dispatch`` is the same module under its older name.
 
 Example:
@@ -16,6 +16,7 @@ from omegabridge.ops.functional import (
     MAX_REMAINING,
     MAX_STATE,
     MIN_REMAINING,
+    bridge_step,
     bridge_target,
     check_float32_range,
     check_state,
@@ -32,5 +33,5 @@ from omegabridge.ops.functional import (
 __all__ = [
     "MAX_STATE", "MAX_COORDINATE", "MIN_REMAINING", "MAX_REMAINING", "check_float32_range", "state_in_range", "first_out_of_range",
     "check_state",
-    "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "scheduled_step", "final_step", "bridge_target",
+    "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "bridge_step", "scheduled_step", "final_step", "bridge_target",
 ]

@@ -1,6 +1,6 @@
 """The public fused ops, validating their inputs once and running them as ``torch.ops.omegabridge`` ops.
 
-Ops: ``posterior_mean``, ``step``, ``final_step`` and ``bridge_target`` (and ``scheduled_step``,
+Ops: ``posterior_mean``, ``step``, ``bridge_step`` (the bridge solver's), ``final_step`` and ``bridge_target`` (and ``scheduled_step``,
 the CUDA-graph form of the step). Backends, chosen through ``omegabridge.ops.registry``:
 
 * ``"reference"``: the torch reference, any device, float32 or float64;
@@ -42,11 +42,12 @@ from omegabridge.core.segments import Kind, SegmentTable
 from omegabridge.errors import BackendUnavailableError
 from omegabridge.ops import library, registry
 from omegabridge.ops.backends import cuda
-from omegabridge.ops.backends.fused import overlaps_elsewhere
+from omegabridge.ops.backends.fused import overlaps_elsewhere, shares_storage
 
 __all__ = [
     "MAX_STATE", "MAX_COORDINATE", "MIN_REMAINING", "MAX_REMAINING", "check_float32_range", "state_in_range",
-    "first_out_of_range", "check_state", "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "scheduled_step", "final_step", "bridge_target",
+    "first_out_of_range", "check_state", "BACKENDS", "check_device", "resolve_backend", "posterior_mean", "step", "bridge_step", "scheduled_step", "final_step",
+    "bridge_target",
 ]
 
 BACKENDS = registry.NAMES
@@ -279,6 +280,72 @@ def step(
         return torch.ops.omegabridge.step(*arguments)
     torch.ops.omegabridge.step_out(*arguments, out)
     return out
+
+
+def bridge_step(
+    z: torch.Tensor,
+    drift: torch.Tensor | None,
+    previous: torch.Tensor | None,
+    table: SegmentTable,
+    *,
+    remaining: float,
+    fraction: float,
+    weight: float,
+    spread: torch.Tensor,
+    seed: int,
+    step_index: int,
+    row_offset: int = 0,
+    backend: str = "auto",
+    out: torch.Tensor | None = None,
+    prediction: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the ``"bridge"`` solver in one pass: returns (new state, data prediction x_hat).
+
+    x_hat = m(z, s) + s f; the new state is z + fraction (x_hat + weight (x_hat - previous) - z)
+    + spread xi, ``spread`` one value per column (the solver's noise), xi the step stream's normal
+    at (seed, step_index, row), as in ``step``. ``previous`` (the last step's x_hat, or None with
+    weight 0) feeds the multistep term. ``out`` may be ``z`` itself; ``prediction`` (optional) is a
+    buffer of z's shape and dtype that shares memory with no input.
+    """
+    _check_matrix("z", z, table, _STATE_DTYPES)
+    _check_drift(drift, z, table)
+    s = _check_remaining("remaining", remaining)
+    fraction = _check_positive("fraction", fraction)
+    if fraction > 1 + 1e-12:
+        raise ValueError(f"fraction (delta / s) must lie in (0, 1], got {fraction}")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+        raise ValueError(f"weight must be a finite number, got {weight!r}")
+    if previous is None and weight != 0:
+        raise ValueError(f"weight ({weight}) needs the previous prediction; pass previous= or weight=0")
+    if previous is not None:
+        _check_matrix("previous", previous, table, _STATE_DTYPES)
+        if previous.shape != z.shape or previous.device != z.device or previous.dtype != z.dtype:
+            raise ValueError(f"previous must match the state: shape {tuple(z.shape)}, {z.dtype}, {z.device}; "
+                             f"got {tuple(previous.shape)}, {previous.dtype}, {previous.device}")
+    if not isinstance(spread, torch.Tensor) or spread.shape != (table.width,) or not spread.dtype.is_floating_point:
+        raise ValueError(f"spread must be a float tensor of shape ({table.width},), one value per column, got "
+                         f"{type(spread).__name__ if not isinstance(spread, torch.Tensor) else tuple(spread.shape)}")
+    if spread.device != z.device:
+        raise ValueError(f"spread is on {spread.device} but the state is on {z.device}")
+    if spread.device.type == "cpu" and not bool((torch.isfinite(spread) & (spread >= 0)).all()):
+        raise ValueError("spread must be finite and >= 0 in every column")
+    _check_out(out, z)
+    if prediction is None:
+        prediction = torch.empty_like(z)
+    else:
+        _check_out(prediction, z)
+        for name, other in (("z", z), ("drift", drift), ("previous", previous), ("out", out)):
+            if other is not None and shares_storage(prediction, other):
+                raise ValueError(f"prediction must not share memory with {name}")
+    if out is None:
+        out = torch.empty_like(z)
+    _check_address(seed, step_index, row_offset)
+    _check_backend(backend)
+    check_state(z)
+    torch.ops.omegabridge.bridge_step(z, drift, previous, table.key, s, fraction, float(weight),
+                                      spread.to(z.dtype).contiguous(), library.seed_word(seed), step_index, row_offset,
+                                      backend, out, prediction)
+    return out, prediction
 
 
 def scheduled_step(

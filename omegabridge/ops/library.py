@@ -30,7 +30,7 @@ from omegabridge.core.segments import Kind, SegmentTable
 from omegabridge.ops import registry
 from omegabridge.ops.backends.reference import STATE_DTYPES
 
-__all__ = ["seed_word", "posterior_mean", "step", "step_out", "final_step", "bridge_target", "bridge_target_out"]
+__all__ = ["seed_word", "posterior_mean", "step", "step_out", "bridge_step", "final_step", "bridge_target", "bridge_target_out"]
 
 Tensor = torch.Tensor
 
@@ -113,6 +113,26 @@ def step_out(z: Tensor, drift: Tensor | None, table_key: int, remaining: float, 
 
 @step_out.register_fake
 def _(z, drift, table_key, remaining, increment, seed, step_index, row_offset, backend, out):
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# bridge_step
+# --------------------------------------------------------------------------------------------
+@torch.library.custom_op("omegabridge::bridge_step", mutates_args=("out", "prediction"))
+def bridge_step(z: Tensor, drift: Tensor | None, previous: Tensor | None, table_key: int, remaining: float, fraction: float,
+                weight: float, spread: Tensor, seed: int, step_index: int, row_offset: int, backend: str, out: Tensor,
+                prediction: Tensor) -> None:
+    """The bridge solver's step into ``out`` (may be ``z``) and its data prediction into ``prediction``."""
+    table = SegmentTable.with_key(table_key)
+    run = registry.implementation("bridge_step", backend, z.device, z.dtype)
+    run(z, drift, previous, table, remaining, fraction, weight, spread, _address(seed, step_index, row_offset), out,
+        prediction)
+
+
+@bridge_step.register_fake
+def _(z, drift, previous, table_key, remaining, fraction, weight, spread, seed, step_index, row_offset, backend, out,
+      prediction):
     return None
 
 

@@ -30,7 +30,7 @@ from omegabridge.ops.backends import cpu, cuda, reference, triton
 
 __all__ = ["OPS", "BACKENDS", "AUTO_ORDER", "IMPLEMENTATIONS", "choose", "implementation", "availability"]
 
-OPS = ("posterior_mean", "step", "final_step", "bridge_target")
+OPS = ("posterior_mean", "step", "bridge_step", "final_step", "bridge_target")
 BACKENDS = {backend.name: backend for backend in (reference.BACKEND, cpu.BACKEND, cuda.BACKEND, triton.BACKEND)}
 AUTO_ORDER = {"cpu": ("cpu", "reference"), "cuda": ("triton", "reference")}
 IMPLEMENTATIONS: dict[tuple[str, str], Callable] = {

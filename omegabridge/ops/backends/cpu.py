@@ -74,6 +74,14 @@ class CpuBackend(FusedBackend):
             remaining, increment, address.seed, address.step_index, address.row_offset, torch.get_num_threads(),
         )
 
+    def launch_bridge_step(self, table, z, drift, previous, out, prediction, remaining, fraction, weight, spread,
+                           address: NoiseAddress) -> None:
+        native.load().bridge_step(
+            layout(table), z.data_ptr(), _address(drift), self._drift_storage(drift), _address(previous), out.data_ptr(),
+            prediction.data_ptr(), z.shape[0], remaining, fraction, weight, spread.data_ptr(), address.seed,
+            address.step_index, address.row_offset, torch.get_num_threads(),
+        )
+
     def launch_final(self, table, z, drift, out, remaining, address: NoiseAddress) -> None:
         native.load().final_step(
             layout(table), z.data_ptr(), _address(drift), self._drift_storage(drift), out.data_ptr(), z.shape[0],

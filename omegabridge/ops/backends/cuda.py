@@ -153,6 +153,16 @@ class CudaBackend(FusedBackend):
                 remaining, increment, address.seed, address.step_index, address.row_offset, _stream(z.device),
             )
 
+    def launch_bridge_step(self, table, z, drift, previous, out, prediction, remaining, fraction, weight, spread,
+                           address: NoiseAddress) -> None:
+        plan, buffer = layout(table, z.device)
+        with _on(z.device):
+            load().bridge_step(
+                plan, buffer.data_ptr(), z.data_ptr(), *self._drift(drift), 0 if previous is None else previous.data_ptr(),
+                out.data_ptr(), prediction.data_ptr(), z.shape[0], remaining, fraction, weight, spread.data_ptr(),
+                address.seed, address.step_index, address.row_offset, _stream(z.device),
+            )
+
     def launch_final(self, table, z, drift, out, remaining, address: NoiseAddress) -> None:
         plan, buffer = layout(table, z.device)
         with _on(z.device):

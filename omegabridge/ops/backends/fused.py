@@ -2,8 +2,8 @@
 per-row scalars, and the rules for writing into a caller's ``out``.
 
 A fused backend (``cpu``, ``cuda``, ``triton``) subclasses ``FusedBackend`` and supplies only its
-availability check and four raw launches (``launch_mean``, ``launch_step``, ``launch_final``,
-``launch_target``), each given buffers that are already float32 (the state, the outputs, one value
+availability check and five raw launches (``launch_mean``, ``launch_step``, ``launch_bridge_step``,
+``launch_final``, ``launch_target``), each given buffers that are already float32 (the state, the outputs, one value
 per row) or in a storage dtype the kernels widen on load (the drift, the data). The validation
 layer (``omegabridge.ops.functional``) has checked shapes, dtypes and devices before any of this runs.
 
@@ -105,6 +105,10 @@ class FusedBackend:
                     address: NoiseAddress) -> None:
         raise NotImplementedError
 
+    def launch_bridge_step(self, table: SegmentTable, z, drift, previous, out, prediction, remaining: float,
+                           fraction: float, weight: float, spread, address: NoiseAddress) -> None:
+        raise NotImplementedError
+
     def launch_final(self, table: SegmentTable, z, drift, out, remaining: float, address: NoiseAddress) -> None:
         raise NotImplementedError
 
@@ -133,6 +137,26 @@ class FusedBackend:
         if out is None or direct:
             return result
         return out.copy_(result)
+
+    def bridge_step(self, z, drift, previous, table: SegmentTable, remaining: float, fraction: float, weight: float,
+                    spread: torch.Tensor, address: NoiseAddress, out: torch.Tensor, prediction: torch.Tensor) -> None:
+        """The bridge solver's step into ``out`` (may be ``z``) and x_hat into ``prediction`` (shares no input's memory)."""
+        if drift is not None and overlaps_elsewhere(drift, out):
+            drift = drift.clone()  # the kernel reads f[i] and writes out[i] element by element
+        if previous is not None and overlaps_elsewhere(previous, out):
+            previous = previous.clone()
+        direct = self.addressable(out) and self.addressable(z) and not overlaps_elsewhere(z, out)
+        z = self.state(z)
+        drift = None if drift is None else self.stored(drift)
+        previous = None if previous is None else self.state(previous)
+        result = out if direct else self.output(z)
+        predicted = prediction if self.addressable(prediction) else self.output(z)
+        self.launch_bridge_step(table, z, drift, previous, result, predicted, float(remaining), float(fraction),
+                                float(weight), spread.to(torch.float32).contiguous(), address)
+        if predicted is not prediction:
+            prediction.copy_(predicted)
+        if result is not out:
+            out.copy_(result)
 
     def final_step(self, z, drift, table: SegmentTable, remaining: float, address: NoiseAddress) -> torch.Tensor:
         """The exact last step; every output row lies in the domain."""

@@ -40,6 +40,13 @@ class ReferenceBackend:
         result = reference.step(z, drift, table, remaining, increment, address.seed, address.step_index, address.row_offset)
         return result if out is None else out.copy_(result)
 
+    def bridge_step(self, z, drift, previous, table: SegmentTable, remaining: float, fraction: float, weight: float,
+                    spread: torch.Tensor, address: NoiseAddress, out: torch.Tensor, prediction: torch.Tensor) -> None:
+        state, predicted = reference.bridge_step(z, drift, previous, table, remaining, fraction, weight, spread, address.seed,
+                                                 address.step_index, address.row_offset)
+        prediction.copy_(predicted)
+        out.copy_(state)
+
     def final_step(self, z, drift, table: SegmentTable, remaining: float, address: NoiseAddress,
                    final: str = "exact") -> torch.Tensor:
         return reference.final_step(z, drift, table, remaining, address.seed, address.step_index, address.row_offset, final)

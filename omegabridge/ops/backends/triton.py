@@ -84,6 +84,14 @@ class TritonBackend(FusedBackend):
         bridge.launch(bridge.STEP.value, _plan(table, z.device), z, drift=drift, out=out, remaining=remaining,
                       increment=increment, address=address)
 
+    def launch_bridge_step(self, table, z, drift, previous, out, prediction, remaining, fraction, weight, spread,
+                           address: NoiseAddress) -> None:
+        from omegabridge.kernels import bridge
+
+        bridge.launch(bridge.BRIDGE_STEP.value, _plan(table, z.device), z, drift=drift, out=out, target=prediction,
+                      remaining=remaining, increment=fraction, address=address, previous=previous, spread=spread,
+                      weight=weight)
+
     def launch_final(self, table, z, drift, out, remaining, address: NoiseAddress) -> None:
         from omegabridge.kernels import final_step
 

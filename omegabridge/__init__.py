@@ -6,7 +6,7 @@ Doob's h-transform (Liu, Wu, Ye, Liu, ICLR 2023) plus a learned neural drift.
 The package in layers, each importing only from the ones above it in this list:
 ``errors``, ``files`` and ``checksums``; ``core`` (domains, segment table, schedules, noise, special
 functions); ``reference`` (the torch oracle); ``ops`` (the fused ops, their validation,
-the backend registry and the backends); ``bridge`` (``Bridge``); ``models``; ``training``;
+the backend registry and the backends); ``bridge`` (``Bridge``) and ``solvers`` (its samplers); ``models``; ``training``;
 ``tabular`` and ``fields``; ``demos``; ``cli``.
 
 Example:

@@ -31,6 +31,7 @@ from omegabridge.tabular.sample_parts import PARTIAL_SUFFIX
 from omegabridge.tabular.table_files import MAX_PARTS
 from omegabridge.errors import UsageError
 from omegabridge.files import output_lock
+from omegabridge.solvers import SOLVERS
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=_integer("seed", 0, 2**64), default=0, metavar="N", help="seed (default 0)")
     sample.add_argument("--chunk-rows", type=_integer("chunk rows", 1), default=100_000, metavar="N",
                         help="rows per chunk and per part file (default 100000; bounds memory)")
+    sample.add_argument("--solver", choices=SOLVERS, default="euler",
+                        help="sampler: euler (default) or bridge (fewer steps for the same error; docs/math.md, Solvers)")
+    sample.add_argument("--steps", type=_integer("steps", 2), default=None, metavar="N",
+                        help="time steps of the sampler (default: the model's own)")
+    sample.add_argument("--grid", default="t", metavar="GRID",
+                        help="time grid: t (default), beta, s or s^RHO (steps spaced in the remaining variance)")
     sample.add_argument("--overwrite", action="store_true",
                         help="replace an existing output (and discard an unfinished OUT.partial of another job)")
     _device(sample)
@@ -281,7 +288,8 @@ def _sample(args) -> int:
     if kind != "parts" and distributed.is_distributed():
         raise UsageError(f"{args.output}: several workers write a folder of parts; give a folder, not a .{kind} file")
     model = TabularBridge.load(args.model, device=args.device, progress=False)
-    extra = {"model": os.path.abspath(args.model), "seed": args.seed, "schema": model.schema.to_dict()}
+    sampler = {"solver": args.solver, "steps": args.steps, "grid": args.grid}
+    extra = {"model": os.path.abspath(args.model), "seed": args.seed, "schema": model.schema.to_dict(), "sampler": sampler}
     if kind == "parts":
         mine = worker_parts(args.rows, args.chunk_rows, distributed.rank(), distributed.world_size())
         total = sum(count for _, _, count in mine)
@@ -290,7 +298,8 @@ def _sample(args) -> int:
                   unit="row", unit_scale=True) as bar:
             try:
                 summary = model.sample_to(args.output, args.rows, args.seed, chunk_rows=args.chunk_rows,
-                                          overwrite=args.overwrite, on_chunk=bar.update, manifest_extra=extra)
+                                          overwrite=args.overwrite, on_chunk=bar.update, manifest_extra=extra,
+                                          **sampler)
             except KeyboardInterrupt:
                 print(f"finished parts are kept in {args.output}{PARTIAL_SUFFIX}; run the same command again to resume",
                       file=sys.stderr)
@@ -301,7 +310,7 @@ def _sample(args) -> int:
             parts = math.ceil(args.rows / args.chunk_rows)
             print(f"wrote {args.rows} rows to {args.output} in {parts} part file(s) + manifest.json{resumed}")
         return EXIT_OK
-    chunks = model.sample_chunks(args.rows, args.seed, chunk_rows=args.chunk_rows)
+    chunks = model.sample_chunks(args.rows, args.seed, chunk_rows=args.chunk_rows, **sampler)
     with tqdm(total=args.rows, disable=not args.progress, desc="sampling", unit="row", unit_scale=True) as bar:
         summary = write_chunks(chunks, args.output, overwrite=args.overwrite, manifest_extra=extra, on_chunk=bar.update)
     print(f"wrote {summary['rows']} rows to {args.output}")

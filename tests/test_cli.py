@@ -246,6 +246,33 @@ def test_sample_to_one_csv_or_parquet_file(work, tmp_path, capsys):
     assert_valid(from_csv)
 
 
+def test_sample_with_a_chosen_sampler(work, tmp_path, capsys):
+    model = TabularBridge.load(str(work.model), progress=False)
+    expected = model.sample(400, seed=4, solver="bridge", steps=8, grid="s^3")
+    code, out, err = run(capsys, "sample", work.model, "-n", "400", "--seed", "4", "--solver", "bridge", "--steps", "8",
+                         "--grid", "s^3", "--chunk-rows", "150", "-o", tmp_path / "parts", "--no-progress")
+    assert code == 0, err
+    got = read_table(str(tmp_path / "parts"))
+    pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_exact=True)
+    assert_valid(got)
+    manifest = json.loads((tmp_path / "parts" / "manifest.json").read_text())
+    assert manifest["sampler"] == {"solver": "bridge", "steps": 8, "grid": "s^3"}
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--solver", "heun"], 2, "invalid choice: 'heun'"),
+    (["--steps", "1"], 2, "steps must be >= 2"),
+    (["--grid", "log"], 1, "grid"),
+])
+def test_sample_refuses_bad_sampler_options_by_name(work, tmp_path, capsys, argv, code, message):
+    try:
+        got, out, err = run(capsys, "sample", work.model, "-n", "10", "-o", tmp_path / "rows.csv", "--no-progress", *argv)
+    except SystemExit as exit:  # argparse's own errors exit with 2
+        got, err = exit.code, capsys.readouterr().err
+    assert got == code and message in err, err
+    assert not os.listdir(tmp_path)
+
+
 @pytest.mark.parametrize("name", ["rows.csv", "rows.parquet"])
 def test_an_existing_output_file_needs_overwrite(work, tmp_path, capsys, name):
     path = tmp_path / name

@@ -15,7 +15,7 @@ LAYERS = [
     {"core"},
     {"reference"},
     {"kernels", "ops"},
-    {"bridge"},
+    {"bridge", "solvers"},
     {"models"},
     {"training"},
     {"tabular", "fields"},

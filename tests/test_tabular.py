@@ -222,6 +222,56 @@ def test_chunks_with_row_offsets_equal_one_sample(fitted):
     pd.testing.assert_frame_equal(parts, whole)
 
 
+def test_the_sampler_can_be_chosen_and_every_row_stays_valid(fitted):
+    frame, model = fitted
+    euler = model.sample(200, seed=2)
+    few = model.sample(200, seed=2, solver="bridge", steps=12, grid="s")
+    assert list(few.dtypes) == list(frame.dtypes)
+    assert set(few["colour"].dropna()) <= {"red", "green", "blue"} and set(few["count"].dropna()) <= set(range(0, 9))
+    assert (few["amount"].dropna() >= 0).all() and few["share"].between(0.0, 1.0).all()
+    assert not few.equals(euler)
+    # the default sampler by name is the default, and chunks of a chosen sampler equal one sample
+    pd.testing.assert_frame_equal(model.sample(200, seed=2, solver="euler", steps=model.steps, grid="t"), euler)
+    parts = pd.concat(list(model.sample_chunks(200, seed=2, chunk_rows=64, solver="bridge", steps=12, grid="s")))
+    pd.testing.assert_frame_equal(parts, few)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(solver="heun"), "solver must be one of"),
+                                           (dict(steps=1), "steps must be an integer >= 2"),
+                                           (dict(grid="log"), "grid")])
+def test_bad_sampler_settings_are_named_before_any_sampling(fitted, tmp_path, kwargs, match):
+    _, model = fitted
+    with pytest.raises(ValueError, match=match):
+        model.sample(10, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        next(model.sample_chunks(10, **kwargs))
+    with pytest.raises(ValueError, match=match):
+        model.sample_to(str(tmp_path / "out"), 10, **kwargs)
+    assert not os.listdir(tmp_path)
+
+
+def test_a_parts_job_records_its_sampler_and_a_resume_with_another_is_refused(fitted, tmp_path):
+    from omegabridge.tabular.sample_parts import JOB_FILE, PARTIAL_SUFFIX
+
+    _, model = fitted
+    out = tmp_path / "parts"
+    staging = str(out) + PARTIAL_SUFFIX
+    os.makedirs(staging)
+    few = {"solver": "bridge", "steps": 12, "grid": "s"}
+    from omegabridge.tabular.sample_parts import model_fingerprint
+    job = {"format": "omegabridge.sample-job", "rows": 30, "seed": 0, "chunk_rows": 10, "batch_size": 8192,
+           "model": model_fingerprint(model), "sampler": few}
+    with open(os.path.join(staging, JOB_FILE), "w") as handle:
+        json.dump(job, handle)
+    with pytest.raises(ob.TableFileError, match="sampler"):
+        model.sample_to(str(out), 30, chunk_rows=10)  # the default sampler: another job
+    summary = model.sample_to(str(out), 30, chunk_rows=10, **few)  # the same job: resumed
+    assert summary["rows"] == 30
+    from omegabridge.tabular.table_files import read_table
+    pd.testing.assert_frame_equal(read_table(str(out)),
+                                  model.sample(30, solver="bridge", steps=12, grid="s").reset_index(drop=True))
+
+
 @pytest.mark.parametrize("name", ["model.ckpt", "rows.csv", "rows.parquet", "parts"])
 def test_outputs_refuse_an_existing_target_unless_asked(fitted, tmp_path, name):
     from omegabridge.tabular.table_files import read_table, write_table

@@ -48,6 +48,7 @@ __all__ = ["PARTIAL_SUFFIX", "JOB_FILE", "part_rows", "worker_parts", "model_fin
 PARTIAL_SUFFIX = ".partial"
 JOB_FILE = "job.json"
 JOB_FORMAT = "omegabridge.sample-job"
+DEFAULT_SAMPLER = {"solver": "euler", "steps": None, "grid": "t"}
 
 
 def part_rows(rows: int, chunk_rows: int) -> list[tuple[int, int]]:
@@ -90,6 +91,7 @@ def write_sample_parts(
     on_chunk: Callable[[int], None] | None = None,
     rank: int | None = None,
     world_size: int | None = None,
+    sampler: dict | None = None,
 ) -> dict:
     """Sample ``rows`` rows of ``model`` (a fitted ``TabularBridge``) to the parts folder ``path``.
 
@@ -97,6 +99,8 @@ def write_sample_parts(
     process when there is none); every worker calls this with the same arguments. Returns
     a summary: the final path, rows, this worker's parts and how many of them a previous
     run had already written (``resumed``). ``on_chunk(rows)`` follows this worker's progress.
+    ``sampler`` (``solver``, ``steps``, ``grid`` of ``TabularBridge.sample``) is recorded in the job
+    when it is not the default, so a resumed job cannot mix parts of two samplers.
     """
     for name, value, low in (("rows", rows, 1), ("chunk_rows", chunk_rows, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -112,8 +116,11 @@ def write_sample_parts(
     # Rank 0 holds OUT's lock for the whole job, for all its workers: a second job into OUT fails at once.
     with output_lock(final) if rank == 0 else contextlib.nullcontext():
         refuse_existing(final, overwrite)
+        sampler = dict(sampler or {})
         job = {"format": JOB_FORMAT, "rows": rows, "seed": seed, "chunk_rows": chunk_rows, "batch_size": batch_size,
                "model": model_fingerprint(model)}
+        if sampler and sampler != DEFAULT_SAMPLER:  # the default is left out: jobs written before it was recorded resume
+            job["sampler"] = sampler
         if rank == 0:
             _prepare_staging(staging, job, overwrite)
         distributed.barrier()
@@ -125,7 +132,7 @@ def write_sample_parts(
             if os.path.exists(target):
                 summary["resumed"] += 1
             else:
-                frame = model.sample(count, seed, batch_size=batch_size, row_offset=first)
+                frame = model.sample(count, seed, batch_size=batch_size, row_offset=first, **sampler)
                 atomic_write(target, lambda temporary: frame.to_parquet(temporary, index=False))
             summary["parts"].append({"file": part_name(number), "first_row": first, "rows": count})
             if on_chunk:
@@ -142,8 +149,9 @@ def _prepare_staging(staging: str, job: dict, overwrite: bool) -> None:
     if os.path.exists(staging):
         found = _read_job(staging)
         if found != job and not overwrite:
-            differences = [f"{key} {found.get(key)!r} there, {value!r} here" for key, value in job.items()
-                           if found.get(key) != value] if found else ["no readable job.json"]
+            keys = [*job, *(key for key in found if key not in job)] if found else []
+            differences = [f"{key} {found.get(key)!r} there, {job.get(key)!r} here" for key in keys
+                           if found.get(key) != job.get(key)] if found else ["no readable job.json"]
             raise TableFileError(f"{staging} holds an unfinished sample of another job ({'; '.join(differences)}); "
                                  "rerun that job to finish it, or pass overwrite (--overwrite) to discard it")
         if found != job:

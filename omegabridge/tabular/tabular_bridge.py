@@ -34,6 +34,7 @@ from omegabridge.errors import SchemaError
 from omegabridge.training.trainer import Trainer
 from omegabridge.errors import NotFittedError
 from omegabridge.files import output_lock, refuse_existing
+from omegabridge.solvers import check_solver
 
 __all__ = ["TabularBridge"]
 
@@ -148,46 +149,76 @@ class TabularBridge:
         return self
 
     # ------------------------------------------------------------------------------------
-    def sample(self, num_rows: int, seed: int = 0, *, batch_size: int = 8192, row_offset: int = 0):
+    def sample(self, num_rows: int, seed: int = 0, *, batch_size: int = 8192, row_offset: int = 0,
+               solver: str = "euler", steps: int | None = None, grid: str = "t"):
         """``num_rows`` synthetic rows as a DataFrame in the original columns, units and dtypes.
 
         Rows are numbered from ``row_offset``; row r depends only on (seed, r), so
         ``sample(n, seed)`` equals the concatenation of chunks drawn with their offsets
         (up to the model's float rounding, which may depend on the batch size).
+        ``solver`` (``"euler"`` or ``"bridge"``, ``omegabridge.solvers``), ``steps`` (default:
+        the model's) and ``grid`` (``Bridge``'s) choose the sampler; the network was trained at
+        the times of its own grid and is evaluated between them on another one.
         """
         self._require_fitted("sample")
-        x = self.bridge.sample(
+        bridge = self._sampling_bridge(steps, grid)
+        x = bridge.sample(
             self.model, n=num_rows, seed=seed, batch_size=batch_size, device=self.device,
-            progress=self.progress, row_offset=row_offset,
+            progress=self.progress, row_offset=row_offset, solver=check_solver(solver),
         )
         frame = self.encoder.decode(x)
         frame.index = range(row_offset, row_offset + num_rows)
         return frame
 
-    def sample_chunks(self, num_rows: int, seed: int = 0, *, chunk_rows: int = 100_000, batch_size: int = 8192) -> Iterator:
-        """Yield ``num_rows`` rows as DataFrames of at most ``chunk_rows`` rows, in row order (bounded memory)."""
+    def _sampling_bridge(self, steps: int | None, grid: str) -> Bridge:
+        """The fitted bridge, or one on the same domain and schedule with ``steps`` steps on ``grid`` (kept)."""
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 2):
+            raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+        steps = self.steps if steps is None else steps
+        if steps == self.steps and grid == "t":
+            return self.bridge
+        # Kept per (steps, grid) for the bridge they were made for: a new fit or load starts afresh.
+        cache = getattr(self, "_sampling_bridges", None)
+        if cache is None or cache[0] is not self.bridge:
+            cache = self._sampling_bridges = (self.bridge, {})
+        if (steps, grid) not in cache[1]:
+            cache[1][(steps, grid)] = Bridge(self.encoder.domain, self.schedule, steps=steps, grid=grid)
+        return cache[1][(steps, grid)]
+
+    def sample_chunks(self, num_rows: int, seed: int = 0, *, chunk_rows: int = 100_000, batch_size: int = 8192,
+                      solver: str = "euler", steps: int | None = None, grid: str = "t") -> Iterator:
+        """Yield ``num_rows`` rows as DataFrames of at most ``chunk_rows`` rows, in row order (bounded memory);
+        ``solver``, ``steps`` and ``grid`` as in ``sample``."""
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
         if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
             raise ValueError(f"num_rows must be a positive integer, got {num_rows!r}")
         self._require_fitted("sample")
+        check_solver(solver)
+        self._sampling_bridge(steps, grid)  # bad settings fail before the first chunk
         for start in range(0, num_rows, chunk_rows):
-            yield self.sample(min(chunk_rows, num_rows - start), seed, batch_size=batch_size, row_offset=start)
+            yield self.sample(min(chunk_rows, num_rows - start), seed, batch_size=batch_size, row_offset=start,
+                              solver=solver, steps=steps, grid=grid)
 
     def sample_to(self, path: str, num_rows: int, seed: int = 0, *, chunk_rows: int = 100_000, batch_size: int = 8192,
-                  overwrite: bool = False, on_chunk: Callable[[int], None] | None = None, manifest_extra: dict | None = None) -> dict:
+                  overwrite: bool = False, on_chunk: Callable[[int], None] | None = None, manifest_extra: dict | None = None,
+                  solver: str = "euler", steps: int | None = None, grid: str = "t") -> dict:
         """Sample ``num_rows`` rows to the folder ``path`` (Parquet parts + manifest.json) in bounded memory.
 
         Resumable: a run killed part-way leaves ``path.partial``; the same call again
         finishes it without redoing complete parts. Under torchrun every worker makes
         this call and writes its contiguous share of the parts; the folder equals the one
-        a single process writes. See ``omegabridge.tabular.sample_parts``.
+        a single process writes. See ``omegabridge.tabular.sample_parts``. ``solver``,
+        ``steps`` and ``grid`` as in ``sample`` (a resumed job must use the same).
         """
         from omegabridge.tabular.sample_parts import write_sample_parts
 
         self._require_fitted("sample")
+        check_solver(solver)
+        self._sampling_bridge(steps, grid)
         return write_sample_parts(self, num_rows, path, seed=seed, chunk_rows=chunk_rows, batch_size=batch_size,
-                                  overwrite=overwrite, on_chunk=on_chunk, manifest_extra=manifest_extra)
+                                  overwrite=overwrite, on_chunk=on_chunk, manifest_extra=manifest_extra,
+                                  sampler={"solver": solver, "steps": steps, "grid": grid})
 
     def transform(self, data) -> torch.Tensor:
         """Rows of the bridge's domain for ``data`` (``SchemaError`` names a bad column and row)."""

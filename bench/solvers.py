@@ -14,13 +14,17 @@ does the last step: N steps are N evaluations.
 Targets:
 * ``mixed``: Lattice(0, 4) x Categorical(3) with strong dependence (the category is the
   lattice value mod 3 with probability 0.9), the default schedule;
-* ``multimodal``: Lattice(0, 9) with modes at 0, 5 and 9, schedule Exp(3, 1).
+* ``multimodal``: Lattice(0, 9) with modes at 0, 5 and 9, schedule Exp(3, 1);
+* ``interval``: four points of Interval(0, 1), two of them 0.1 apart, the default schedule;
+* ``halfline``: four points of HalfLine(low=0), one on the boundary, schedule Exp(3, 4).
 
-The floor of the statistic is the TV of ``rows`` exact draws, reported as ``exact draws``
-(the same row count drawn from the target itself). Results: ``<out>/solvers.md``, ``.csv``
-and ``.png`` (TV against evaluations, log-log, one panel per target).
+The statistic (``METRICS``) is the total variation on the lattice targets and the Wasserstein-1
+distance (in the domain's units) on the continuous ones, where the samples approach the target's
+points without landing on them (the last step's spread, about sqrt(last s), counts there). Its
+floor is the statistic of ``rows`` exact draws, reported as ``exact draws``. Results:
+``<out>/solvers.md``, ``.csv`` and ``.png`` (error against evaluations, log-log, one panel per target).
 
-    python bench/solvers.py --rows 20000             # steps 10..200: about 20 minutes on 2 cores (the committed results)
+    python bench/solvers.py --rows 20000             # steps 10..200: about 30 minutes on 2 cores (the committed results)
     python bench/solvers.py --rows 5000 --steps 10 25 --out /tmp/solvers   # a quick look
 """
 
@@ -58,7 +62,42 @@ def multimodal_target():
     return ob.Lattice(0, 9), ob.schedules.Exp(3.0, 1.0), support, weights / weights.sum()
 
 
-TARGETS = {"mixed": mixed_target, "multimodal": multimodal_target}
+def interval_target():
+    weights = torch.tensor([0.35, 0.15, 0.2, 0.3], dtype=torch.float64)
+    support = torch.tensor([[0.05], [0.3], [0.4], [0.9]])
+    return ob.Interval(0.0, 1.0), None, support, weights / weights.sum()
+
+
+def halfline_target():
+    weights = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    support = torch.tensor([[0.0], [0.5], [2.0], [5.0]])
+    return ob.HalfLine(low=0.0), ob.schedules.Exp(3.0, 4.0), support, weights / weights.sum()
+
+
+TARGETS = {"mixed": mixed_target, "multimodal": multimodal_target, "interval": interval_target,
+           "halfline": halfline_target}
+#: The statistic of each target: total variation where samples land on the support's points (lattices,
+#: categories), the Wasserstein-1 distance where they are continuous (a discrete law in an interval or on
+#: a half-line, approached by continuous samples).
+METRICS = {"mixed": "TV", "multimodal": "TV", "interval": "W1", "halfline": "W1"}
+
+
+def wasserstein_1(x: torch.Tensor, support: torch.Tensor, probabilities: torch.Tensor) -> float:
+    """W1 between one-column samples x and the discrete target: the mean of |Q_n(u) - Q(u)| over the
+    samples' quantile levels u = (i + 1/2)/n (the monotone coupling)."""
+    values = torch.sort(x.double()[:, 0]).values
+    order = torch.argsort(support.double()[:, 0])
+    points, cumulative = support.double()[order, 0], torch.cumsum(probabilities.double()[order], 0)
+    levels = (torch.arange(values.numel(), dtype=torch.float64) + 0.5) / values.numel()
+    quantiles = points[torch.searchsorted(cumulative, levels).clamp(max=points.numel() - 1)]
+    return float((values - quantiles).abs().mean())
+
+
+def error(target: str, x: torch.Tensor, support: torch.Tensor, probabilities: torch.Tensor) -> float:
+    """The target's statistic (``METRICS``) of the samples x."""
+    if METRICS[target] == "W1":
+        return wasserstein_1(x, support, probabilities)
+    return total_variation(x, support, probabilities)
 
 
 def total_variation(x: torch.Tensor, support: torch.Tensor, probabilities: torch.Tensor) -> float:
@@ -70,13 +109,13 @@ def total_variation(x: torch.Tensor, support: torch.Tensor, probabilities: torch
     return 0.5 * (float((empirical - probabilities).abs().sum()) + outside / x.shape[0])
 
 
-def exact_floor(support, probabilities, rows: int, seed: int) -> float:
+def exact_floor(target: str, support, probabilities, rows: int, seed: int) -> float:
     generator = torch.Generator().manual_seed(seed)
     index = torch.multinomial(probabilities.float(), rows, replacement=True, generator=generator)
-    return total_variation(support[index], support, probabilities)
+    return error(target, support[index], support, probabilities)
 
 
-def _measure(domain, schedule, support, probabilities, solver: str, grid: str, steps: int, args) -> dict:
+def _measure(target: str, domain, schedule, support, probabilities, solver: str, grid: str, steps: int, args) -> dict:
     bridge = ob.Bridge(domain, schedule, steps=steps, grid=grid)
     drift = oracle_drift(bridge, support, probabilities)
     variance = None
@@ -88,7 +127,8 @@ def _measure(domain, schedule, support, probabilities, solver: str, grid: str, s
     x = bridge.sample(drift, args.rows, seed=args.seed, batch_size=args.rows, progress=False,
                       solver=solver.split("+")[0], posterior_variance=variance)
     return {"solver": solver, "grid": grid, "steps": steps, "evaluations": steps,
-            "tv": total_variation(x, support, probabilities), "last_s": float(bridge.time_grid.remaining[-1]),
+            "metric": METRICS[target], "error": error(target, x, support, probabilities),
+            "last_s": float(bridge.time_grid.remaining[-1]),
             "seconds": time.perf_counter() - started}
 
 
@@ -107,22 +147,22 @@ def main(argv=None) -> int:
     results = []
     for target in args.targets:
         domain, schedule, support, probabilities = TARGETS[target]()
-        floor = exact_floor(support, probabilities, args.rows, args.seed)
+        floor = exact_floor(target, support, probabilities, args.rows, args.seed)
         results.append({"target": target, "solver": "exact draws", "grid": "-", "steps": 0, "evaluations": 0,
-                        "tv": floor, "last_s": 0.0, "seconds": 0.0})
+                        "metric": METRICS[target], "error": floor, "last_s": 0.0, "seconds": 0.0})
         for solver in args.solvers:
             for grid in args.grids:
                 for steps in args.steps:
-                    row = _measure(domain, schedule, support, probabilities, solver, grid, steps, args)
+                    row = _measure(target, domain, schedule, support, probabilities, solver, grid, steps, args)
                     results.append({"target": target, **row})
-                    print(f"{target:10s} {solver:15s} grid {grid:5s} {steps:4d} steps: TV {row['tv']:.4f} "
+                    print(f"{target:10s} {solver:15s} grid {grid:5s} {steps:4d} steps: {row['metric']} {row['error']:.4f} "
                           f"(last s {row['last_s']:.3g}, {row['seconds']:.1f} s)", flush=True)
     _write(out, results, args, sys.argv[1:] if argv is None else list(argv))
     return 0
 
 
 def _write(out: Path, results: list[dict], args, argv: list[str]) -> None:
-    fields = ["target", "solver", "grid", "steps", "evaluations", "tv", "last_s", "seconds"]
+    fields = ["target", "solver", "grid", "steps", "evaluations", "metric", "error", "last_s", "seconds"]
 
     def write_csv(temporary):
         with open(temporary, "w", newline="") as handle:
@@ -137,20 +177,21 @@ def _write(out: Path, results: list[dict], args, argv: list[str]) -> None:
         "",
         f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()} "
         f"({torch.get_num_threads()} threads), {args.rows} rows per cell, seed {args.seed}: `{command}`.",
-        "Total variation between the samples and the target (mass off the support counts in full); "
-        "`exact draws` is the TV of the same number of draws from the target itself (the floor). "
-        "Evaluations = network evaluations per sample. `last s` is the remaining variance at the last step.",
+        "Each target's statistic between the samples and the target: TV, total variation (mass off the support "
+        "counts in full), or W1, the Wasserstein-1 distance in the domain's units; `exact draws` is the statistic of "
+        "the same number of draws from the target itself (the floor). Evaluations = network evaluations per sample. "
+        "`last s` is the remaining variance at the last step.",
         "",
     ]
     for target in args.targets:
         rows = [r for r in results if r["target"] == target]
-        floor = next(r["tv"] for r in rows if r["solver"] == "exact draws")
-        lines += [f"## {target} (floor {floor:.4f})", "", "| solver | grid | " + " | ".join(f"{s} evals" for s in args.steps) + " |",
+        floor = next(r["error"] for r in rows if r["solver"] == "exact draws")
+        lines += [f"## {target}: {METRICS[target]} (floor {floor:.4f})", "", "| solver | grid | " + " | ".join(f"{s} evals" for s in args.steps) + " |",
                   "| --- | --- | " + " | ".join("---" for _ in args.steps) + " |"]
         for solver in args.solvers:
             for grid in args.grids:
                 cells = {r["steps"]: r for r in rows if r["grid"] == grid and r["solver"] == solver}
-                lines.append(f"| {solver} | {grid} | " + " | ".join(f"{cells[s]['tv']:.4f} (s {cells[s]['last_s']:.2g})"
+                lines.append(f"| {solver} | {grid} | " + " | ".join(f"{cells[s]['error']:.4f} (s {cells[s]['last_s']:.2g})"
                                                                  for s in args.steps) + " |")
         lines.append("")
     atomic_write(str(out / "solvers.md"), lambda temporary: open(temporary, "w").write("\n".join(lines)))
@@ -164,20 +205,24 @@ def _plot(out: Path, results: list[dict], args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(args.targets), figsize=(5.5 * len(args.targets), 4.2), squeeze=False)
-    for axis, target in zip(axes[0], args.targets):
+    across = min(2, len(args.targets))
+    down = -(-len(args.targets) // across)
+    figure, axes = plt.subplots(down, across, figsize=(6.5 * across, 4.8 * down), squeeze=False)
+    for axis in axes.flat[len(args.targets):]:
+        axis.set_visible(False)
+    for axis, target in zip(axes.flat, args.targets):
         rows = [r for r in results if r["target"] == target]
         styles = {"euler": "-", "bridge": "--", "bridge+variance": ":"}
         for solver in args.solvers:
             for color, grid in zip(("C0", "C1", "C2", "C3", "C4", "C5"), args.grids):
                 cells = sorted((r for r in rows if r["grid"] == grid and r["solver"] == solver), key=lambda r: r["evaluations"])
-                axis.loglog([r["evaluations"] for r in cells], [r["tv"] for r in cells], marker="o", markersize=3,
+                axis.loglog([r["evaluations"] for r in cells], [r["error"] for r in cells], marker="o", markersize=3,
                             linestyle=styles.get(solver, "-"), color=color, label=f"{solver}, grid {grid}")
-        floor = next(r["tv"] for r in rows if r["solver"] == "exact draws")
+        floor = next(r["error"] for r in rows if r["solver"] == "exact draws")
         axis.axhline(floor, color="grey", linestyle=":", label="exact draws (floor)")
         axis.set_title(target)
         axis.set_xlabel("network evaluations per sample")
-        axis.set_ylabel("total variation to the target")
+        axis.set_ylabel({"TV": "total variation", "W1": "Wasserstein-1 distance"}[METRICS[target]] + " to the target")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=6, ncol=2)
     figure.tight_layout()

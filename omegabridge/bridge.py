@@ -84,7 +84,7 @@ class Bridge:
         self._mean_scale = beta / beta_end
         self._noise_variance = beta * remaining / beta_end + (remaining / beta_end) ** 2 * self.start_std**2
         # lambda_k = log SNR / 2 at every grid point k = 0..N (the last one, s = 0, is +inf), for the bridge solver.
-        self._log_snr = log_signal_to_noise(self._mean_scale, self._noise_variance) + [math.inf]
+        self._log_snr = log_signal_to_noise(self._remaining + [0.0], beta_end)
 
     @property
     def steps(self) -> int:
@@ -290,9 +290,10 @@ class Bridge:
 
         ``solver`` picks the step between network evaluations (``omegabridge.solvers``):
         ``"euler"`` (Euler-Maruyama, the default) or ``"bridge"`` (the Brownian bridge to the
-        data prediction with a second-order multistep correction; fewer steps for the same
-        error, bench/results/solvers.md), whose noise may add ``posterior_variance``, a
-        (steps, width) table from ``posterior_variance()``. Both end with the exact last step.
+        data prediction with a second-order multistep correction; on most targets measured it
+        needs several times fewer steps for the same error, but not on every one,
+        bench/results/solvers.md), whose noise may add ``posterior_variance``, a (steps, width)
+        table from ``posterior_variance()``. Both end with the exact last step.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")

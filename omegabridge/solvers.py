@@ -36,9 +36,13 @@ import torch
 from omegabridge import ops
 from omegabridge.core import noise
 
-__all__ = ["SOLVERS", "BridgeSolver", "check_solver", "check_posterior_variance", "log_signal_to_noise"]
+__all__ = ["SOLVERS", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance", "log_signal_to_noise"]
 
 SOLVERS = ("euler", "bridge")
+#: Largest posterior variance accepted: (1e-2 * ops.MAX_STATE)^2, so ten standard deviations of it stay in range.
+MAX_VARIANCE = (1e-2 * ops.MAX_STATE) ** 2
+#: Largest multistep weight h / (2 h_prev): a grid whose step grows more than twofold falls back towards first order.
+MAX_EXTRAPOLATION = 1.0
 
 
 def check_solver(solver) -> str:
@@ -68,23 +72,29 @@ def check_posterior_variance(variance, steps: int, width: int, solver: str) -> t
         raise ValueError(f"posterior_variance must have shape (steps, width) = ({steps}, {width}) for this bridge, "
                          f"got {tuple(variance.shape)}")
     variance = variance.detach().to(device="cpu", dtype=torch.float64)
-    bad = ~(torch.isfinite(variance) & (variance >= 0))
+    # Its square root scales the noise of a float32 state: beyond MAX_VARIANCE the state would overflow
+    # and the failure would be blamed on the model.
+    bad = ~(torch.isfinite(variance) & (variance >= 0) & (variance <= MAX_VARIANCE))
     if bool(bad.any()):
         step, column = (int(v) for v in torch.nonzero(bad)[0])
-        raise ValueError(f"posterior_variance must be finite and >= 0; step {step}, column {column} holds "
-                         f"{float(variance[step, column])!r}")
+        raise ValueError(f"posterior_variance must be finite and in [0, {MAX_VARIANCE:g}]; step {step}, column {column} "
+                         f"holds {float(variance[step, column])!r}")
     return variance
 
 
-def log_signal_to_noise(mean_scale: torch.Tensor, noise_variance: torch.Tensor) -> list[float]:
-    """lambda_k = log(c_k / sqrt(v_k)) of the x-bridge marginal Z = c x + sqrt(v) eps; -inf where c = 0.
+def log_signal_to_noise(remaining: list[float], beta_end: float) -> list[float]:
+    """lambda_k = log(c / sqrt(v)) of the x-bridge marginal Z = c X + sqrt(v) eps started at 0, at each s_k,
+    and +inf for the end (s = 0): e^(2 lambda) = c^2 / v = 1/s - 1/beta(1), with c = beta/beta(1) and
+    v = beta s / beta(1). The bridge's drift does not depend on the start, so neither does lambda: a
+    random start (``start_std``) widens Z_t but not the transition the solver integrates. -inf at s = beta(1).
 
-    >>> log_signal_to_noise(torch.tensor([0.0, 0.5]), torch.tensor([1.0, 0.25]))
-    [-inf, 0.0]
+    >>> log_signal_to_noise([1.0, 0.5], 1.0) + log_signal_to_noise([0.0], 1.0)
+    [-inf, 0.0, inf]
     """
     values = []
-    for c, v in zip(mean_scale.tolist(), noise_variance.tolist()):
-        values.append(math.log(c) - 0.5 * math.log(v) if c > 0 and v > 0 else (-math.inf if c <= 0 else math.inf))
+    for s in remaining:
+        ratio = 1.0 / s - 1.0 / beta_end if s > 0 else math.inf
+        values.append(0.5 * math.log(ratio) if 0 < ratio < math.inf else (-math.inf if ratio <= 0 else math.inf))
     return values
 
 
@@ -109,13 +119,14 @@ class BridgeSolver:
         self._spreads: torch.Tensor | None = None
 
     def extrapolation(self, k: int) -> float:
-        """1 / (2 r_k), the weight of x_hat_k - x_hat_{k-1}; 0 where a lambda is infinite (first order)."""
+        """1 / (2 r_k), the weight of x_hat_k - x_hat_{k-1}, at most ``MAX_EXTRAPOLATION``; 0 where a lambda is
+        infinite (first order)."""
         if k == 0 or self.previous is None:
             return 0.0
         before, now, after = self.log_snr[k - 1], self.log_snr[k], self.log_snr[k + 1]
         if not all(math.isfinite(v) for v in (before, now, after)) or after <= now or now <= before:
             return 0.0
-        return 0.5 * (after - now) / (now - before)
+        return min(MAX_EXTRAPOLATION, 0.5 * (after - now) / (now - before))
 
     def spreads(self, width: int, device) -> torch.Tensor:
         """(steps - 1, width) standard deviations of each step's noise, sqrt(delta (s - delta)/s + (delta/s)^2 v),

@@ -400,6 +400,11 @@ def test_reduced_precision_inputs_equal_their_float32_copies(backend, dtype, ope
     assert torch.equal(reduced[0], full[0]) and torch.equal(reduced[1], full[1])
     final = dict(remaining=0.3, seed=5, step_index=2, backend=name)
     assert torch.equal(ops.final_step(z, f, table, **final), ops.final_step(z, f.float(), table, **final))
+    previous = kernels.on(z + torch.randn(z.shape, generator=generator))
+    spread = kernels.on(torch.rand(table.width, generator=generator))
+    solver = dict(remaining=0.3, fraction=0.25, weight=0.4, spread=spread, seed=5, step_index=2, backend=name)
+    reduced, full = ops.bridge_step(z, f, previous, table, **solver), ops.bridge_step(z, f.float(), previous, table, **solver)
+    assert torch.equal(reduced[0], full[0]) and torch.equal(reduced[1], full[1])
 
 
 @pytest.mark.parametrize("backend", list(SPECS))
@@ -430,6 +435,8 @@ def test_outputs_do_not_depend_on_how_rows_are_split(backend, open_kernels, gene
     whole_step = kernels.step(table, z, f, 0.3, 0.01, 9, 4, row_offset=11)
     whole_final = kernels.final(table, z, f, 0.3, 9, 4, row_offset=11)
     whole_target = kernels.target(table, x, s, s, s, 9, 4, row_offset=11)
+    previous, spread = z + torch.randn(z.shape, generator=generator), torch.rand(table.width, generator=generator)
+    whole_bridge = kernels.bridge_step(table, z, f, previous, 0.3, 0.25, 0.4, spread, 9, 4, row_offset=11)
     for cut in kernels.spec.cuts:
         parts = [slice(0, cut), slice(cut, z.shape[0])]
         step = torch.cat([kernels.step(table, z[p], f[p], 0.3, 0.01, 9, 4, row_offset=11 + p.start) for p in parts])
@@ -439,6 +446,10 @@ def test_outputs_do_not_depend_on_how_rows_are_split(backend, open_kernels, gene
         assert torch.equal(final, whole_final), f"last step differs when cut at row {cut}"
         assert torch.equal(torch.cat([t[0] for t in target]), whole_target[0]), f"z_t differs when cut at row {cut}"
         assert torch.equal(torch.cat([t[1] for t in target]), whole_target[1]), f"target differs when cut at row {cut}"
+        bridge = [kernels.bridge_step(table, z[p], f[p], previous[p], 0.3, 0.25, 0.4, spread, 9, 4, row_offset=11 + p.start)
+                  for p in parts]
+        for index, what in ((0, "bridge step"), (1, "bridge step's prediction")):
+            assert torch.equal(torch.cat([b[index] for b in bridge]), whole_bridge[index]), f"{what} differs when cut at row {cut}"
 
 
 @pytest.mark.parametrize("backend", list(SPECS))
@@ -462,6 +473,22 @@ def test_aligned_and_misaligned_buffers_give_the_same_bits(backend, open_kernels
     misaligned = kernels.step(table, at(z, 1), at(f, 1), 0.3, 0.01, 3, 1, out=at(torch.zeros_like(z), 1))
     assert at(z, 0).data_ptr() % 16 == 0 and at(z, 1).data_ptr() % 16 != 0
     assert torch.equal(aligned, misaligned)
+    # the bridge step: every buffer aligned, then each of z, f, previous, out and the prediction off the boundary alone
+    previous, spread = z + torch.randn(z.shape, generator=generator), torch.rand(table.width, generator=generator)
+    buffers = dict(z=z, f=f, previous=previous, out=torch.zeros_like(z), prediction=torch.zeros_like(z))
+
+    def bridge_step(misaligned: str):
+        placed = {name: at(tensor, 1 if name == misaligned else 0) for name, tensor in buffers.items()}
+        if not hasattr(kernels.backend, "launch_bridge_step"):  # the reference: no raw launch, no alignment
+            return kernels.bridge_step(table, placed["z"], placed["f"], placed["previous"], 0.3, 0.25, 0.4, spread, 3, 1)
+        kernels.backend.launch_bridge_step(table, placed["z"], placed["f"], placed["previous"], placed["out"],
+                                           placed["prediction"], 0.3, 0.25, 0.4, kernels.on(spread), NoiseAddress(3, 1, 0))
+        return placed["out"].cpu().clone(), placed["prediction"].cpu().clone()
+
+    expected = bridge_step("")
+    for misaligned in buffers:
+        got = bridge_step(misaligned)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1]), f"{misaligned} misaligned"
 
 
 @pytest.mark.parametrize("backend", ["cuda-emulated", "cuda"])

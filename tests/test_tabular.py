@@ -238,7 +238,7 @@ def test_the_sampler_can_be_chosen_and_every_row_stays_valid(fitted):
 
 @pytest.mark.parametrize("kwargs, match", [(dict(solver="heun"), "solver must be one of"),
                                            (dict(steps=1), "steps must be an integer >= 2"),
-                                           (dict(grid="log"), "grid")])
+                                           (dict(grid="log"), "grid"), (dict(grid=["s"]), "grid")])
 def test_bad_sampler_settings_are_named_before_any_sampling(fitted, tmp_path, kwargs, match):
     _, model = fitted
     with pytest.raises(ValueError, match=match):
@@ -257,7 +257,7 @@ def test_a_parts_job_records_its_sampler_and_a_resume_with_another_is_refused(fi
     out = tmp_path / "parts"
     staging = str(out) + PARTIAL_SUFFIX
     os.makedirs(staging)
-    few = {"solver": "bridge", "steps": 12, "grid": "s"}
+    few = {"solver": "bridge", "steps": 9, "grid": "s^3"}
     from omegabridge.tabular.sample_parts import model_fingerprint
     job = {"format": "omegabridge.sample-job", "rows": 30, "seed": 0, "chunk_rows": 10, "batch_size": 8192,
            "model": model_fingerprint(model), "sampler": few}
@@ -265,11 +265,14 @@ def test_a_parts_job_records_its_sampler_and_a_resume_with_another_is_refused(fi
         json.dump(job, handle)
     with pytest.raises(ob.TableFileError, match="sampler"):
         model.sample_to(str(out), 30, chunk_rows=10)  # the default sampler: another job
-    summary = model.sample_to(str(out), 30, chunk_rows=10, **few)  # the same job: resumed
+    # the same job in another spelling ("s^3.0" is "s^3"; steps=None would be the model's own): resumed
+    summary = model.sample_to(str(out), 30, chunk_rows=10, solver="bridge", steps=9, grid="s^3.0")
     assert summary["rows"] == 30
     from omegabridge.tabular.table_files import read_table
     pd.testing.assert_frame_equal(read_table(str(out)),
-                                  model.sample(30, solver="bridge", steps=12, grid="s").reset_index(drop=True))
+                                  model.sample(30, solver="bridge", steps=9, grid="s^3").reset_index(drop=True))
+    # the model's own step count by number is the default sampler: one job with the default
+    assert model._sampler("euler", model.steps, "t") == {"solver": "euler", "steps": None, "grid": "t"}
 
 
 @pytest.mark.parametrize("name", ["model.ckpt", "rows.csv", "rows.parquet", "parts"])

@@ -182,14 +182,14 @@ def _check_drift(drift, z: torch.Tensor, table: SegmentTable) -> None:
         raise ValueError(f"drift is on {drift.device} but the state is on {z.device}")
 
 
-def _check_out(out, z: torch.Tensor) -> None:
+def _check_out(out, z: torch.Tensor, name: str = "out") -> None:
     if out is None:
         return
     if not isinstance(out, torch.Tensor):
-        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(out).__name__}")
     if out.shape != z.shape or out.dtype != z.dtype or out.device != z.device:
         raise ValueError(
-            f"out must match the state: shape {tuple(z.shape)}, {z.dtype}, {z.device}; "
+            f"{name} must match the state: shape {tuple(z.shape)}, {z.dtype}, {z.device}; "
             f"got {tuple(out.shape)}, {out.dtype}, {out.device}"
         )
 
@@ -319,9 +319,7 @@ def bridge_step(
         raise ValueError(f"weight ({weight}) needs the previous prediction; pass previous= or weight=0")
     if previous is not None:
         _check_matrix("previous", previous, table, _STATE_DTYPES)
-        if previous.shape != z.shape or previous.device != z.device or previous.dtype != z.dtype:
-            raise ValueError(f"previous must match the state: shape {tuple(z.shape)}, {z.dtype}, {z.device}; "
-                             f"got {tuple(previous.shape)}, {previous.dtype}, {previous.device}")
+        _check_out(previous, z, "previous")
     if not isinstance(spread, torch.Tensor) or spread.shape != (table.width,) or not spread.dtype.is_floating_point:
         raise ValueError(f"spread must be a float tensor of shape ({table.width},), one value per column, got "
                          f"{type(spread).__name__ if not isinstance(spread, torch.Tensor) else tuple(spread.shape)}")
@@ -333,7 +331,7 @@ def bridge_step(
     if prediction is None:
         prediction = torch.empty_like(z)
     else:
-        _check_out(prediction, z)
+        _check_out(prediction, z, "prediction")
         for name, other in (("z", z), ("drift", drift), ("previous", previous), ("out", out)):
             if other is not None and shares_storage(prediction, other):
                 raise ValueError(f"prediction must not share memory with {name}")
@@ -342,6 +340,8 @@ def bridge_step(
     _check_address(seed, step_index, row_offset)
     _check_backend(backend)
     check_state(z)
+    if previous is not None:
+        check_state(previous, "previous")
     torch.ops.omegabridge.bridge_step(z, drift, previous, table.key, s, fraction, float(weight),
                                       spread.to(z.dtype).contiguous(), library.seed_word(seed), step_index, row_offset,
                                       backend, out, prediction)

@@ -170,11 +170,20 @@ class TabularBridge:
         frame.index = range(row_offset, row_offset + num_rows)
         return frame
 
-    def _sampling_bridge(self, steps: int | None, grid: str) -> Bridge:
-        """The fitted bridge, or one on the same domain and schedule with ``steps`` steps on ``grid`` (kept)."""
+    def _sampler(self, solver: str, steps: int | None, grid: str) -> dict:
+        """The sampler settings checked and in one spelling: ``steps`` None for the model's own, ``grid`` "s^RHO"
+        for every power grid ("s" is "s^2"), so two spellings of one sampler are one job."""
+        check_solver(solver)
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 2):
             raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
-        steps = self.steps if steps is None else steps
+        rho = schedules.grid_power(grid)  # ValueError naming a bad grid
+        return {"solver": solver, "steps": None if steps == self.steps else steps,
+                "grid": grid if rho is None else f"s^{rho:g}"}
+
+    def _sampling_bridge(self, steps: int | None, grid: str) -> Bridge:
+        """The fitted bridge, or one on the same domain and schedule with ``steps`` steps on ``grid`` (kept)."""
+        settings = self._sampler("euler", steps, grid)
+        steps, grid = settings["steps"] or self.steps, settings["grid"]
         if steps == self.steps and grid == "t":
             return self.bridge
         # Kept per (steps, grid) for the bridge they were made for: a new fit or load starts afresh.
@@ -214,11 +223,11 @@ class TabularBridge:
         from omegabridge.tabular.sample_parts import write_sample_parts
 
         self._require_fitted("sample")
-        check_solver(solver)
+        sampler = self._sampler(solver, steps, grid)
         self._sampling_bridge(steps, grid)
         return write_sample_parts(self, num_rows, path, seed=seed, chunk_rows=chunk_rows, batch_size=batch_size,
                                   overwrite=overwrite, on_chunk=on_chunk, manifest_extra=manifest_extra,
-                                  sampler={"solver": solver, "steps": steps, "grid": grid})
+                                  sampler=sampler)
 
     def transform(self, data) -> torch.Tensor:
         """Rows of the bridge's domain for ``data`` (``SchemaError`` names a bad column and row)."""

@@ -327,8 +327,8 @@ def failing_chunks(error: BaseException, parent, seen: list):
     """A ``sample_chunks`` that yields one real chunk, notes the temporary names in ``parent``, then raises."""
     real = tabular_bridge.TabularBridge.sample_chunks
 
-    def sample_chunks(self, num_rows, seed=0, *, chunk_rows=100_000, batch_size=8192):
-        chunks = real(self, num_rows, seed, chunk_rows=chunk_rows, batch_size=batch_size)
+    def sample_chunks(self, num_rows, seed=0, *, chunk_rows=100_000, batch_size=8192, **sampler):
+        chunks = real(self, num_rows, seed, chunk_rows=chunk_rows, batch_size=batch_size, **sampler)
         yield next(chunks)
         seen.extend(leftovers(parent))  # the write is under way: something temporary must exist
         raise error

@@ -13,8 +13,14 @@ A second table times one sampling step end to end on the Adult-like layout with 
 network (one hidden layer of 512): the MLP's forward pass and the step of each backend, and
 the share of the step spent outside the MLP.
 
+``--final-step`` instead times the exact last step (``ops.final_step``) against the step
+(``ops.step``, in place) of the same backend on the same inputs, per element, for every layout
+and each ``--remaining`` s, and writes ``bench/results/final-step-cpu.md``; ``--max-ratio R``
+makes the run fail when a layout's last step costs more than R steps.
+
     python bench/run.py                 # full sizes (about 10 minutes on 2 cores)
     python bench/run.py --scale 0.05    # quick look
+    python bench/run.py --final-step --max-ratio 3   # the last step against the step (about 2 minutes)
 """
 
 from __future__ import annotations
@@ -99,6 +105,68 @@ def measure(name: str, domain, rows: int, backend: str, repeats: int) -> dict:
     }
 
 
+def final_versus_step(name: str, domain, rows: int, backend: str, remaining: float, repeats: int) -> dict:
+    """Seconds per element of the last step and of the step, on the same z and f, timed alternately so that
+    both see the same machine state (turbo, other load)."""
+    table = domain.segment_table()
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(rows, domain.width, generator=generator)
+    f = torch.randn(rows, domain.width, generator=generator)
+    state = z.clone()
+    increment = min(0.01, 0.5 * remaining)
+    step = lambda: dispatch.step(state, f, table, remaining=remaining, increment=increment, seed=1, step_index=3, backend=backend, out=state)  # noqa: E731
+    final = lambda: dispatch.final_step(z, f, table, remaining=remaining, seed=1, step_index=3, backend=backend)  # noqa: E731
+    step(), final()  # warm-up
+    step_samples, final_samples = [], []
+    for _ in range(repeats):
+        for function, samples in ((step, step_samples), (final, final_samples)):
+            start = time.perf_counter()
+            function()
+            samples.append(time.perf_counter() - start)
+    elements = rows * domain.width
+    step_seconds, final_seconds = statistics.median(step_samples), statistics.median(final_samples)
+    return {"layout": name, "backend": backend, "rows": rows, "width": domain.width, "remaining": remaining,
+            "step_ns_per_element": 1e9 * step_seconds / elements, "final_ns_per_element": 1e9 * final_seconds / elements,
+            "ratio": final_seconds / step_seconds}
+
+
+def final_step_table(args) -> int:
+    """--final-step: the last step against the step per layout; exit status 1 when a ratio exceeds --max-ratio."""
+    results = []
+    for remaining in args.remaining:
+        for name, (domain, count) in layouts(args.scale).items():
+            r = final_versus_step(name, domain, count, "cpu", remaining, args.repeats)
+            results.append(r)
+            print(f"{name:>40} s={remaining:g}: step {r['step_ns_per_element']:.2f} ns/el, last step "
+                  f"{r['final_ns_per_element']:.2f} ns/el, ratio {r['ratio']:.2f}", flush=True)
+    command = (f"python bench/run.py --final-step --scale {args.scale} --repeats {args.repeats} "
+               f"--remaining {' '.join(f'{s:g}' for s in args.remaining)}" + (f" --max-ratio {args.max_ratio:g}" if args.max_ratio else "")
+               + (f" --threads {args.threads}" if args.threads else ""))
+    lines = [f"# The exact last step against the step on CPU (backend='cpu')", "",
+             f"{datetime.date.today()}, omegabridge {ob.__version__}. Device: {machine()}.", "",
+             f"Command: `{command}`", "",
+             "Per element, the median of the repeats; the step runs in place (`out=z`, as Bridge.sample), the last step "
+             "(`ops.final_step`) writes a new tensor; both on the same z and f (standard normal), drift given, step "
+             "increment min(0.01, s/2).", "",
+             "| layout | rows x width | s | step ns/element | last step ns/element | last step / step |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['layout']} | {r['rows']} x {r['width']} | {r['remaining']:g} | {r['step_ns_per_element']:.2f} | "
+              f"{r['final_ns_per_element']:.2f} | {r['ratio']:.2f}x |" for r in results]
+    text = "\n".join(lines)
+    print("\n" + text)
+    path = Path(args.output) if args.output != str(RESULTS / "cpu") else RESULTS / "final-step-cpu.md"
+    path = path.with_suffix(".md")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    print(f"\nwrote {path}")
+    worst = max(results, key=lambda r: r["ratio"])
+    if args.max_ratio and worst["ratio"] > args.max_ratio:
+        print(f"FAIL: the last step costs {worst['ratio']:.2f} steps on {worst['layout']} (s={worst['remaining']:g}), "
+              f"above --max-ratio {args.max_ratio:g}")
+        return 1
+    return 0
+
+
 def paper_mlp(width: int, hidden: int = 512) -> torch.nn.Module:
     """The paper's tabular network: (z, t) -> one hidden layer of 512 -> drift."""
 
@@ -156,7 +224,15 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, from {', '.join(BACKENDS)}")
     parser.add_argument("--end-to-end-rows", type=int, default=30000, help="rows of the end-to-end sampling step (0: skip)")
     parser.add_argument("--output", default=str(RESULTS / "cpu"), help="path prefix of the .md, .csv and .png")
+    parser.add_argument("--final-step", action="store_true", help="time ops.final_step against ops.step instead (cpu backend)")
+    parser.add_argument("--remaining", type=float, nargs="+", default=[0.5], help="--final-step: the s of both ops")
+    parser.add_argument("--max-ratio", type=float, default=0.0, help="--final-step: fail above this last step / step ratio")
+    parser.add_argument("--threads", type=int, default=0, help="torch (and kernel) threads; 0: torch's default")
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.final_step:
+        return final_step_table(args)
 
     backends = args.backends.split(",")
     for backend in backends:

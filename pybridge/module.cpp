@@ -182,6 +182,16 @@ void final_step(const cpu::Layout& layout, std::uintptr_t z, std::uintptr_t drif
                   reinterpret_cast<float*>(out), rows, remaining, address, threads);
 }
 
+void final_step_scalar(const cpu::Layout& layout, std::uintptr_t z, std::uintptr_t drift,
+                       std::int64_t drift_storage, std::uintptr_t out, std::int64_t rows, double remaining,
+                       std::uint64_t seed, std::int64_t step_index, std::int64_t row_offset, int threads) {
+  const cpu::NoiseAddress address = noise_address(rows, seed, step_index, row_offset);
+  const cpu::Storage storage = storage_of(drift_storage);
+  py::gil_scoped_release release;
+  cpu::final_step_scalar(layout, reinterpret_cast<const float*>(z), reinterpret_cast<const void*>(drift), storage,
+                         reinterpret_cast<float*>(out), rows, remaining, address, threads);
+}
+
 void bridge_target(const cpu::Layout& layout, std::uintptr_t x, std::int64_t x_storage,
                    std::uintptr_t mean_scale, std::uintptr_t noise_scale, std::uintptr_t remaining,
                    std::uintptr_t z_t, std::uintptr_t target, std::int64_t rows, std::uint64_t seed,
@@ -235,6 +245,10 @@ PYBIND11_MODULE(_native_ext, m) {
         py::arg("drift_storage"), py::arg("out"), py::arg("rows"), py::arg("remaining"),
         py::arg("seed"), py::arg("step"), py::arg("row_offset"), py::arg("threads"),
         "out = a draw from N(z + s f, s I) restricted to the domain (the exact last step).");
+  m.def("final_step_scalar", &final_step_scalar, py::arg("layout"), py::arg("z"), py::arg("drift"),
+        py::arg("drift_storage"), py::arg("out"), py::arg("rows"), py::arg("remaining"),
+        py::arg("seed"), py::arg("step"), py::arg("row_offset"), py::arg("threads"),
+        "final_step's draws row by row with the scalar formulas (its definition, for tests; slow).");
   m.def("bridge_target", &bridge_target, py::arg("layout"), py::arg("x"), py::arg("x_storage"),
         py::arg("mean_scale"), py::arg("noise_scale"), py::arg("remaining"), py::arg("z_t"),
         py::arg("target"), py::arg("rows"), py::arg("seed"), py::arg("step"), py::arg("row_offset"),

@@ -3,8 +3,9 @@
 Their contract with the torch reference (every domain, tolerances, poisoned outputs, noise,
 reduced inputs, in place, splits) is tests/test_kernel_contract.py, shared by every backend.
 Here: outputs bit-identical for 1, 2 and 3 threads and for any batch boundary (a vector loop's
-scalar remainder must not round differently), the ops' handling of outputs that share memory
-with inputs, the layout the extension builds, and the dispatch and error paths of backend="cpu".
+scalar remainder must not round differently), the vectorised last step's draws bit-identical to
+those of its scalar formulas, the ops' handling of outputs that share memory with inputs, the
+layout the extension builds, and the dispatch and error paths of backend="cpu".
 """
 
 from __future__ import annotations
@@ -72,11 +73,13 @@ def native_target(table, x, c, sigma, s, seed, step, row_offset=0, threads=None)
     return z_t, target
 
 
-def native_final(table, z, f, s, seed, step, row_offset=0, threads=None):
+def native_final(table, z, f, s, seed, step, row_offset=0, threads=None, scalar=False):
+    """The last step; scalar=True: the row-by-row scalar formulas it is defined by (final_step_scalar)."""
     out = _poisoned(z)
     storage = 0 if f is None or f.dtype == torch.float32 else 1
-    ext.final_step(cpu_backend.layout(table), z.data_ptr(), 0 if f is None else f.data_ptr(), storage, out.data_ptr(),
-                   z.shape[0], s, seed, step, row_offset, _threads(threads))
+    launch = ext.final_step_scalar if scalar else ext.final_step
+    launch(cpu_backend.layout(table), z.data_ptr(), 0 if f is None else f.data_ptr(), storage, out.data_ptr(),
+           z.shape[0], s, seed, step, row_offset, _threads(threads))
     return out
 
 
@@ -205,6 +208,7 @@ def test_sample_bits_do_not_depend_on_batch_boundaries(name, generator):
     f = torch.randn(z.shape, generator=generator)
     whole = native_step(table, z, f, 0.3, 0.01, 6, 1)
     whole_target = native_target(table, domain.project(z), torch.full((rows, 1), 0.5), torch.full((rows, 1), 0.5), torch.full((rows, 1), 0.2), 6, 1)
+    whole_final = native_final(table, z, f, 0.3, 6, 1)
     for size in (1, 5, 11, 100, 400):
         starts = range(0, rows, size)
         parts = [native_step(table, z[a : a + size].contiguous(), f[a : a + size].contiguous(), 0.3, 0.01, 6, 1, row_offset=a) for a in starts]
@@ -213,6 +217,26 @@ def test_sample_bits_do_not_depend_on_batch_boundaries(name, generator):
         half = torch.full((rows, 1), 0.5)
         targets = [native_target(table, x[a : a + size].contiguous(), half[a : a + size], half[a : a + size], torch.full((min(size, rows - a), 1), 0.2), 6, 1, row_offset=a) for a in starts]
         assert torch.equal(torch.cat([t[1] for t in targets]), whole_target[1]), f"target differs with batches of {size}"
+        finals = [native_final(table, z[a : a + size].contiguous(), f[a : a + size].contiguous(), 0.3, 6, 1, row_offset=a) for a in starts]
+        assert torch.equal(torch.cat(finals), whole_final), f"last step differs with batches of {size}"
+
+
+@pytest.mark.parametrize("s", [1e-4, 0.5, 400.0])
+@pytest.mark.parametrize("name", list(DOMAINS))
+def test_last_step_draws_the_scalar_formulas_bits(name, s, generator):
+    """The vectorised last step (planar tiles, branch-free formulas) draws, bit for bit, what the scalar
+    formulas of posterior.h draw row by row: every kind, with no, float32 and bfloat16 drift, a row
+    count that fills no whole chunk of lanes, rows across the 2^32 carry; s = 400 takes the lattices
+    with many points to the Euler-Maclaurin draw."""
+    domain, rows, table, z = _case(name, 203, generator)
+    z[0], z[-1] = 1e30, -1e30  # far outside every domain
+    f = torch.randn(z.shape, generator=generator)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    for drift in (None, f, f.to(torch.bfloat16)):
+        vectorised = native_final(table, z, drift, s, seed, 5, row_offset=2**32 - 100)
+        scalar = native_final(table, z, drift, s, seed, 5, row_offset=2**32 - 100, scalar=True)
+        assert torch.isfinite(scalar).all()
+        assert torch.equal(vectorised, scalar), f"{int((vectorised != scalar).sum())} draws differ (drift {None if drift is None else drift.dtype})"
 
 
 def test_outputs_that_share_memory_with_inputs_are_handled(generator):

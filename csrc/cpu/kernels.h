@@ -53,6 +53,12 @@ void final_step(const Layout& layout, const float* z, const void* drift, Storage
                 float* out, std::int64_t rows, double remaining, const NoiseAddress& address,
                 int threads);
 
+// The same draws row by row with the scalar formulas of posterior.h: the definition final_step
+// is tested against bit for bit (tests/test_cpu_kernels.py), many times slower.
+void final_step_scalar(const Layout& layout, const float* z, const void* drift, Storage drift_storage,
+                       float* out, std::int64_t rows, double remaining, const NoiseAddress& address,
+                       int threads);
+
 // Which instruction set the vectorised kernels run with on this CPU ("avx512", "avx2",
 // "baseline").
 const char* simd_level();

@@ -21,10 +21,11 @@ Targets:
 The statistic (``METRICS``) is the total variation on the lattice targets and the Wasserstein-1
 distance (in the domain's units) on the continuous ones, where the samples approach the target's
 points without landing on them (the last step's spread, about sqrt(last s), counts there). Its
-floor is the statistic of ``rows`` exact draws, reported as ``exact draws``. Results:
+noise level is the statistic of ``rows`` exact draws, reported as ``exact draws`` (differences
+below it are noise; a sampler's error can fall under it by chance). Results:
 ``<out>/solvers.md``, ``.csv`` and ``.png`` (error against evaluations, log-log, one panel per target).
 
-    python bench/solvers.py --rows 20000             # steps 10..200: about 30 minutes on 2 cores (the committed results)
+    python bench/solvers.py --rows 20000             # steps 10..200: about 30 minutes on 2 free cores (the committed results)
     python bench/solvers.py --rows 5000 --steps 10 25 --out /tmp/solvers   # a quick look
 """
 
@@ -179,14 +180,14 @@ def _write(out: Path, results: list[dict], args, argv: list[str]) -> None:
         f"({torch.get_num_threads()} threads), {args.rows} rows per cell, seed {args.seed}: `{command}`.",
         "Each target's statistic between the samples and the target: TV, total variation (mass off the support "
         "counts in full), or W1, the Wasserstein-1 distance in the domain's units; `exact draws` is the statistic of "
-        "the same number of draws from the target itself (the floor). Evaluations = network evaluations per sample. "
+        "the same number of draws from the target itself (its noise level: differences below it are noise). Evaluations = network evaluations per sample. "
         "`last s` is the remaining variance at the last step.",
         "",
     ]
     for target in args.targets:
         rows = [r for r in results if r["target"] == target]
         floor = next(r["error"] for r in rows if r["solver"] == "exact draws")
-        lines += [f"## {target}: {METRICS[target]} (floor {floor:.4f})", "", "| solver | grid | " + " | ".join(f"{s} evals" for s in args.steps) + " |",
+        lines += [f"## {target}: {METRICS[target]} (exact draws {floor:.4f})", "", "| solver | grid | " + " | ".join(f"{s} evals" for s in args.steps) + " |",
                   "| --- | --- | " + " | ".join("---" for _ in args.steps) + " |"]
         for solver in args.solvers:
             for grid in args.grids:
@@ -219,7 +220,7 @@ def _plot(out: Path, results: list[dict], args) -> None:
                 axis.loglog([r["evaluations"] for r in cells], [r["error"] for r in cells], marker="o", markersize=3,
                             linestyle=styles.get(solver, "-"), color=color, label=f"{solver}, grid {grid}")
         floor = next(r["error"] for r in rows if r["solver"] == "exact draws")
-        axis.axhline(floor, color="grey", linestyle=":", label="exact draws (floor)")
+        axis.axhline(floor, color="grey", linestyle=":", label="exact draws (noise level)")
         axis.set_title(target)
         axis.set_xlabel("network evaluations per sample")
         axis.set_ylabel({"TV": "total variation", "W1": "Wasserstein-1 distance"}[METRICS[target]] + " to the target")

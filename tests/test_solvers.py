@@ -160,7 +160,7 @@ def test_bridge_solver_reaches_in_25_steps_what_euler_needs_200_for_on_the_mixed
 
 
 def test_posterior_variance_is_what_the_bridge_solver_needs_on_the_multimodal_target():
-    # Measured: 0.016 with the variance at 25 steps (grid s), 0.10 without; Euler 0.12.
+    # Measured (bench/results/solvers.md): 0.015 with the variance at 25 steps (grid s), 0.10 without; Euler 0.12.
     with_variance = _oracle_tv("multimodal", 25, "s", "bridge", variance_rows=4000)
     without = _oracle_tv("multimodal", 25, "s", "bridge")
     assert with_variance < 0.03, with_variance

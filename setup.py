@@ -266,6 +266,7 @@ def _extensions() -> list[Extension]:
                     "csrc/cpu/layout.h",
                     "csrc/cpu/kernels.h",
                     "csrc/cpu/philox_avx2.h",
+                    "csrc/cpu/tile.h",
                 ],
                 language="c++",
             )

@@ -41,27 +41,7 @@
 #include "kernels.h"
 #include "omegabridge/philox.h"
 #include "omegabridge/posterior.h"
-#include "philox_avx2.h"
-
-// As in kernels.cpp: the tile function for AVX-512, AVX2+FMA and baseline x86-64, picked at load.
-#if !defined(OB_NO_ISA_CLONES) && defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && \
-    (!defined(__clang__) || __clang_major__ >= 14)
-#define OB_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define OB_ISA_CLONES
-#endif
-
-#if defined(_OPENMP)
-#define OB_SIMD _Pragma("omp simd")
-#else
-#define OB_SIMD
-#endif
-
-#if defined(__GNUC__)
-#define OB_LAMBDA_INLINE __attribute__((always_inline))
-#else
-#define OB_LAMBDA_INLINE
-#endif
+#include "tile.h"
 
 namespace omegabridge {
 namespace cpu {
@@ -113,15 +93,6 @@ void sphere_draw(const float* mean, float* out, std::int64_t offset, std::int64_
   }
   const float* unit = direction.data();
   pm::von_mises_fisher_draw([unit](std::int64_t c) { return unit[c]; }, norm, s, offset, d, noise, out);
-}
-
-template <typename T>
-OB_INLINE float load(const T* data, std::int64_t i);
-template <>
-OB_INLINE float load<float>(const float* data, std::int64_t i) { return data[i]; }
-template <>
-OB_INLINE float load<std::uint16_t>(const std::uint16_t* data, std::int64_t i) {
-  return float_of_bfloat16(data[i]);
 }
 
 // The mean z + s f of the draw; f = 0 without drift (z + s 0, not z: -0 becomes +0, as always).
@@ -399,28 +370,8 @@ struct Scratch {
 OB_INLINE void fill_words(std::uint32_t* __restrict words, const std::uint32_t* __restrict block_row,
                           const std::uint32_t* __restrict block_column, std::int64_t count, std::uint64_t first_row,
                           const philox::Key key, std::uint32_t step, std::uint32_t stream) {
-  std::uint32_t* __restrict w0 = words;
-  std::uint32_t* __restrict w1 = words + count;
-  std::uint32_t* __restrict w2 = words + 2 * count;
-  std::uint32_t* __restrict w3 = words + 3 * count;
-  std::int64_t done = 0;
-#if OB_HAVE_PHILOX_AVX2
-  if (cpu_has_avx2()) done = philox_tile_words_avx2(w0, w1, w2, w3, block_row, block_column, count, first_row, key, step, stream);
-#endif
-  const std::uint32_t row_low = static_cast<std::uint32_t>(first_row);
-  const std::uint32_t row_high = static_cast<std::uint32_t>(first_row >> 32);
-  const std::uint32_t stream_bits = stream << 16;
-  OB_SIMD
-  for (std::int64_t b = done; b < count; ++b) {
-    const std::uint32_t low = row_low + block_row[b];
-    std::uint32_t a0 = block_column[b], a1 = low;
-    std::uint32_t a2 = (row_high + (low < row_low ? 1u : 0u)) | stream_bits, a3 = step;
-    philox::philox4x32_10_words(a0, a1, a2, a3, key.k[0], key.k[1]);
-    w0[b] = a0;
-    w1[b] = a1;
-    w2[b] = a2;
-    w3[b] = a3;
-  }
+  philox_tile_words(words, words + count, words + 2 * count, words + 3 * count, block_row, block_column, count,
+                    first_row, key, step, stream);
 }
 
 // Lattice column c over one chunk of rows (planar m, u, out at the chunk's first row): the

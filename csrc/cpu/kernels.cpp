@@ -21,30 +21,7 @@
 
 #include "omegabridge/philox.h"
 #include "omegabridge/posterior.h"
-#include "philox_avx2.h"
-
-// OB_NO_ISA_CLONES (setup.py: OMEGABRIDGE_CPU_BASELINE=1) builds the baseline only.
-#if !defined(OB_NO_ISA_CLONES) && defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && \
-    (!defined(__clang__) || __clang_major__ >= 14)
-#define OB_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define OB_HAVE_ISA_CLONES 1
-#else
-#define OB_ISA_CLONES
-#define OB_HAVE_ISA_CLONES 0
-#endif
-
-#if defined(_OPENMP)
-#define OB_SIMD _Pragma("omp simd")
-#else
-#define OB_SIMD
-#endif
-
-// Lambdas passed to for_columns are inlined into the ISA clone that calls them.
-#if defined(__GNUC__)
-#define OB_LAMBDA_INLINE __attribute__((always_inline))
-#else
-#define OB_LAMBDA_INLINE
-#endif
+#include "tile.h"
 
 namespace omegabridge {
 namespace cpu {
@@ -126,15 +103,6 @@ OB_INLINE void for_columns(std::int64_t begin, std::int64_t end, Body body) {
   for (; c < end; ++c) body(c);
 }
 
-template <typename T>
-OB_INLINE float load(const T* data, std::int64_t i);
-template <>
-OB_INLINE float load<float>(const float* data, std::int64_t i) { return data[i]; }
-template <>
-OB_INLINE float load<std::uint16_t>(const std::uint16_t* data, std::int64_t i) {
-  return float_of_bfloat16(data[i]);
-}
-
 // Box-Muller on the four words of each block (planar arrays of `padded` entries), four floats
 // per block; the padding blocks produce finite values that nobody reads.
 OB_INLINE void normals_from_words(float* __restrict noise, const std::uint32_t* __restrict w0,
@@ -155,9 +123,7 @@ OB_INLINE void normals_from_words(float* __restrict noise, const std::uint32_t* 
   }
 }
 
-// Step 1: normals of `count` Philox blocks, four floats per block. The words come from the
-// AVX2 Philox (whole groups of 8 blocks) where the CPU has it, and from the compiler-vectorised
-// one for the rest (integer math: the same words either way).
+// Step 1: normals of `count` Philox blocks, four floats per block (words from philox_tile_words).
 OB_INLINE void fill_normals(float* __restrict noise, std::uint32_t* __restrict words,
                             const std::uint32_t* __restrict block_row,
                             const std::uint32_t* __restrict block_column, std::int64_t count,
@@ -168,26 +134,7 @@ OB_INLINE void fill_normals(float* __restrict noise, std::uint32_t* __restrict w
   std::uint32_t* __restrict w1 = words + padded;
   std::uint32_t* __restrict w2 = words + 2 * padded;
   std::uint32_t* __restrict w3 = words + 3 * padded;
-  std::int64_t done = 0;  // blocks whose words are written
-#if OB_HAVE_PHILOX_AVX2
-  if (cpu_has_avx2()) {
-    done = philox_tile_words_avx2(w0, w1, w2, w3, block_row, block_column, count, first_row, key, step, stream);
-  }
-#endif
-  const std::uint32_t row_low = static_cast<std::uint32_t>(first_row);
-  const std::uint32_t row_high = static_cast<std::uint32_t>(first_row >> 32);
-  const std::uint32_t stream_bits = stream << 16;
-  OB_SIMD
-  for (std::int64_t b = done; b < count; ++b) {
-    const std::uint32_t low = row_low + block_row[b];
-    std::uint32_t a0 = block_column[b], a1 = low;
-    std::uint32_t a2 = (row_high + (low < row_low ? 1u : 0u)) | stream_bits, a3 = step;
-    philox::philox4x32_10_words(a0, a1, a2, a3, key.k[0], key.k[1]);
-    w0[b] = a0;
-    w1[b] = a1;
-    w2[b] = a2;
-    w3[b] = a3;
-  }
+  philox_tile_words(w0, w1, w2, w3, block_row, block_column, count, first_row, key, step, stream);
   normals_from_words(noise, w0, w1, w2, w3, padded);
 }
 

@@ -729,23 +729,7 @@ void final_step(const Layout& layout, const float* z, const void* drift, Storage
   call.inverse_s = static_cast<float>(1.0 / remaining);
   plan(call);
   const TileFunction tile = drift_storage == Storage::kBFloat16 ? final_tile_bfloat16 : final_tile_float;
-  const std::int64_t tiles = (rows + call.tile_rows - 1) / call.tile_rows;
-  threads = std::max(1, threads);
-  if (tiles < threads) threads = static_cast<int>(tiles);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-  {
-    thread_local Scratch scratch;
-    scratch.reserve(call);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (std::int64_t t = 0; t < tiles; ++t) {
-      const std::int64_t first = t * call.tile_rows;
-      tile(call, first, std::min(call.tile_rows, rows - first), scratch);
-    }
-  }
+  for_tiles<Scratch>(call, rows, call.tile_rows, threads, tile);
 }
 
 void final_step_scalar(const Layout& layout, const float* z, const void* drift, Storage drift_storage,

@@ -457,23 +457,7 @@ void plan_tiles(Call& call) {
 void launch(Call& call, TileFunction tile, int threads) {
   if (call.rows <= 0 || call.layout->width <= 0) return;
   plan_tiles(call);
-  const std::int64_t tiles = (call.rows + call.tile_rows - 1) / call.tile_rows;
-  threads = std::max(1, threads);
-  if (tiles < threads) threads = static_cast<int>(tiles);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-  {
-    thread_local Scratch scratch;
-    scratch.reserve(call);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (std::int64_t t = 0; t < tiles; ++t) {
-      const std::int64_t first = t * call.tile_rows;
-      tile(call, first, std::min(call.tile_rows, call.rows - first), scratch);
-    }
-  }
+  for_tiles<Scratch>(call, call.rows, call.tile_rows, threads, tile);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // data, and the Philox words of a noise tile.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "omegabridge/config.h"
@@ -75,6 +76,30 @@ OB_INLINE void philox_tile_words(std::uint32_t* __restrict w0, std::uint32_t* __
     w1[b] = a1;
     w2[b] = a2;
     w3[b] = a3;
+  }
+}
+
+// tile(call, first, count, scratch) for the tiles of `tile_rows` rows that cover `rows`, split
+// statically over `threads` OpenMP threads; each thread keeps one Scratch, grown by
+// scratch.reserve(call) and reused by every tile and call it runs.
+template <typename Scratch, typename Call, typename Tile>
+void for_tiles(const Call& call, std::int64_t rows, std::int64_t tile_rows, int threads, Tile tile) {
+  const std::int64_t tiles = (rows + tile_rows - 1) / tile_rows;
+  threads = std::max(1, threads);
+  if (tiles < threads) threads = static_cast<int>(tiles);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+    thread_local Scratch scratch;
+    scratch.reserve(call);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (std::int64_t t = 0; t < tiles; ++t) {
+      const std::int64_t first = t * tile_rows;
+      tile(call, first, std::min(tile_rows, rows - first), scratch);
+    }
   }
 }
 

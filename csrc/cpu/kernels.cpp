@@ -460,6 +460,24 @@ void launch(Call& call, TileFunction tile, int threads) {
   for_tiles<Scratch>(call, call.rows, call.tile_rows, threads, tile);
 }
 
+// What the Euler step and the bridge step share: the state, drift and output, the step's noise,
+// and the scalars of s rounded from double once, the same way for both.
+Call step_call(const Layout& layout, const float* z, const void* drift, float* out, std::int64_t rows,
+               double remaining, const NoiseAddress& address) {
+  Call call;
+  call.layout = &layout;
+  call.rows = rows;
+  call.z = z;
+  call.input = drift;
+  call.out = out;
+  call.address = address;
+  call.stream = philox::kStreamStep;
+  call.remaining = static_cast<float>(remaining);
+  call.inverse_remaining = static_cast<float>(1.0 / remaining);
+  call.sigma = static_cast<float>(std::sqrt(remaining));
+  return call;
+}
+
 }  // namespace
 
 void posterior_mean(const Layout& layout, const float* z, const float* remaining, float* out,
@@ -476,17 +494,7 @@ void posterior_mean(const Layout& layout, const float* z, const float* remaining
 void step(const Layout& layout, const float* z, const void* drift, Storage drift_storage,
           float* out, std::int64_t rows, double remaining, double increment,
           const NoiseAddress& address, int threads) {
-  Call call;
-  call.layout = &layout;
-  call.rows = rows;
-  call.z = z;
-  call.input = drift;
-  call.out = out;
-  call.address = address;
-  call.stream = philox::kStreamStep;
-  call.remaining = static_cast<float>(remaining);
-  call.inverse_remaining = static_cast<float>(1.0 / remaining);
-  call.sigma = static_cast<float>(std::sqrt(remaining));
+  Call call = step_call(layout, z, drift, out, rows, remaining, address);
   call.increment = static_cast<float>(increment);
   call.sqrt_increment = static_cast<float>(std::sqrt(increment));
   launch(call, drift_storage == Storage::kBFloat16 ? step_tile_bfloat16 : step_tile_float, threads);
@@ -495,20 +503,10 @@ void step(const Layout& layout, const float* z, const void* drift, Storage drift
 void bridge_step(const Layout& layout, const float* z, const void* drift, Storage drift_storage,
                  const float* previous, float* out, float* prediction, std::int64_t rows, double remaining,
                  double fraction, double weight, const float* spread, const NoiseAddress& address, int threads) {
-  Call call;
-  call.layout = &layout;
-  call.rows = rows;
-  call.z = z;
-  call.input = drift;
-  call.out = out;
+  Call call = step_call(layout, z, drift, out, rows, remaining, address);
   call.target = prediction;
   call.previous = previous;
   call.spread = spread;
-  call.address = address;
-  call.stream = philox::kStreamStep;
-  call.remaining = static_cast<float>(remaining);
-  call.inverse_remaining = static_cast<float>(1.0 / remaining);
-  call.sigma = static_cast<float>(std::sqrt(remaining));
   call.fraction = static_cast<float>(fraction);
   call.weight = static_cast<float>(weight);
   launch(call, drift_storage == Storage::kBFloat16 ? bridge_step_tile_bfloat16 : bridge_step_tile_float, threads);

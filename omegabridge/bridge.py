@@ -331,10 +331,10 @@ class Bridge:
                               f"(row_offset= draws rows [a, b) alone)") from error
         batches = [(start, min(n, start + batch_size)) for start in range(0, n, batch_size)]
         bar = tqdm(total=len(batches) * self.steps, disable=not progress, desc="sampling", unit="step", leave=False)
+        solver_state = None if solver == "euler" else BridgeSolver(
+            self.table, self._remaining, self._increment, self._log_snr, variance, backend)
         try:
             for start, stop in batches:
-                solver_state = None if solver == "euler" else BridgeSolver(
-                    self.table, self._remaining, self._increment, self._log_snr, variance, backend)
                 out[start:stop] = self._sample_batch(
                     model, row_offset + start, stop - start, seed, times, device, backend, final, bar, use_graph,
                     solver_state,
@@ -352,6 +352,8 @@ class Bridge:
     def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar, use_graph=False,
                       solver_state: BridgeSolver | None = None) -> torch.Tensor:
         z = self._start(rows, row_offset, seed, device)
+        if solver_state is not None:
+            solver_state.reset()
         last = self.steps - 1
         # On a GPU the drift's finiteness goes into a device flag, read once per batch: a check per
         # step would wait for the device every step.

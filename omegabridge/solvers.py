@@ -99,11 +99,12 @@ def log_signal_to_noise(remaining: list[float], beta_end: float) -> list[float]:
 
 
 class BridgeSolver:
-    """The ``"bridge"`` solver's steps for one batch; it keeps the previous data prediction.
+    """The ``"bridge"`` solver's steps for one sample; within a batch it keeps the previous data prediction.
 
     ``remaining``, ``increment`` and ``log_snr`` are the grid's s_k, delta_k and lambda_k (k = 0..N,
     lambda with N + 1 entries); ``variance`` the optional (steps, width) posterior variance. Each step
-    is one fused ``ops.bridge_step``; the predictions alternate between two buffers.
+    is one fused ``ops.bridge_step``; the predictions alternate between two buffers; ``reset()``
+    starts a batch.
     """
 
     def __init__(self, table, remaining: list[float], increment: list[float], log_snr: list[float],
@@ -117,6 +118,10 @@ class BridgeSolver:
         self.previous: torch.Tensor | None = None
         self._spare: torch.Tensor | None = None
         self._spreads: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the previous prediction: a new batch starts (the buffers and spreads are kept)."""
+        self.previous = None
 
     def extrapolation(self, k: int) -> float:
         """1 / (2 r_k), the weight of x_hat_k - x_hat_{k-1}, at most ``MAX_EXTRAPOLATION``; 0 where a lambda is

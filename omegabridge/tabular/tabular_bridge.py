@@ -86,6 +86,9 @@ class TabularBridge:
         self.model: DriftMLP | None = None
         self.training: dict = {}
         self.losses: list[float] = []
+        # Bridges of other samplers, (steps, grid) -> Bridge, for the bridge they were made for: a new fit
+        # or load replaces self.bridge and so starts afresh.
+        self._sampling_bridges: tuple[Bridge | None, dict] = (None, {})
 
     # ------------------------------------------------------------------------------------
     def fit(
@@ -161,10 +164,10 @@ class TabularBridge:
         the times of its own grid and is evaluated between them on another one.
         """
         self._require_fitted("sample")
-        bridge = self._sampling_bridge(steps, grid)
-        x = bridge.sample(
+        sampler = self._sampler(solver, steps, grid)
+        x = self._sampling_bridge(sampler).sample(
             self.model, n=num_rows, seed=seed, batch_size=batch_size, device=self.device,
-            progress=self.progress, row_offset=row_offset, solver=check_solver(solver),
+            progress=self.progress, row_offset=row_offset, solver=sampler["solver"],
         )
         frame = self.encoder.decode(x)
         frame.index = range(row_offset, row_offset + num_rows)
@@ -180,19 +183,18 @@ class TabularBridge:
         return {"solver": solver, "steps": None if steps == self.steps else steps,
                 "grid": grid if rho is None else f"s^{rho:g}"}
 
-    def _sampling_bridge(self, steps: int | None, grid: str) -> Bridge:
-        """The fitted bridge, or one on the same domain and schedule with ``steps`` steps on ``grid`` (kept)."""
-        settings = self._sampler("euler", steps, grid)
-        steps, grid = settings["steps"] or self.steps, settings["grid"]
+    def _sampling_bridge(self, sampler: dict) -> Bridge:
+        """The fitted bridge, or one on the same domain and schedule with the steps and grid of ``sampler``
+        (from ``_sampler``), kept for the next call."""
+        steps, grid = sampler["steps"] or self.steps, sampler["grid"]
         if steps == self.steps and grid == "t":
             return self.bridge
-        # Kept per (steps, grid) for the bridge they were made for: a new fit or load starts afresh.
-        cache = getattr(self, "_sampling_bridges", None)
-        if cache is None or cache[0] is not self.bridge:
-            cache = self._sampling_bridges = (self.bridge, {})
-        if (steps, grid) not in cache[1]:
-            cache[1][(steps, grid)] = Bridge(self.encoder.domain, self.schedule, steps=steps, grid=grid)
-        return cache[1][(steps, grid)]
+        made_for, bridges = self._sampling_bridges
+        if made_for is not self.bridge:
+            made_for, bridges = self._sampling_bridges = (self.bridge, {})
+        if (steps, grid) not in bridges:
+            bridges[(steps, grid)] = Bridge(self.encoder.domain, self.schedule, steps=steps, grid=grid)
+        return bridges[(steps, grid)]
 
     def sample_chunks(self, num_rows: int, seed: int = 0, *, chunk_rows: int = 100_000, batch_size: int = 8192,
                       solver: str = "euler", steps: int | None = None, grid: str = "t") -> Iterator:
@@ -203,8 +205,7 @@ class TabularBridge:
         if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
             raise ValueError(f"num_rows must be a positive integer, got {num_rows!r}")
         self._require_fitted("sample")
-        check_solver(solver)
-        self._sampling_bridge(steps, grid)  # bad settings fail before the first chunk
+        self._sampling_bridge(self._sampler(solver, steps, grid))  # bad settings fail before the first chunk
         for start in range(0, num_rows, chunk_rows):
             yield self.sample(min(chunk_rows, num_rows - start), seed, batch_size=batch_size, row_offset=start,
                               solver=solver, steps=steps, grid=grid)
@@ -224,7 +225,7 @@ class TabularBridge:
 
         self._require_fitted("sample")
         sampler = self._sampler(solver, steps, grid)
-        self._sampling_bridge(steps, grid)
+        self._sampling_bridge(sampler)  # bad settings fail before the job starts
         return write_sample_parts(self, num_rows, path, seed=seed, chunk_rows=chunk_rows, batch_size=batch_size,
                                   overwrite=overwrite, on_chunk=on_chunk, manifest_extra=manifest_extra,
                                   sampler=sampler)

@@ -2,13 +2,14 @@
 
 bench/solvers.py measures the samplers with exact drifts; this measures what a user sees: the
 demo's model of statsmodels' ``fair`` (the demo's settings, ``omegabridge.demos.tables``)
-trained once on the 80% split, then sampled with each (solver, steps, grid) for as many rows
+trained once on the 80% split per training-times setting (``--times``: the grid times of its
+200 steps, or continuous t in [0, 1)), then sampled with each (solver, steps, grid) for as many rows
 as the training split, with the same seed, and scored by ``metrics.evaluate`` against the
 held-out 20%: mean total variation of the discrete columns, Kolmogorov-Smirnov of the
 continuous one (``affairs``), pairwise association error, validity, and the sampling time.
 The training split itself, scored the same way, is the floor (``real (train)``).
 
-    python bench/few_step_tables.py                  # 6000 iterations: about 4 minutes on 2 cores
+    python bench/few_step_tables.py                  # 6000 iterations per model: about 6 minutes on 2 cores
     python bench/few_step_tables.py --iterations 300 --out /tmp/few   # a quick look
 
 Results: ``<out>/few-step-tables.md`` and ``.json``.
@@ -33,9 +34,9 @@ from omegabridge.tabular import TabularBridge, metrics
 
 #: (solver, steps, grid) sampled; the first is the default sampler the model was trained for.
 SAMPLERS = (
-    ("euler", 200, "t"), ("euler", 50, "t"), ("euler", 25, "t"), ("euler", 25, "s^3"),
+    ("euler", 200, "t"), ("euler", 50, "t"), ("euler", 25, "t"), ("euler", 50, "s^3"), ("euler", 25, "s^3"),
     ("bridge", 200, "t"), ("bridge", 50, "t"), ("bridge", 25, "t"), ("bridge", 50, "s"), ("bridge", 25, "s"),
-    ("bridge", 25, "s^3"), ("bridge", 10, "s^3"),
+    ("bridge", 50, "s^3"), ("bridge", 25, "s^3"), ("bridge", 10, "s^3"),
 )
 
 
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=DemoConfig.iterations)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--times", nargs="+", default=["grid", "continuous"], choices=["grid", "continuous"],
+                        help="training times of the models compared (one model each)")
     parser.add_argument("--rows", type=int, default=None, help="rows sampled per sampler (default: the training split's)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
@@ -50,53 +53,61 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     config = DemoConfig(iterations=args.iterations, seed=args.seed)
     train, test, _, _ = split_frame(load_fair(), args.seed)
-    model = TabularBridge(steps=config.steps, hidden=config.hidden, depth=config.depth,
-                          learning_rate=config.learning_rate, verbose=False, progress=False)
-    started = time.perf_counter()
-    model.fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size, seed=config.seed)
-    train_seconds = time.perf_counter() - started
     rows_sampled = len(train) if args.rows is None else args.rows
-    frames, seconds = {"real (train)": train}, {"real (train)": 0.0}
-    for solver, steps, grid in SAMPLERS:
-        name = f"{solver} {steps} {grid}"
+    rows, train_seconds = [], {}
+    for times in args.times:
+        model = TabularBridge(steps=config.steps, hidden=config.hidden, depth=config.depth, times=times,
+                              learning_rate=config.learning_rate, verbose=False, progress=False)
         started = time.perf_counter()
-        frames[name] = model.sample(rows_sampled, seed=args.seed, solver=solver, steps=steps, grid=grid).reset_index(drop=True)
-        seconds[name] = time.perf_counter() - started
-        print(f"{name}: {seconds[name]:.1f} s", flush=True)
-    result = metrics.evaluate(test, frames, discrete=model.schema.discrete_names(), seed=args.seed)
-    result = metrics.add_validity(result, model.schema, {k: v for k, v in frames.items() if k != "real (train)"})
-    rows = []
-    for name in frames:
+        model.fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size, seed=config.seed)
+        train_seconds[times] = time.perf_counter() - started
+        frames, seconds = {"real (train)": train}, {"real (train)": 0.0}
+        for solver, steps, grid in SAMPLERS:
+            name = f"{solver} {steps} {grid}"
+            started = time.perf_counter()
+            frames[name] = model.sample(rows_sampled, seed=args.seed, solver=solver, steps=steps,
+                                        grid=grid).reset_index(drop=True)
+            seconds[name] = time.perf_counter() - started
+            print(f"{times} times, {name}: {seconds[name]:.1f} s", flush=True)
+        result = metrics.evaluate(test, frames, discrete=model.schema.discrete_names(), seed=args.seed)
+        result = metrics.add_validity(result, model.schema, {k: v for k, v in frames.items() if k != "real (train)"})
         summary = result["summary"]
-        rows.append({"sampler": name, "evaluations": 0 if name == "real (train)" else int(name.split()[1]),
-                     "discrete_tv": summary[f"{name}_mean_fidelity_discrete"],
-                     "continuous_ks": summary[f"{name}_mean_fidelity_continuous"],
-                     "association_error": summary[f"{name}_association_error"],
-                     "validity": summary.get(f"{name}_rows_valid", float("nan")), "seconds": seconds[name]})
+        for name in frames:
+            if name == "real (train)" and rows:
+                continue  # the floor once
+            rows.append({"times": "-" if name == "real (train)" else times, "sampler": name,
+                         "evaluations": 0 if name == "real (train)" else int(name.split()[1]),
+                         "discrete_tv": summary[f"{name}_mean_fidelity_discrete"],
+                         "continuous_ks": summary[f"{name}_mean_fidelity_continuous"],
+                         "association_error": summary[f"{name}_association_error"],
+                         "validity": summary.get(f"{name}_rows_valid", float("nan")), "seconds": seconds[name]})
     argv = sys.argv[1:] if argv is None else list(argv)
     _write(out, rows, args, argv, train_seconds, len(train), len(test), rows_sampled)
     return 0
 
 
-def _write(out: Path, rows: list[dict], args, argv: list[str], train_seconds: float, train_rows: int, test_rows: int,
+def _write(out: Path, rows: list[dict], args, argv: list[str], train_seconds: dict, train_rows: int, test_rows: int,
            rows_sampled: int) -> None:
     command = " ".join(["python bench/few_step_tables.py", *argv])
     lines = [
         "# Few-step sampling with a trained network (fair)",
         "",
         f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()} "
-        f"({torch.get_num_threads()} threads): `{command}`. One `TabularBridge` (the demo's settings, "
-        f"{args.iterations} iterations, {train_seconds:.0f} s) trained on {train_rows} rows of fair, sampled "
+        f"({torch.get_num_threads()} threads): `{command}`. One `TabularBridge` per training-times setting (the "
+        f"demo's settings, {args.iterations} iterations; "
+        + ", ".join(f"{times}: {seconds:.0f} s" for times, seconds in train_seconds.items())
+        + f") trained on {train_rows} rows of fair, sampled "
         f"{rows_sampled} rows per sampler with seed {args.seed}; every statistic against the {test_rows} held-out "
         "rows (lower is better). `real (train)` is the training split itself: the floor. Evaluations = network "
-        "evaluations per row.",
+        "evaluations per row. Training times `grid`: the 200 grid times of the model's steps; `continuous`: "
+        "t uniform on [0, 1).",
         "",
-        "| sampler (solver, steps, grid) | evaluations | mean TV, discrete | KS, affairs | association error | valid rows | sampling s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| training times | sampler (solver, steps, grid) | evaluations | mean TV, discrete | KS, affairs | association error | valid rows | sampling s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         validity = "-" if row["validity"] != row["validity"] else f"{row['validity']:.0%}"
-        lines.append(f"| {row['sampler']} | {row['evaluations']} | {row['discrete_tv']:.4f} | {row['continuous_ks']:.4f} | "
+        lines.append(f"| {row['times']} | {row['sampler']} | {row['evaluations']} | {row['discrete_tv']:.4f} | {row['continuous_ks']:.4f} | "
                      f"{row['association_error']:.4f} | {validity} | {row['seconds']:.1f} |")
     atomic_write(str(out / "few-step-tables.md"), lambda temporary: open(temporary, "w").write("\n".join(lines) + "\n"))
     atomic_write(str(out / "few-step-tables.json"), lambda temporary: open(temporary, "w").write(json.dumps(rows, indent=1)))

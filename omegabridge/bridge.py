@@ -24,12 +24,19 @@ from omegabridge.core.schedules import Schedule, Table, for_reach
 from omegabridge.core.segments import membership
 from omegabridge.errors import DomainError, ModelOutputError
 from omegabridge.ops import cuda_graphs
-from omegabridge.solvers import BridgeSolver, check_posterior_variance, check_solver, log_signal_to_noise
+from omegabridge.solvers import BridgeSolver, check_posterior_variance, check_solver, domain_grid, log_signal_to_noise
 
 __all__ = ["Bridge"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOSS_WEIGHTS = ("none", "remaining", "remaining_squared")  # lambda(t) = 1, s, s^2
+#: How training draws each row's time: ``"grid"`` (one of the N grid times t_k, uniformly) or
+#: ``"continuous"`` (t uniform on [0, 1), so one model serves any sampler's grid and step count).
+TRAINING_TIMES = ("grid", "continuous")
+#: Continuous training times stop where s falls to this fraction of s_0: below it the loss
+#: target (x - m)/s is noise of variance ~1/s, and no grid of ``Schedule.grid`` ends lower for
+#: the step counts a few-step sampler uses (s^3 with 50 steps ends at 8e-6 s_0).
+MIN_TRAINED_REMAINING = 1e-6
 DEFAULT_STEPS = 1000
 
 
@@ -42,7 +49,9 @@ class Bridge:
             ``schedules.for_reach(domain.reach)`` = ``Exp(a=3, b=max(1, reach)^2)`` (``Exp(3, 1)``
             for unit-scale domains, ``Exp(3, 255^2)`` for 8-bit pixels).
         steps: number of time steps N (default 1000; a ``Table`` schedule fixes it itself).
-        grid: ``"t"`` (uniform in t), ``"beta"`` (uniform in beta(t)), or ``"s"`` / ``"s^RHO"`` (s_k = s_0 (1 - k/N)^RHO, for few steps; ``Schedule.grid``).
+        grid: ``"t"`` (uniform in t), ``"beta"`` (uniform in beta(t)), ``"s"`` / ``"s^RHO"`` (s_k = s_0 (1 - k/N)^RHO,
+            for few steps; ``Schedule.grid``), or ``"domain"``: the power RHO chosen from the domain's
+            spacings and the step count (``solvers.domain_grid``); ``grid`` holds the name it resolves to.
         start_std: gamma of a random start Z_0 ~ N(0, gamma^2 I); 0 starts at zeros.
 
     >>> import omegabridge as ob
@@ -66,9 +75,13 @@ class Bridge:
         if not isinstance(self.schedule, Schedule):
             raise TypeError(f"schedule must come from omegabridge.schedules, got {type(self.schedule).__name__}")
         if isinstance(self.schedule, Table):
-            self.time_grid = self.schedule.grid(steps, grid)
+            #: The grid's name, with ``"domain"`` resolved (``solvers.domain_grid``); a Table has its own grid.
+            self.grid = "t" if grid == "domain" else grid
+            self.time_grid = self.schedule.grid(steps, self.grid)
         else:
-            self.time_grid = self.schedule.grid(DEFAULT_STEPS if steps is None else steps, grid)
+            steps = DEFAULT_STEPS if steps is None else steps
+            self.grid = domain_grid(self.table, self.schedule, steps) if grid == "domain" and _is_steps(steps) else grid
+            self.time_grid = self.schedule.grid(steps, self.grid)
         self.start_std = float(start_std)
         if not math.isfinite(self.start_std) or self.start_std < 0:
             raise ValueError(f"start_std must be finite and >= 0, got {start_std!r}")
@@ -129,17 +142,21 @@ class Bridge:
         x: torch.Tensor,
         *,
         weight: str = "none",
+        times: str = "grid",
         generator: torch.Generator | None = None,
         backend: str = "auto",
     ) -> torch.Tensor:
-        """Mean over rows of lambda(t) || model(Z_t, t) - (x - m(Z_t, s)) / s ||^2, t drawn from the grid.
+        """Mean over rows of lambda(t) || model(Z_t, t) - (x - m(Z_t, s)) / s ||^2, t drawn per row.
 
         ``weight`` is lambda: ``"none"`` (1, the paper's), ``"remaining"`` (s) or
-        ``"remaining_squared"`` (s^2). Randomness comes from ``generator`` (or
-        torch's default generator), so ``torch.manual_seed`` makes a run repeatable.
+        ``"remaining_squared"`` (s^2). ``times``: ``"grid"`` draws t among the N grid times,
+        ``"continuous"`` uniformly on [0, 1) (``draw_times``). Randomness comes from ``generator``
+        (or torch's default generator), so ``torch.manual_seed`` makes a run repeatable.
         """
         check_loss_weight(weight)
-        return self.checked_loss(model, self.check_data(x), weight=weight, generator=generator, backend=backend)
+        check_training_times(times)
+        return self.checked_loss(model, self.check_data(x), weight=weight, times=times, generator=generator,
+                                 backend=backend)
 
     def checked_loss(
         self,
@@ -147,51 +164,72 @@ class Bridge:
         x: torch.Tensor,
         *,
         weight: str = "none",
+        times: str = "grid",
         generator: torch.Generator | None = None,
         backend: str = "auto",
     ) -> torch.Tensor:
-        """``loss`` on rows already returned by ``check_data`` and a ``weight`` already checked.
+        """``loss`` on rows already returned by ``check_data`` and a ``weight`` and ``times`` already checked.
 
         For training loops that validate their data set once (``fit`` does), so the
         membership check does not run again on every minibatch.
         """
-        index = torch.randint(0, self.steps, (x.shape[0],), generator=generator)
+        drawn = self.draw_times(x.shape[0], times, generator)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        return self.loss_at(model, x, index, seed, weight=weight, backend=backend)
+        return self.loss_at(model, x, drawn, seed, weight=weight, backend=backend)
+
+    def draw_times(self, rows: int, times: str = "grid", generator: torch.Generator | None = None) -> torch.Tensor:
+        """One training time per row, on the CPU: int64 grid indices (``times="grid"``) or float64 times t.
+
+        ``"continuous"`` draws t uniformly on [0, 1), with t held where s(t) reaches
+        ``MIN_TRAINED_REMAINING`` s_0, so the model learns the drift at every time a sampler
+        of any grid and step count asks for (``sample(..., steps=, grid=)`` on another bridge
+        of the same schedule).
+
+        >>> import omegabridge as ob
+        >>> bridge = ob.Bridge(ob.Binary(), steps=10)
+        >>> bridge.draw_times(3, "grid").dtype, bridge.draw_times(3, "continuous").dtype
+        (torch.int64, torch.float64)
+        """
+        check_training_times(times)
+        if times == "grid":
+            return torch.randint(0, self.steps, (rows,), generator=generator)
+        latest = float(self.schedule.beta_inverse(torch.tensor(self.time_grid.beta_end * (1.0 - MIN_TRAINED_REMAINING),
+                                                               dtype=torch.float64)))
+        return torch.rand(rows, generator=generator, dtype=torch.float64).clamp_(max=latest)
 
     def loss_at(
         self,
         model: Model,
         x: torch.Tensor,
-        time_index: torch.Tensor,
+        times: torch.Tensor,
         seed: int,
         *,
         row_offset: int = 0,
         weight: str = "none",
         backend: str = "auto",
     ) -> torch.Tensor:
-        """``checked_loss`` with the draws given: grid indices ``time_index`` (one per row, CPU int64)
-        and the noise ``seed``; row i's noise is row ``row_offset + i`` of the training stream.
+        """``checked_loss`` with the draws given: ``times`` (one per row, on the CPU: int64 grid
+        indices, or floating times t in [0, 1), ``draw_times``) and the noise ``seed``; row i's
+        noise is row ``row_offset + i`` of the training stream.
 
-        For data-parallel training: every rank draws the whole global batch's indices and
+        For data-parallel training: every rank draws the whole global batch's times and
         seed, and takes its slice with its ``row_offset``, so the ranks' rows see exactly
         the times and noise a single process would give them.
         """
         device = x.device
-        index = time_index.to(device="cpu", dtype=torch.int64)
-        remaining_float64 = self.time_grid.remaining[index]
+        t_float64, remaining_float64, mean_scale, noise_variance = self._training_times(times)
         remaining = remaining_float64.to(torch.float32).to(device)
         z_t, target = ops.bridge_target(
             x,
             self.table,
-            mean_scale=self._mean_scale[index].to(torch.float32).to(device),
-            noise_scale=self._noise_variance[index].sqrt().to(torch.float32).to(device),
+            mean_scale=mean_scale.to(torch.float32).to(device),
+            noise_scale=noise_variance.sqrt().to(torch.float32).to(device),
             remaining=remaining,
             seed=seed,
             row_offset=row_offset,
             backend=backend,
         )
-        t = self.time_grid.t[index].to(torch.float32).to(device)
+        t = t_float64.to(torch.float32).to(device)
         drift = model(z_t, t)
         _check_model_output(drift, z_t, "in loss()")
         squared = ((drift.to(torch.float32) - target) ** 2).sum(dim=1)
@@ -200,6 +238,30 @@ class Bridge:
         elif weight == "remaining_squared":
             squared = squared * (remaining_float64**2).to(torch.float32).to(device)
         return squared.mean()
+
+    def _training_times(self, times: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(t, s, mean scale c, noise variance v), float64 on the CPU, for grid indices or times t."""
+        if not isinstance(times, torch.Tensor) or times.dim() != 1:
+            raise TypeError(f"times must be a 1-d tensor of grid indices or times t, got "
+                            f"{type(times).__name__ if not isinstance(times, torch.Tensor) else tuple(times.shape)}")
+        if not times.dtype.is_floating_point:
+            index = times.to(device="cpu", dtype=torch.int64)
+            if index.numel() and not (0 <= int(index.min()) and int(index.max()) < self.steps):
+                raise ValueError(f"times: grid indices must be in [0, {self.steps}), got {int(index.min())}..{int(index.max())}")
+            return (self.time_grid.t[index], self.time_grid.remaining[index], self._mean_scale[index],
+                    self._noise_variance[index])
+        t = times.to(device="cpu", dtype=torch.float64)
+        if not bool(((t >= 0) & (t < 1)).all()):
+            raise ValueError("times: continuous times t must lie in [0, 1) (at t = 1 no noise is left to learn from)")
+        beta_end = self.time_grid.beta_end
+        beta = self.schedule.beta(t)
+        remaining = beta_end - beta
+        if not bool((remaining > 0).all()):
+            raise ValueError("times: some t is so close to 1 that s(t) = beta(1) - beta(t) rounds to 0; "
+                             "draw them with draw_times")
+        # The x-bridge marginal at time t (bridge-math.md section 4), as at the grid points.
+        return (t, remaining, beta / beta_end,
+                beta * remaining / beta_end + (remaining / beta_end) ** 2 * self.start_std**2)
 
     @torch.no_grad()
     def posterior_variance(
@@ -405,7 +467,19 @@ class Bridge:
         return x
 
     def __repr__(self) -> str:
-        return f"Bridge({self.domain!r}, {self.schedule!r}, steps={self.steps})"
+        grid = "" if self.grid == "t" else f", grid={self.grid!r}"
+        return f"Bridge({self.domain!r}, {self.schedule!r}, steps={self.steps}{grid})"
+
+
+def _is_steps(steps) -> bool:
+    """Whether ``steps`` is an integer ``Schedule.grid`` may take (it names the problem otherwise)."""
+    return not isinstance(steps, bool) and isinstance(steps, int) and steps >= 2
+
+
+def check_training_times(times: str) -> None:
+    """``ValueError`` unless ``times`` is one of ``TRAINING_TIMES``."""
+    if times not in TRAINING_TIMES:
+        raise ValueError(f"times must be one of {TRAINING_TIMES}, got {times!r}")
 
 
 def check_loss_weight(weight: str) -> None:

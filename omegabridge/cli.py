@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--steps", type=_integer("steps", 2), default=None, metavar="N",
                         help="time steps of the sampler (default: the model's own)")
     sample.add_argument("--grid", default="t", metavar="GRID",
-                        help="time grid: t (default), beta, s or s^RHO (steps spaced in the remaining variance)")
+                        help="time grid: t (default), beta, s or s^RHO (steps spaced in the remaining variance), "
+                             "or domain (the power chosen from the columns' spacings)")
     sample.add_argument("--overwrite", action="store_true",
                         help="replace an existing output (and discard an unfinished OUT.partial of another job)")
     _device(sample)

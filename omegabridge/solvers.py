@@ -36,7 +36,8 @@ import torch
 from omegabridge import ops
 from omegabridge.core import noise
 
-__all__ = ["SOLVERS", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance", "log_signal_to_noise"]
+__all__ = ["SOLVERS", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance",
+           "domain_grid", "log_signal_to_noise"]
 
 SOLVERS = ("euler", "bridge")
 #: Largest posterior variance accepted: (1e-2 * ops.MAX_STATE)^2, so ten standard deviations of it stay in range.
@@ -54,6 +55,49 @@ def check_solver(solver) -> str:
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     return solver
+
+
+#: The ``"domain"`` grid's last s on a discrete factor: (spacing / 5)^2, where the exact last step
+#: puts all but 1e-6 of a point's mass on it (a spread of 1/5 of the spacing is 2.5 sd to the midpoint).
+DISCRETE_LAST_SPREAD = 0.2
+#: Its power on continuous factors: s^3, the best of the measured powers on the interval and
+#: half-line targets at 25 and 50 steps (bench/results/solvers.md).
+CONTINUOUS_GRID_POWER = 3.0
+
+
+def domain_grid(table, schedule, steps: int) -> str:
+    """The ``"domain"`` grid as an ``"s^RHO"`` name: s_k = s_0 (1 - k/N)^RHO with RHO from the domain.
+
+    On discrete factors (lattice, binary, categorical) the last s, s_0 / N^RHO, is set to
+    (``DISCRETE_LAST_SPREAD`` x the finest spacing)^2: the lattice decisions are made while s
+    falls through the spacing squared, and a smaller last s spends steps where nothing is
+    decided. So RHO = log(s_0 / s_last) / log N, at least 1 (uniform in s, the ``"beta"`` grid,
+    when s_0 is already near the spacing squared) and at most 8 (8-bit pixels at 10 steps ask 6.2).
+    Made for few steps (10 to 50, where bench/results/solvers.md measures it). Continuous factors (real, interval, half-line,
+    sphere) want their last spread far below any scale of theirs and take ``CONTINUOUS_GRID_POWER``;
+    a mixed row takes the largest power of its factors.
+
+    >>> import omegabridge as ob
+    >>> domain_grid(ob.Lattice(0, 9).segment_table(), ob.schedules.Exp(3.0, 1.0), 25)
+    's^1'
+    >>> domain_grid(ob.Interval(0, 1).segment_table(), ob.schedules.Exp(3.0, 1.0), 25)
+    's^3'
+    """
+    from omegabridge.core.segments import Kind
+
+    s_0 = float(schedule.beta(torch.tensor(1.0, dtype=torch.float64)))
+    rho = 1.0
+    for segment in table.segments:
+        if segment.kind in (Kind.LATTICE, Kind.BINARY, Kind.CATEGORICAL):
+            spacing = segment.step if segment.kind == Kind.LATTICE else 1.0
+            last = (DISCRETE_LAST_SPREAD * spacing) ** 2
+            rho = max(rho, math.log(max(s_0 / last, 1.0)) / math.log(steps))
+        else:
+            rho = max(rho, CONTINUOUS_GRID_POWER)
+    # Two decimals keep one spelling per grid; grid_power's range and the float64 floor of Schedule.grid
+    # (s_last >= 1e-14 s_0) bound it from above.
+    rho = min(rho, 8.0, 14.0 / math.log10(steps))
+    return f"s^{math.floor(rho * 100) / 100:g}"
 
 
 def check_posterior_variance(variance, steps: int, width: int, solver: str) -> torch.Tensor | None:

@@ -24,7 +24,7 @@ import torch
 
 from omegabridge.training import distributed
 from omegabridge.core import schedules
-from omegabridge.bridge import Bridge
+from omegabridge.bridge import Bridge, check_training_times
 from omegabridge.models import DriftMLP
 from omegabridge.errors import CheckpointError
 from omegabridge.tabular.checkpoint import read_checkpoint, write_checkpoint
@@ -34,7 +34,7 @@ from omegabridge.errors import SchemaError
 from omegabridge.training.trainer import Trainer
 from omegabridge.errors import NotFittedError
 from omegabridge.files import output_lock, refuse_existing
-from omegabridge.solvers import check_solver
+from omegabridge.solvers import check_solver, domain_grid
 
 __all__ = ["TabularBridge"]
 
@@ -47,8 +47,10 @@ class TabularBridge:
         schedule: an ``ob.schedules`` schedule; default ``Exp(a=3, b=16)``: its spread
             (sd 3.9 at the end) covers the encoded extent of every column (``encoding.EXTENT``).
         hidden, depth: size of the default ``DriftMLP``.
-        learning_rate, weight, ema_decay: passed to ``omegabridge.Trainer``; with an
+        learning_rate, weight, times, ema_decay: passed to ``omegabridge.Trainer``; with an
             ``ema_decay`` the moving average of the weights is the model kept and sampled.
+            ``times="continuous"`` trains on every t in [0, 1), for samplers with other step
+            counts and grids than ``steps``; ``"grid"`` on the ``steps`` grid times only.
         device: where training and sampling run (``"cpu"`` or a CUDA device; under
             torchrun ``"cuda"`` means each worker's own GPU).
         verbose: print the schema and a summary at ``fit``; ``log`` is the printing function.
@@ -64,6 +66,7 @@ class TabularBridge:
         depth: int = 3,
         learning_rate: float = 3e-3,
         weight: str = "remaining",
+        times: str = "grid",
         ema_decay: float | None = None,
         device: str = "cpu",
         verbose: bool = True,
@@ -77,7 +80,8 @@ class TabularBridge:
         if not isinstance(self.schedule, schedules.Schedule):
             raise TypeError(f"schedule must come from omegabridge.schedules, got {type(self.schedule).__name__}")
         self.hidden, self.depth = hidden, depth
-        self.learning_rate, self.weight, self.ema_decay = learning_rate, weight, ema_decay
+        check_training_times(times)
+        self.learning_rate, self.weight, self.times, self.ema_decay = learning_rate, weight, times, ema_decay
         self.device = distributed.device_for_rank(device)
         self.verbose, self.progress, self.log = verbose, progress, log
         self.schema: Schema | None = None
@@ -134,7 +138,7 @@ class TabularBridge:
             self.log(f"domain of width {self.bridge.width}: {describe_factors(self.encoder.domain)}")
         trainer = Trainer(
             self.bridge, self.model, batch_size=batch_size, learning_rate=self.learning_rate, weight=self.weight,
-            ema_decay=self.ema_decay, checkpoint=checkpoint, checkpoint_every=checkpoint_every, seed=seed,
+            times=self.times, ema_decay=self.ema_decay, checkpoint=checkpoint, checkpoint_every=checkpoint_every, seed=seed,
             hooks=hooks, progress=self.progress and distributed.is_main(), log=self.log,
         )
         losses = trainer.fit(x, iterations, resume=resume)
@@ -179,6 +183,8 @@ class TabularBridge:
         check_solver(solver)
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 2):
             raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+        if grid == "domain":  # resolved here, so "domain" and the power it names are one job
+            grid = domain_grid(self.bridge.table, self.schedule, self.steps if steps is None else steps)
         rho = schedules.grid_power(grid)  # ValueError naming a bad grid
         return {"solver": solver, "steps": None if steps == self.steps else steps,
                 "grid": grid if rho is None else f"s^{rho:g}"}
@@ -251,7 +257,8 @@ class TabularBridge:
             "bridge": {"steps": self.steps, "schedule": schedules_to_dict(self.schedule)},
             "model": {
                 "hidden": self.hidden, "depth": self.depth,
-                "learning_rate": self.learning_rate, "weight": self.weight, "ema_decay": self.ema_decay,
+                "learning_rate": self.learning_rate, "weight": self.weight, "times": self.times,
+                "ema_decay": self.ema_decay,
             },
             "weights": self.model.state_dict(),  # write_checkpoint detaches them to the CPU
             "training": self.training,
@@ -275,6 +282,7 @@ class TabularBridge:
                 depth=int(model_settings["depth"]),
                 learning_rate=float(model_settings["learning_rate"]),
                 weight=str(model_settings["weight"]),
+                times=str(model_settings.get("times", "grid")),  # checkpoints from before "times": grid
                 ema_decay=model_settings.get("ema_decay"),
                 device=device,
                 verbose=verbose,

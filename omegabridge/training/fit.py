@@ -27,6 +27,7 @@ def fit(
     batch_size: int = 512,
     learning_rate: float = 5e-3,
     weight: str = "remaining",
+    times: str = "grid",
     clip: float = 1.0,
     seed: int = 0,
     progress: bool = True,
@@ -45,12 +46,12 @@ def fit(
     path-space KL divergence between the learned and the ideal process, which
     bounds the sample's error. On a lattice + categorical toy ``DriftMLP`` reached
     lattice TV ~0.03 with it, ~0.05 with ``"none"`` (categorical TV 0.03) and only
-    ~0.24 with ``"remaining_squared"``.
+    ~0.24 with ``"remaining_squared"``. ``times`` is ``Trainer``'s: ``"grid"`` or ``"continuous"``.
 
     Raises ``ValueError`` for a non-positive ``iterations``, ``batch_size`` or
-    ``learning_rate``, a negative ``clip`` or an unknown ``weight``, and
+    ``learning_rate``, a negative ``clip``, an unknown ``weight`` or ``times``, and
     ``omegabridge.DomainError`` when a row of ``data`` lies outside the domain.
     """
-    trainer = Trainer(bridge, model, batch_size=batch_size, learning_rate=learning_rate, weight=weight, clip=clip,
-                      seed=seed, progress=progress)
+    trainer = Trainer(bridge, model, batch_size=batch_size, learning_rate=learning_rate, weight=weight, times=times,
+                      clip=clip, seed=seed, progress=progress)
     return trainer.fit(data, iterations)

@@ -41,7 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from omegabridge.training import distributed
-from omegabridge.bridge import check_loss_weight
+from omegabridge.bridge import check_loss_weight, check_training_times
 from omegabridge.checksums import state_sha256
 from omegabridge.files import atomic_write, output_lock, remove_temporaries
 from omegabridge.errors import TrainingCheckpointError
@@ -87,6 +87,9 @@ class Trainer:
         learning_rate: Adam's peak learning rate.
         warmup: iterations of linear warmup from 0; then a cosine decay to 0 at the end.
         weight: the loss weight lambda(t): ``"none"``, ``"remaining"`` (default) or ``"remaining_squared"``.
+        times: each row's training time: ``"grid"`` (one of the bridge's N grid times) or
+            ``"continuous"`` (t uniform on [0, 1): the model then serves any sampler's grid
+            and step count; ``Bridge.draw_times``).
         clip: gradient-norm clipping threshold (0: no clipping).
         ema_decay: decay of the moving average of the weights (``None``: no EMA).
             ``averaged_model`` is the EMA model when there is one.
@@ -111,6 +114,7 @@ class Trainer:
         learning_rate: float = 3e-3,
         warmup: int = 0,
         weight: str = "remaining",
+        times: str = "grid",
         clip: float = 1.0,
         ema_decay: float | None = None,
         precision: str = "auto",
@@ -142,12 +146,13 @@ class Trainer:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         check_loss_weight(weight)
+        check_training_times(times)
         for hook in hooks:
             if not callable(hook):
                 raise TypeError(f"hooks must be callables taking a TrainingRecord, got {type(hook).__name__}")
         self.bridge, self.model = bridge, model
         self.batch_size, self.learning_rate, self.warmup = batch_size, float(learning_rate), warmup
-        self.weight, self.clip, self.ema_decay = weight, float(clip), ema_decay
+        self.weight, self.times, self.clip, self.ema_decay = weight, times, float(clip), ema_decay
         self.checkpoint, self.checkpoint_every, self.seed = checkpoint, checkpoint_every, seed
         self.hooks, self.log_every, self.progress, self.backend = list(hooks), log_every, progress, backend
         self.log = log
@@ -225,10 +230,10 @@ class Trainer:
                    desc="training", unit="it")
         try:
             while self.iteration < iterations:
-                rows, time_index, noise_seed = self.draws(self.iteration)
-                rows, time_index = rows[first_row:first_row + share], time_index[first_row:first_row + share]
+                rows, times, noise_seed = self.draws(self.iteration)
+                rows, times = rows[first_row:first_row + share], times[first_row:first_row + share]
                 with autocast:
-                    loss = self.bridge.loss_at(trained, data[rows.to(self.device)], time_index, noise_seed,
+                    loss = self.bridge.loss_at(trained, data[rows.to(self.device)], times, noise_seed,
                                                row_offset=first_row, weight=self.weight, backend=self.backend)
                 self._optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -265,11 +270,12 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------
     def draws(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Global minibatch ``iteration``: (row indices, grid time indices, noise seed), all on CPU.
+        """Global minibatch ``iteration``: (row indices, times, noise seed), all on CPU.
 
         The rows are positions ``iteration * batch_size ...`` of the stream of epochs, each
         epoch a permutation of the data seeded by (seed, epoch); a batch may span two
-        epochs. The times and the seed come from a generator seeded by (seed, iteration).
+        epochs. The times (grid indices or times t, per ``times``; ``Bridge.draw_times``) and
+        the seed come from a generator seeded by (seed, iteration).
         """
         rows_total = self._data_rows
         positions = torch.arange(iteration * self.batch_size, (iteration + 1) * self.batch_size, dtype=torch.int64)
@@ -279,9 +285,9 @@ class Trainer:
             chosen = epochs == epoch
             rows[chosen] = self._permutation(epoch)[offsets[chosen]]
         generator = _generator(self.seed, _ITERATION, iteration)
-        time_index = torch.randint(0, self.bridge.steps, (self.batch_size,), generator=generator)
+        times = self.bridge.draw_times(self.batch_size, self.times, generator)
         noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        return rows, time_index, noise_seed
+        return rows, times, noise_seed
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch not in self._permutations:
@@ -315,7 +321,7 @@ class Trainer:
         """The settings a resumed run must share with the run that wrote the checkpoint."""
         return {
             "batch_size": self.batch_size, "learning_rate": self.learning_rate, "warmup": self.warmup,
-            "weight": self.weight, "clip": self.clip, "ema_decay": self.ema_decay, "precision": self.precision,
+            "weight": self.weight, "times": self.times, "clip": self.clip, "ema_decay": self.ema_decay, "precision": self.precision,
             "seed": self.seed, "iterations": self.iterations, "steps": self.bridge.steps, "width": self.bridge.width,
         }
 
@@ -366,8 +372,9 @@ class Trainer:
                 raise TrainingCheckpointError(f"{path}: corrupt training checkpoint: its SHA-256 does not match the one it "
                                               f"records; the file was changed after it was written")
         restart = "pass resume=False (omegabridge fit: --restart) to start over"
-        differences = [f"{key} {state['settings'].get(key)!r} there, {value!r} here"
-                       for key, value in self.settings().items() if state["settings"].get(key) != value]
+        saved = {"times": "grid", **state["settings"]}  # checkpoints from before "times" trained on the grid
+        differences = [f"{key} {saved.get(key)!r} there, {value!r} here"
+                       for key, value in self.settings().items() if saved.get(key) != value]
         if differences:
             raise TrainingCheckpointError(f"{path} belongs to another run ({'; '.join(differences)}); {restart}")
         if state["data"] != {"rows": self._data_rows, "sha256": self._data_fingerprint}:

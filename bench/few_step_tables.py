@@ -37,6 +37,7 @@ SAMPLERS = (
     ("euler", 200, "t"), ("euler", 50, "t"), ("euler", 25, "t"), ("euler", 50, "s^3"), ("euler", 25, "s^3"),
     ("bridge", 200, "t"), ("bridge", 50, "t"), ("bridge", 25, "t"), ("bridge", 50, "s"), ("bridge", 25, "s"),
     ("bridge", 50, "s^3"), ("bridge", 25, "s^3"), ("bridge", 10, "s^3"),
+    ("bridge", 50, "domain"), ("bridge", 25, "domain"), ("bridge", 10, "domain"),
 )
 
 

@@ -45,7 +45,7 @@ import omegabridge as ob
 from omegabridge.files import atomic_write, save_figure
 from omegabridge.reference import oracle_drift
 
-GRIDS = ("t", "beta", "s", "s^3")
+GRIDS = ("t", "beta", "s", "s^3", "domain")
 SOLVERS = ("euler", "bridge", "bridge+variance")
 VARIANCE_ROWS = 4000
 

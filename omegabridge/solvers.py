@@ -57,25 +57,28 @@ def check_solver(solver) -> str:
     return solver
 
 
-#: The ``"domain"`` grid's last s on a discrete factor: (spacing / 5)^2, where the exact last step
-#: puts all but 1e-6 of a point's mass on it (a spread of 1/5 of the spacing is 2.5 sd to the midpoint).
+#: The ``"domain"`` grid's largest last s on a discrete factor: (spacing / 5)^2, where the exact last
+#: step puts all but 1e-6 of a centred point's mass on it (2.5 sd to the midpoint).
 DISCRETE_LAST_SPREAD = 0.2
-#: Its power on continuous factors: s^3, the best of the measured powers on the interval and
-#: half-line targets at 25 and 50 steps (bench/results/solvers.md).
-CONTINUOUS_GRID_POWER = 3.0
+#: The power on continuous factors, and on discrete ones whose s_0 is 16 spacings squared or more:
+#: s^3, the best measured power at 25 and 50 steps on the interval, half-line and mixed
+#: lattice x categorical targets (bench/results/solvers.md).
+GRID_POWER = 3.0
 
 
 def domain_grid(table, schedule, steps: int) -> str:
     """The ``"domain"`` grid as an ``"s^RHO"`` name: s_k = s_0 (1 - k/N)^RHO with RHO from the domain.
 
-    On discrete factors (lattice, binary, categorical) the last s, s_0 / N^RHO, is set to
-    (``DISCRETE_LAST_SPREAD`` x the finest spacing)^2: the lattice decisions are made while s
-    falls through the spacing squared, and a smaller last s spends steps where nothing is
-    decided. So RHO = log(s_0 / s_last) / log N, at least 1 (uniform in s, the ``"beta"`` grid,
-    when s_0 is already near the spacing squared) and at most 8 (8-bit pixels at 10 steps ask 6.2).
-    Made for few steps (10 to 50, where bench/results/solvers.md measures it). Continuous factors (real, interval, half-line,
-    sphere) want their last spread far below any scale of theirs and take ``CONTINUOUS_GRID_POWER``;
-    a mixed row takes the largest power of its factors.
+    A discrete factor (lattice, binary, categorical; spacing 1 but for a lattice's step)
+    decides between its points while s falls through the spacing squared. When s_0 is not far
+    above it (the ratio r = s_0 / spacing^2 near 1), the whole run is that decision and steps
+    uniform in s serve it best (RHO = 1, the ``"beta"`` grid); when s_0 is far above it, the
+    steps belong at small s: RHO = 1 + log_4 r, from 1 at r = 1 to ``GRID_POWER`` at r = 16. At
+    least the RHO whose last s, s_0 / N^RHO, is (``DISCRETE_LAST_SPREAD`` x spacing)^2, and at
+    most 8 (8-bit pixels at 10 steps ask 6.2). Continuous factors (real, interval, half-line,
+    sphere) want their last spread far below any scale of theirs and take ``GRID_POWER``; a
+    row takes the largest power of its factors. Fitted to the targets of bench/solvers.py at
+    10 to 50 steps, where bench/results/solvers.md measures it.
 
     >>> import omegabridge as ob
     >>> domain_grid(ob.Lattice(0, 9).segment_table(), ob.schedules.Exp(3.0, 1.0), 25)
@@ -90,10 +93,12 @@ def domain_grid(table, schedule, steps: int) -> str:
     for segment in table.segments:
         if segment.kind in (Kind.LATTICE, Kind.BINARY, Kind.CATEGORICAL):
             spacing = segment.step if segment.kind == Kind.LATTICE else 1.0
-            last = (DISCRETE_LAST_SPREAD * spacing) ** 2
-            rho = max(rho, math.log(max(s_0 / last, 1.0)) / math.log(steps))
+            ratio = s_0 / spacing**2
+            from_ratio = min(GRID_POWER, 1.0 + math.log(max(ratio, 1.0)) / math.log(4.0))
+            from_last = math.log(max(s_0 / (DISCRETE_LAST_SPREAD * spacing) ** 2, 1.0)) / math.log(steps)
+            rho = max(rho, from_ratio, from_last)
         else:
-            rho = max(rho, CONTINUOUS_GRID_POWER)
+            rho = max(rho, GRID_POWER)
     # Two decimals keep one spelling per grid; grid_power's range and the float64 floor of Schedule.grid
     # (s_last >= 1e-14 s_0) bound it from above.
     rho = min(rho, 8.0, 14.0 / math.log10(steps))

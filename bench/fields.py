@@ -94,7 +94,7 @@ def _per_element_force(domain, z: torch.Tensor, s: float) -> torch.Tensor:
 
 def measure(name: str, domain, rows: int, backend: str, repeats: int, device: str) -> dict:
     generator = torch.Generator().manual_seed(0)
-    bridge = ob.Bridge(domain, steps=STEPS)
+    bridge = ob.Bridge(domain, steps=STEPS, grid="t")
     table = bridge.table
     x = _data(domain, rows, generator)
     indices = [round(i * (STEPS - 2) / (STEP_INDICES - 1)) for i in range(STEP_INDICES)]

@@ -85,7 +85,7 @@ def draw(variant: str, bridge: ob.Bridge, model, rows: int, seed: int, device: t
         return per_column_sample(bridge, model, rows, seed, device)
     backend = "cuda" if variant == "cuda+graph" else variant
     return bridge.sample(model, rows, seed=seed, batch_size=rows, device=device, backend=backend,
-                         progress=False, cuda_graph=variant == "cuda+graph")
+                         progress=False, cuda_graph=variant == "cuda+graph", solver="euler")  # the graphed step
 
 
 @torch.no_grad()
@@ -171,8 +171,8 @@ def main(argv=None) -> list[dict]:
     torch.manual_seed(0)
     domain = adult_like()
     model = paper_mlp(domain.width).to(device).eval()
-    bridge = ob.Bridge(domain, steps=arguments.steps)
-    warm_up = ob.Bridge(domain, steps=4)
+    bridge = ob.Bridge(domain, steps=arguments.steps, grid="t")
+    warm_up = ob.Bridge(domain, steps=4, grid="t")
     tag = "gpu" if device.type == "cuda" else "cpu"
     header = (f"Device: {_device_name(device)}. {datetime.date.today()}. Adult-like layout "
               f"({arguments.rows} rows x {domain.width}), paper MLP (one hidden layer of 512), {arguments.steps} steps, seed "

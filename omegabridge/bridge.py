@@ -24,7 +24,7 @@ from omegabridge.core.schedules import Schedule, Table, for_reach
 from omegabridge.core.segments import membership
 from omegabridge.errors import DomainError, ModelOutputError
 from omegabridge.ops import cuda_graphs
-from omegabridge.solvers import BridgeSolver, check_posterior_variance, check_solver, domain_grid, log_signal_to_noise
+from omegabridge.solvers import DEFAULT_SOLVER, BridgeSolver, check_posterior_variance, check_solver, domain_grid, log_signal_to_noise
 
 __all__ = ["Bridge"]
 
@@ -33,11 +33,16 @@ LOSS_WEIGHTS = ("none", "remaining", "remaining_squared")  # lambda(t) = 1, s, s
 #: How training draws each row's time: ``"grid"`` (one of the N grid times t_k, uniformly) or
 #: ``"continuous"`` (t uniform on [0, 1), so one model serves any sampler's grid and step count).
 TRAINING_TIMES = ("grid", "continuous")
-#: Continuous training times stop where s falls to this fraction of s_0: below it the loss
-#: target (x - m)/s is noise of variance ~1/s, and no grid of ``Schedule.grid`` ends lower for
-#: the step counts a few-step sampler uses (s^3 with 50 steps ends at 8e-6 s_0).
-MIN_TRAINED_REMAINING = 1e-6
-DEFAULT_STEPS = 1000
+#: Continuous training times stop where s falls to this fraction of s_0: below it the loss target
+#: (x - m)/s is noise of variance ~1/s, and every grid ``domain_grid`` picks ends above it (the
+#: lowest, 8-bit pixels in 10 steps, at 6.5e-7 s_0).
+MIN_TRAINED_REMAINING = 1e-9
+#: Steps and grid of a ``Bridge`` made without them: with the default ``"bridge"`` solver, 250 steps on grid
+#: ``"t"`` reach with exact drifts what 1000 Euler steps did on lattice targets, not on continuous ones (W1
+#: 0.021 against 0.012 in an interval; bench/results/solvers-defaults/solvers.md), where grid ``"domain"``
+#: does better in 50. That grid is worse with trained networks (bench/results/few-step-tables.md), so "t" stays.
+DEFAULT_STEPS = 250
+DEFAULT_GRID = "t"
 
 
 class Bridge:
@@ -48,10 +53,11 @@ class Bridge:
         schedule: a schedule from ``ob.schedules``; by default one scaled to the domain,
             ``schedules.for_reach(domain.reach)`` = ``Exp(a=3, b=max(1, reach)^2)`` (``Exp(3, 1)``
             for unit-scale domains, ``Exp(3, 255^2)`` for 8-bit pixels).
-        steps: number of time steps N (default 1000; a ``Table`` schedule fixes it itself).
-        grid: ``"t"`` (uniform in t), ``"beta"`` (uniform in beta(t)), ``"s"`` / ``"s^RHO"`` (s_k = s_0 (1 - k/N)^RHO,
-            for few steps; ``Schedule.grid``), or ``"domain"``: the power RHO chosen from the domain's
-            spacings and the step count (``solvers.domain_grid``); ``grid`` holds the name it resolves to.
+        steps: number of time steps N (default ``DEFAULT_STEPS`` = 250; a ``Table`` schedule fixes it itself).
+        grid: ``"t"`` (uniform in t, the default), ``"beta"`` (uniform in beta(t)), ``"s"`` / ``"s^RHO"``
+            (s_k = s_0 (1 - k/N)^RHO, for few steps; ``Schedule.grid``), or ``"domain"``: the power RHO chosen
+            from the domain's spacings and the step count (``solvers.domain_grid``); ``grid`` holds the name
+            it resolves to.
         start_std: gamma of a random start Z_0 ~ N(0, gamma^2 I); 0 starts at zeros.
 
     >>> import omegabridge as ob
@@ -64,7 +70,7 @@ class Bridge:
         domain: Domain,
         schedule: Schedule | None = None,
         steps: int | None = None,
-        grid: str = "t",
+        grid: str = DEFAULT_GRID,
         start_std: float = 0.0,
     ):
         if not isinstance(domain, Domain):
@@ -149,8 +155,9 @@ class Bridge:
         """Mean over rows of lambda(t) || model(Z_t, t) - (x - m(Z_t, s)) / s ||^2, t drawn per row.
 
         ``weight`` is lambda: ``"none"`` (1, the paper's), ``"remaining"`` (s) or
-        ``"remaining_squared"`` (s^2). ``times``: ``"grid"`` draws t among the N grid times,
-        ``"continuous"`` uniformly on [0, 1) (``draw_times``). Randomness comes from ``generator``
+        ``"remaining_squared"`` (s^2). ``times``: ``"grid"`` (the default) draws t among the N grid
+        times, ``"continuous"`` uniformly on [0, 1), so the model serves any grid and step count
+        (``draw_times``). Randomness comes from ``generator``
         (or torch's default generator), so ``torch.manual_seed`` makes a run repeatable.
         """
         check_loss_weight(weight)
@@ -327,7 +334,7 @@ class Bridge:
         final: str = "exact",
         row_offset: int = 0,
         cuda_graph: bool = False,
-        solver: str = "euler",
+        solver: str | None = None,
         posterior_variance: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` rows (float32, flat layout, exactly in the domain).
@@ -351,11 +358,14 @@ class Bridge:
         graph, giving the same sample.
 
         ``solver`` picks the step between network evaluations (``omegabridge.solvers``):
-        ``"euler"`` (Euler-Maruyama, the default) or ``"bridge"`` (the Brownian bridge to the
-        data prediction with a second-order multistep correction; on most targets measured it
-        needs several times fewer steps for the same error, but not on every one,
-        bench/results/solvers.md), whose noise may add ``posterior_variance``, a (steps, width)
-        table from ``posterior_variance()``. Both end with the exact last step.
+        ``"bridge"`` (the default; the Brownian bridge to the data prediction with a
+        second-order multistep correction: with exact drifts and the ``"domain"`` grid it reaches
+        in 50 steps what Euler on grid ``"t"`` reaches in 200 on every target of
+        bench/results/solvers.md; with trained networks on grid ``"t"`` in 50 what Euler does in
+        200, bench/results/few-step-tables.md),
+        whose noise may add ``posterior_variance``, a (steps, width) table from
+        ``posterior_variance()``, or ``"euler"`` (Euler-Maruyama; the default under
+        ``cuda_graph=True``, the one step a graph captures). Both end with the exact last step.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -369,6 +379,8 @@ class Bridge:
             raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
         if model is not None and not callable(model):
             raise TypeError(f"model must be callable as model(z, t) or None, got {type(model).__name__}")
+        if solver is None:
+            solver = "euler" if cuda_graph else DEFAULT_SOLVER
         check_solver(solver)
         variance = check_posterior_variance(posterior_variance, self.steps, self.width, solver)
         device = ops.check_device(device)

@@ -31,7 +31,8 @@ from omegabridge.tabular.sample_parts import PARTIAL_SUFFIX
 from omegabridge.tabular.table_files import MAX_PARTS
 from omegabridge.errors import UsageError
 from omegabridge.files import output_lock
-from omegabridge.solvers import SOLVERS
+from omegabridge.bridge import TRAINING_TIMES
+from omegabridge.solvers import DEFAULT_SOLVER, SOLVERS
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -94,13 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--schema", metavar="FILE", help="JSON overrides of the inferred schema")
     fit.add_argument("--iterations", type=_integer("iterations", 1), default=6000, metavar="N", help="training iterations (default 6000)")
     fit.add_argument("--batch-size", type=_integer("batch size", 1), default=512, metavar="N", help="rows per iteration (default 512)")
-    fit.add_argument("--steps", type=_integer("steps", 2), default=200, metavar="N", help="time steps of the sampler (default 200)")
+    fit.add_argument("--steps", type=_integer("steps", 2), default=50, metavar="N", help="time steps of the sampler (default 50)")
     fit.add_argument("--seed", type=_integer("seed", 0, 2**63), default=0, metavar="N", help="seed (default 0)")
     fit.add_argument("--checkpoint-every", type=_integer("checkpoint interval", 1), default=500, metavar="N",
                      help="write the resumable training state MODEL.ckpt.partial every N iterations (default 500)")
     fit.add_argument("--restart", action="store_true",
                      help="ignore MODEL.ckpt.partial left by an interrupted run (default: resume from it)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing MODEL.ckpt (default: refuse it)")
+    fit.add_argument("--times", choices=TRAINING_TIMES, default="continuous",
+                     help="training times: continuous (default; the model serves any --steps and --grid at sampling) "
+                          "or grid (the --steps grid times only)")
     fit.add_argument("--ema-decay", type=_fraction("EMA decay"), default=None, metavar="D",
                      help="keep an exponential moving average of the weights (e.g. 0.999) and save it")
     _device(fit)
@@ -115,9 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=_integer("seed", 0, 2**64), default=0, metavar="N", help="seed (default 0)")
     sample.add_argument("--chunk-rows", type=_integer("chunk rows", 1), default=100_000, metavar="N",
                         help="rows per chunk and per part file (default 100000; bounds memory)")
-    sample.add_argument("--solver", choices=SOLVERS, default="euler",
-                        help="sampler: euler (default) or bridge (on most measured targets several times fewer steps for "
-                             "the same error; docs/math.md, Solvers)")
+    sample.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER,
+                        help="sampler: bridge (default; a quarter of Euler's steps for the same error, docs/math.md, "
+                             "Solvers) or euler")
     sample.add_argument("--steps", type=_integer("steps", 2), default=None, metavar="N",
                         help="time steps of the sampler (default: the model's own)")
     sample.add_argument("--grid", default="t", metavar="GRID",
@@ -253,7 +257,7 @@ def _fit_locked(args) -> int:
     frame = read_table(args.data)
     workers = f" on {distributed.world_size()} workers" if distributed.is_distributed() else ""
     say(f"read {args.data}: {len(frame)} rows, {len(frame.columns)} columns{workers}")
-    model = TabularBridge(steps=args.steps, ema_decay=args.ema_decay, device=args.device, progress=args.progress,
+    model = TabularBridge(steps=args.steps, times=args.times, ema_decay=args.ema_decay, device=args.device, progress=args.progress,
                           verbose=distributed.is_main())
     resume_file = args.output + PARTIAL_SUFFIX
     try:

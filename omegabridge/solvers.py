@@ -6,8 +6,8 @@ how they move the state from remaining variance s to s - delta, given the data p
 x_hat = m(z, s) + s f (the drift's estimate of E[X | Z = z], bridge-math section 3):
 
 * ``"euler"``: Euler-Maruyama, z + delta (x_hat - z)/s + sqrt(delta) xi (order 1/2 strong,
-  1 weak); the default, bit for bit what the fused ``ops.step`` computes.
-* ``"bridge"``: the Brownian bridge from z to the data prediction, which integrates the linear
+  1 weak); bit for bit what the fused ``ops.step`` computes.
+* ``"bridge"`` (the default, ``DEFAULT_SOLVER``): the Brownian bridge from z to the data prediction, which integrates the linear
   -z/s part of the drift exactly: mean z + (delta/s)(x_hat' - z), variance delta (s - delta)/s,
   plus (delta/s)^2 v_k where a posterior variance v (``Bridge.posterior_variance``) is given.
   x_hat' extrapolates the data prediction from the previous step's, in lambda = log SNR / 2, as
@@ -36,10 +36,13 @@ import torch
 from omegabridge import ops
 from omegabridge.core import noise
 
-__all__ = ["SOLVERS", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance",
+__all__ = ["SOLVERS", "DEFAULT_SOLVER", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance",
            "domain_grid", "log_signal_to_noise"]
 
 SOLVERS = ("euler", "bridge")
+#: The solver of ``Bridge.sample`` and ``TabularBridge.sample`` when none is named (measured in
+#: bench/results/solvers.md and bench/results/few-step-tables.md).
+DEFAULT_SOLVER = "bridge"
 #: Largest posterior variance accepted: (1e-2 * ops.MAX_STATE)^2, so ten standard deviations of it stay in range.
 MAX_VARIANCE = (1e-2 * ops.MAX_STATE) ** 2
 #: Largest multistep weight h / (2 h_prev): a grid whose step grows more than twofold falls back towards first order.

@@ -110,13 +110,22 @@ def test_every_sample_lies_in_the_domain_and_is_reproducible(solver):
     assert torch.equal(bridge.sample(model, n=20, seed=4, row_offset=30, progress=False, solver=solver), a[30:])
 
 
-def test_euler_by_name_is_the_default_sampler():
+def test_the_bridge_solver_is_the_default_sampler():
     bridge = ob.Bridge(_every_kind(), steps=6)
     model = _smooth_model(bridge.width)
     assert torch.equal(bridge.sample(model, n=40, seed=2, progress=False),
-                       bridge.sample(model, n=40, seed=2, progress=False, solver="euler"))
+                       bridge.sample(model, n=40, seed=2, progress=False, solver="bridge"))
     assert not torch.equal(bridge.sample(model, n=40, seed=2, progress=False),
-                           bridge.sample(model, n=40, seed=2, progress=False, solver="bridge"))
+                           bridge.sample(model, n=40, seed=2, progress=False, solver="euler"))
+    # Under cuda_graph=True the default is the Euler step a graph captures (off a GPU: no graph, a warning).
+    with pytest.warns(RuntimeWarning, match="cuda_graph"):
+        graphed = bridge.sample(model, n=40, seed=2, progress=False, cuda_graph=True)
+    assert torch.equal(graphed, bridge.sample(model, n=40, seed=2, progress=False, solver="euler"))
+
+
+def test_the_default_steps_and_grid_are_the_measured_ones():
+    bridge = ob.Bridge(ob.Binary())
+    assert (bridge.steps, bridge.grid) == (250, "t")
 
 
 def test_bridge_solver_agrees_across_cpu_backends():
@@ -196,7 +205,7 @@ def test_posterior_variance_batches_give_the_same_estimate():
     "kwargs, error, match",
     [
         (dict(solver="heun"), ValueError, "solver must be one of"),
-        (dict(solver=None), ValueError, "solver must be one of"),
+        (dict(solver=""), ValueError, "solver must be one of"),
         (dict(solver="euler", posterior_variance=torch.zeros(6, 2)), ValueError, "solver='bridge' only"),
         (dict(solver="bridge", posterior_variance=[[0.0]]), TypeError, "torch.Tensor"),
         (dict(solver="bridge", posterior_variance=torch.zeros(5, 2)), ValueError, r"\(steps, width\) = \(6, 2\)"),

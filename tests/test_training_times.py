@@ -242,6 +242,7 @@ def test_the_domain_grid_follows_its_rule(domain, schedule, spacing, steps):
     if ratio >= 16.0:
         assert rho >= 2.99
     assert 1.0 <= rho <= 8.0
+    assert last >= MIN_TRAINED_REMAINING * s_0  # continuous training reaches every domain grid's last time
     # Above cubic the power is the last-spread rule's: the last s sits at the fifth of the spacing
     # squared (within the rounding), no finer.
     if rho > 3.0:

@@ -72,7 +72,9 @@ class DemoConfig:
     iterations: int = 6000
     rows: int | None = None
     seed: int = 0
-    steps: int = 200
+    steps: int = 50  # with the bridge solver as close to held-out data as 200 Euler steps (bench/results/few-step-tables.md)
+    solver: str = "bridge"
+    times: str = "continuous"
     hidden: int = 256
     depth: int = 3
     batch_size: int = 512
@@ -103,13 +105,14 @@ def fit_and_sample(train, schema, config: DemoConfig, rows: int, log: Callable[[
 
     model = TabularBridge(
         steps=config.steps, hidden=config.hidden, depth=config.depth, learning_rate=config.learning_rate,
-        ema_decay=config.ema_decay, progress=config.progress, log=log,
+        times=config.times, ema_decay=config.ema_decay, progress=config.progress, log=log,
     )
     mark = time.perf_counter()
     model.fit(train, schema, iterations=config.iterations, batch_size=config.batch_size, seed=config.seed)
     seconds = {"train": time.perf_counter() - mark}
     mark = time.perf_counter()
-    synthetic = model.sample(rows, seed=config.seed, batch_size=config.sample_batch_size).reset_index(drop=True)
+    synthetic = model.sample(rows, seed=config.seed, batch_size=config.sample_batch_size,
+                             solver=config.solver).reset_index(drop=True)
     seconds["sample"] = time.perf_counter() - mark
     return model, synthetic, seconds
 

@@ -48,7 +48,9 @@ __all__ = ["PARTIAL_SUFFIX", "JOB_FILE", "part_rows", "worker_parts", "model_fin
 PARTIAL_SUFFIX = ".partial"
 JOB_FILE = "job.json"
 JOB_FORMAT = "omegabridge.sample-job"
-DEFAULT_SAMPLER = {"solver": "euler", "steps": None, "grid": "t"}
+#: What a job file without a "sampler" entry ran: Euler on the model's steps and grid "t", the only
+#: sampler before samplers were recorded. Every other sampler is recorded, so such jobs still resume.
+UNRECORDED_SAMPLER = {"solver": "euler", "steps": None, "grid": "t"}
 
 
 def part_rows(rows: int, chunk_rows: int) -> list[tuple[int, int]]:
@@ -99,8 +101,9 @@ def write_sample_parts(
     process when there is none); every worker calls this with the same arguments. Returns
     a summary: the final path, rows, this worker's parts and how many of them a previous
     run had already written (``resumed``). ``on_chunk(rows)`` follows this worker's progress.
-    ``sampler`` (``solver``, ``steps``, ``grid`` of ``TabularBridge.sample``) is recorded in the job
-    when it is not the default, so a resumed job cannot mix parts of two samplers.
+    ``sampler`` (``solver``, ``steps``, ``grid`` of ``TabularBridge.sample``; ``None``: Euler on the
+    model's own grid) is recorded in the job unless it is ``UNRECORDED_SAMPLER``, so a resumed job
+    cannot mix parts of two samplers.
     """
     for name, value, low in (("rows", rows, 1), ("chunk_rows", chunk_rows, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -116,10 +119,10 @@ def write_sample_parts(
     # Rank 0 holds OUT's lock for the whole job, for all its workers: a second job into OUT fails at once.
     with output_lock(final) if rank == 0 else contextlib.nullcontext():
         refuse_existing(final, overwrite)
-        sampler = dict(sampler or {})
+        sampler = dict(UNRECORDED_SAMPLER if not sampler else sampler)
         job = {"format": JOB_FORMAT, "rows": rows, "seed": seed, "chunk_rows": chunk_rows, "batch_size": batch_size,
                "model": model_fingerprint(model)}
-        if sampler and sampler != DEFAULT_SAMPLER:  # the default is left out: jobs written before it was recorded resume
+        if sampler != UNRECORDED_SAMPLER:
             job["sampler"] = sampler
         if rank == 0:
             _prepare_staging(staging, job, overwrite)

@@ -87,9 +87,9 @@ class Trainer:
         learning_rate: Adam's peak learning rate.
         warmup: iterations of linear warmup from 0; then a cosine decay to 0 at the end.
         weight: the loss weight lambda(t): ``"none"``, ``"remaining"`` (default) or ``"remaining_squared"``.
-        times: each row's training time: ``"grid"`` (one of the bridge's N grid times) or
-            ``"continuous"`` (t uniform on [0, 1): the model then serves any sampler's grid
-            and step count; ``Bridge.draw_times``).
+        times: each row's training time: ``"grid"`` (the default: one of the bridge's N grid
+            times) or ``"continuous"`` (t uniform on [0, 1), so the model serves any sampler's
+            grid and step count, at some cost in short runs: docs/math.md, Training); ``Bridge.draw_times``.
         clip: gradient-norm clipping threshold (0: no clipping).
         ema_decay: decay of the moving average of the weights (``None``: no EMA).
             ``averaged_model`` is the EMA model when there is one.

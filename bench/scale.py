@@ -108,7 +108,8 @@ def stream_trace(folder: str, rows: int) -> dict:
             print(f"stream: {done[0]:,} rows, RSS {resident:.0f} MiB, {time.perf_counter() - start:.0f} s", flush=True)
 
     out = os.path.join(folder, "stream")
-    model.sample_to(out, rows, seed=0, chunk_rows=100_000, on_chunk=on_chunk)
+    # The Euler sampler the committed results were measured with (docs/scale.md).
+    model.sample_to(out, rows, seed=0, chunk_rows=100_000, on_chunk=on_chunk, solver="euler")
     seconds = time.perf_counter() - start
     size = sum(os.path.getsize(os.path.join(out, name)) for name in os.listdir(out))
     return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds, "bytes_on_disk": size,
@@ -120,7 +121,7 @@ def sample_command(model: str, rows: int, out: str, workers: int, threads: int, 
     prefix = [sys.executable, "-m"] + (["torch.distributed.run", "--standalone", f"--nproc_per_node={workers}", "-m"]
                                         if workers > 1 else [])
     return prefix + ["omegabridge", "sample", model, "-n", str(rows), "-o", out, "--overwrite", "--no-progress",
-                     "--threads", str(threads), "--chunk-rows", str(chunk_rows), "--device", device]
+                     "--threads", str(threads), "--chunk-rows", str(chunk_rows), "--device", device, "--solver", "euler"]
 
 
 def bench_sampling(folder: str, quick: bool, device: str = "cpu") -> dict:

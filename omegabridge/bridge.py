@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Callable
@@ -99,9 +100,7 @@ class Bridge:
         beta_end = grid_values.beta_end
         beta = grid_values.beta[:-1]
         remaining = grid_values.remaining
-        # The x-bridge marginal at grid point k: Z_t = c_k x + sqrt(v_k) eps (bridge-math.md section 4).
-        self._mean_scale = beta / beta_end
-        self._noise_variance = beta * remaining / beta_end + (remaining / beta_end) ** 2 * self.start_std**2
+        self._mean_scale, self._noise_variance = self._marginal(beta, remaining)
         # lambda_k = log SNR / 2 at every grid point k = 0..N (the last one, s = 0, is +inf), for the bridge solver.
         self._log_snr = log_signal_to_noise(self._remaining + [0.0], beta_end)
 
@@ -200,9 +199,7 @@ class Bridge:
         check_training_times(times)
         if times == "grid":
             return torch.randint(0, self.steps, (rows,), generator=generator)
-        latest = float(self.schedule.beta_inverse(torch.tensor(self.time_grid.beta_end * (1.0 - MIN_TRAINED_REMAINING),
-                                                               dtype=torch.float64)))
-        return torch.rand(rows, generator=generator, dtype=torch.float64).clamp_(max=latest)
+        return torch.rand(rows, generator=generator, dtype=torch.float64).clamp_(max=self._latest_training_time)
 
     def loss_at(
         self,
@@ -260,15 +257,23 @@ class Bridge:
         t = times.to(device="cpu", dtype=torch.float64)
         if not bool(((t >= 0) & (t < 1)).all()):
             raise ValueError("times: continuous times t must lie in [0, 1) (at t = 1 no noise is left to learn from)")
-        beta_end = self.time_grid.beta_end
         beta = self.schedule.beta(t)
-        remaining = beta_end - beta
+        remaining = self.time_grid.beta_end - beta
         if not bool((remaining > 0).all()):
             raise ValueError("times: some t is so close to 1 that s(t) = beta(1) - beta(t) rounds to 0; "
                              "draw them with draw_times")
-        # The x-bridge marginal at time t (bridge-math.md section 4), as at the grid points.
-        return (t, remaining, beta / beta_end,
-                beta * remaining / beta_end + (remaining / beta_end) ** 2 * self.start_std**2)
+        return (t, remaining, *self._marginal(beta, remaining))
+
+    def _marginal(self, beta: torch.Tensor, remaining: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c, v) of the x-bridge marginal Z_t = c x + sqrt(v) eps at beta(t) and s(t) (bridge-math.md section 4)."""
+        beta_end = self.time_grid.beta_end
+        return beta / beta_end, beta * remaining / beta_end + (remaining / beta_end) ** 2 * self.start_std**2
+
+    @functools.cached_property
+    def _latest_training_time(self) -> float:
+        """The t where s(t) = ``MIN_TRAINED_REMAINING`` s_0: where continuous training times stop."""
+        return float(self.schedule.beta_inverse(torch.tensor(self.time_grid.beta_end * (1.0 - MIN_TRAINED_REMAINING),
+                                                             dtype=torch.float64)))
 
     @torch.no_grad()
     def posterior_variance(

@@ -35,6 +35,7 @@ import torch
 
 from omegabridge import ops
 from omegabridge.core import noise
+from omegabridge.core.segments import Kind
 
 __all__ = ["SOLVERS", "DEFAULT_SOLVER", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance",
            "domain_grid", "log_signal_to_noise"]
@@ -89,8 +90,6 @@ def domain_grid(table, schedule, steps: int) -> str:
     >>> domain_grid(ob.Interval(0, 1).segment_table(), ob.schedules.Exp(3.0, 1.0), 25)
     's^3'
     """
-    from omegabridge.core.segments import Kind
-
     s_0 = float(schedule.beta(torch.tensor(1.0, dtype=torch.float64)))
     rho = 1.0
     for segment in table.segments:

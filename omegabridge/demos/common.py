@@ -11,13 +11,15 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from omegabridge.errors import MissingDependencyError
 
 __all__ = [
     "INSTALL_HINT", "require_demo_dependencies", "load_fair", "load_digits", "split", "split_frame", "independent_baseline",
-    "independent_pixels", "digit_classifier", "digit_scores", "plot_digits",
+    "independent_pixels", "digit_classifier", "digit_scores", "plot_digits", "FieldDemoSampler",
 ]
 
 INSTALL_HINT = "pip install 'omegabridge[demo]'   (or: pip install statsmodels pandas scikit-learn pyarrow)"
@@ -155,3 +157,14 @@ def independent_pixels(images, count: int, seed: int) -> np.ndarray:
     images = np.asarray(images)
     columns = pd.DataFrame(images.reshape(len(images), -1))
     return independent_baseline(columns, count, seed).to_numpy().reshape((count,) + images.shape[1:])
+
+
+@dataclass(frozen=True)
+class FieldDemoSampler:
+    """The sampler and training times of a field demo (digits, segments, points): the ones its README
+    figures were measured with, Euler on grid t and a model trained at the grid times. The
+    library's defaults (the bridge solver, continuous times) are not yet measured on these demos."""
+
+    solver: str = "euler"
+    sampling_grid: str = "t"
+    times: str = "grid"

@@ -53,7 +53,7 @@ IMAGE_SHAPE = (1, 8, 8)
 
 
 @dataclass(frozen=True)
-class DigitsConfig:
+class DigitsConfig(common.FieldDemoSampler):
     """Everything the digits demo depends on; the defaults are the full run.
 
     ``schedule_b`` is b of the schedule ``Exp(3, b)``: the bridge's spread at the end is
@@ -71,12 +71,6 @@ class DigitsConfig:
     # the always-blank left column blank in 92% of the samples instead of 84%, but sampling
     # takes twice as long; 100 steps with 2000 iterations fit the few-minute budget.
     steps: int = 100
-    # The sampler and training times the README's figures were measured with (Euler on grid t, a model
-    # trained at the grid times); the library's defaults (the bridge solver, continuous times) are not
-    # yet measured on this demo.
-    solver: str = "euler"
-    sampling_grid: str = "t"
-    times: str = "grid"
     schedule_b: float = 256.0
     iterations: int = 2000
     batch_size: int = 64

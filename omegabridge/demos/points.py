@@ -29,6 +29,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from omegabridge.demos import common
+
 __all__ = ["PointsConfig", "POINTS_QUICK", "run_points", "independent_coordinates", "score_rows", "depth_image"]
 
 BASELINE = "independent coordinates"
@@ -36,7 +38,7 @@ REAL = "held-out real (train vs test)"
 
 
 @dataclass(frozen=True)
-class PointsConfig:
+class PointsConfig(common.FieldDemoSampler):
     """Everything the points demo depends on; the defaults are the full run.
 
     The schedule is ``Exp(schedule_a, schedule_b)`` (beta(t) = b (1 - e^{-a t})):
@@ -71,12 +73,6 @@ class PointsConfig:
     points: int = 512
     grid: int = 64
     steps: int = 50
-    # The sampler and training times the README's figures were measured with (Euler on grid t, a model
-    # trained at the grid times); the library's defaults (the bridge solver, continuous times) are not
-    # yet measured on this demo.
-    solver: str = "euler"
-    sampling_grid: str = "t"
-    times: str = "grid"
     iterations: int = 1200
     batch_size: int = 32
     learning_rate: float = 5e-3

@@ -19,13 +19,15 @@ from typing import Callable
 import numpy as np
 import torch
 
+from omegabridge.demos import common
+
 __all__ = ["SegmentsConfig", "SEGMENTS_QUICK", "run_segments", "independent_classes"]
 
 PALETTE = np.array([[135, 190, 235], [150, 110, 60], [250, 210, 40], [200, 50, 40], [40, 140, 60], [40, 80, 200]]) / 255
 
 
 @dataclass(frozen=True)
-class SegmentsConfig:
+class SegmentsConfig(common.FieldDemoSampler):
     """Everything the segments demo depends on; the defaults are the full run."""
 
     output: str = "omegabridge-demo"
@@ -33,12 +35,6 @@ class SegmentsConfig:
     test_maps: int = 400
     size: int = 32
     steps: int = 50
-    # The sampler and training times the README's figures were measured with (Euler on grid t, a model
-    # trained at the grid times); the library's defaults (the bridge solver, continuous times) are not
-    # yet measured on this demo.
-    solver: str = "euler"
-    sampling_grid: str = "t"
-    times: str = "grid"
     iterations: int = 600
     batch_size: int = 32
     learning_rate: float = 2e-3

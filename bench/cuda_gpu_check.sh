@@ -8,6 +8,9 @@
 #    use the prebuilt extensions if every source hash matches, else build them here for this GPU;
 # 2. the CUDA kernel tests, the CPU-vs-CUDA noise tests and the exact-law / oracle-drift checks
 #    on backend="cuda" (tests/test_kernel_contract.py, tests/test_cuda_kernels.py, tests/test_statistics.py -k cuda);
+#    then the worst error of the GPU's approximate noise instructions against float64 over all
+#    2^24 uniforms (tests/test_triton_kernels.py::test_noise_transforms_are_within_their_bound,
+#    its printed line goes into docs/noise.md);
 # 3. compute-sanitizer memcheck (torch's caching allocator off, so an access past a tensor is
 #    past its allocation) over the kernel tests of the mixed layout, the load paths and the
 #    noise (and the widest categorical), then racecheck over a few of them;
@@ -58,6 +61,10 @@ timeout "$(left 180)" python3 -m pytest -q $WORKERS -p no:cacheprovider -rfE --d
 echo "tests exit $?" | tee -a "$LOG"
 grep -E "[0-9]+ (passed|failed|error)" "$OUT/cuda-tests.log" | tail -1 | tee -a "$LOG"
 grep -E "^(FAILED|ERROR)" "$OUT/cuda-tests.log" | head -20 | tee -a "$LOG"
+
+phase "the GPU noise: approximate instructions against float64 (docs/noise.md) and the Triton noise tests"
+timeout "$(left 90)" python3 -m pytest -q -s -p no:cacheprovider -rfE -W ignore::UserWarning tests/test_triton_kernels.py \
+  -k "noise_transforms or lone_column or contract_stream" 2>&1 | grep -E "noise transforms on|passed|failed|Error" | tee -a "$LOG"
 
 phase "compute-sanitizer memcheck"
 SANITIZE=(tests/test_kernel_contract.py -k "cuda and not emulated and (mixed or categorical4096 or aligned or in_place or uniforms or reduced_precision or scheduled)")

@@ -51,7 +51,7 @@ def _bridge_signature(input_type: str, drift_type: str) -> dict:
         "remaining": "fp32", "increment": "fp32", "weight": "fp32", "seed_low": "i32", "seed_high": "i32", "step_index": "i32",
         "offset_low": "i32", "offset_high": "i32",
         "MODE": "constexpr", "HAS_DRIFT": "constexpr", "HAS_PREVIOUS": "constexpr", "KINDS": "constexpr",
-        "CLASSES": "constexpr", "ROWS_PER_PROGRAM": "constexpr", "TILE": "constexpr",
+        "CLASSES": "constexpr", "ROWS_PER_PROGRAM": "constexpr", "TILE": "constexpr", "WIDE_OFFSETS": "constexpr",
     }
 
 
@@ -104,11 +104,12 @@ def variants(quick: bool = False):
         plan = build_plan(table, "cpu")
         settings = bridge.launch_settings(torch.device("cuda"), plan)  # what a launch on a GPU would use
         common = {"KINDS": plan.kinds, "CLASSES": plan.classes, "ROWS_PER_PROGRAM": settings["ROWS_PER_PROGRAM"], "TILE": settings["TILE"]}
+        bridge_only = {"WIDE_OFFSETS": False}
         for mode, mode_name in ((bridge.STEP.value, "step"), (bridge.TARGET.value, "target"), (bridge.MEAN.value, "mean")):
-            yield name, f"{mode_name} f32", bridge.bridge_kernel, _bridge_signature("fp32", "fp32"), {"MODE": mode, "HAS_DRIFT": mode == 1, "HAS_PREVIOUS": False, **common}
-        yield name, "step bf16 drift", bridge.bridge_kernel, _bridge_signature("fp32", "bf16"), {"MODE": 1, "HAS_DRIFT": True, "HAS_PREVIOUS": False, **common}
-        yield name, "bridge step f32", bridge.bridge_kernel, _bridge_signature("fp32", "fp32"), {"MODE": bridge.BRIDGE_STEP.value, "HAS_DRIFT": True, "HAS_PREVIOUS": True, **common}
-        yield name, "target bf16 x", bridge.bridge_kernel, _bridge_signature("bf16", "fp32"), {"MODE": 2, "HAS_DRIFT": False, "HAS_PREVIOUS": False, **common}
+            yield name, f"{mode_name} f32", bridge.bridge_kernel, _bridge_signature("fp32", "fp32"), {"MODE": mode, "HAS_DRIFT": mode == 1, "HAS_PREVIOUS": False, **common, **bridge_only}
+        yield name, "step bf16 drift", bridge.bridge_kernel, _bridge_signature("fp32", "bf16"), {"MODE": 1, "HAS_DRIFT": True, "HAS_PREVIOUS": False, **common, **bridge_only}
+        yield name, "bridge step f32", bridge.bridge_kernel, _bridge_signature("fp32", "fp32"), {"MODE": bridge.BRIDGE_STEP.value, "HAS_DRIFT": True, "HAS_PREVIOUS": True, **common, **bridge_only}
+        yield name, "target bf16 x", bridge.bridge_kernel, _bridge_signature("bf16", "fp32"), {"MODE": 2, "HAS_DRIFT": False, "HAS_PREVIOUS": False, **common, **bridge_only}
         yield name, "final", final_step.final_step_kernel, _final_signature("fp32"), {"HAS_DRIFT": True, **common}
 
 

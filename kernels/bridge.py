@@ -22,10 +22,10 @@ import triton.language as tl
 
 from omegabridge.core.noise import NoiseAddress
 
-from . import philox, posterior
+from . import philox, posterior, special
 from .philox import STREAM_STEP, STREAM_TRAIN
 from .special import NEGATIVE_HUGE
-from .plan import FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, program_item
+from .plan import FIRST_ALIGNED_CLASS, FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, program_item
 
 
 MEAN = tl.constexpr(0)
@@ -35,8 +35,19 @@ BRIDGE_STEP = tl.constexpr(3)
 
 
 @triton.jit
+def _element_pointers(pointer, stride, rows, row0, columns, WIDE_OFFSETS: tl.constexpr):
+    """Pointers of a tile's elements: the trip's first row in 64-bit arithmetic once, the offsets
+    from it in 32 bits (fewer instructions per element); 64 bits throughout where the launch says
+    that ROWS_PER_PROGRAM x stride might not fit 31 bits."""
+    if WIDE_OFFSETS:
+        return pointer + rows.to(tl.int64) * stride + columns
+    else:
+        return (pointer + tl.cast(row0, tl.int64) * stride) + ((rows - row0) * stride + columns)
+
+
+@triton.jit
 def _row_scale(s_ptr, remaining, rows, row_mask, MODE: tl.constexpr):
-    """(s, sigma): the scalar of the step, or the per-row column (TILE rows x 1) of the other modes."""
+    """(s, sigma, 1/s): the scalar of the step, or the per-row column (TILE rows x 1) of the other modes."""
     if MODE == STEP or MODE == BRIDGE_STEP:
         s = remaining + tl.zeros(rows.shape, tl.float32)  # checked on the host
     else:
@@ -44,14 +55,16 @@ def _row_scale(s_ptr, remaining, rows, row_mask, MODE: tl.constexpr):
         # Per-row s is not checked on the host for GPU tensors (that would synchronise every
         # call): a row whose s is not finite and > 0 gets NaN in every output that depends on s.
         s = tl.where((s > 0.0) & (s < float("inf")), s, float("nan"))
-    return s, tl.sqrt_rn(s)
+    return s, special.square_root(s), special.reciprocal_of_normal(s)
 
 
 @triton.jit
-def _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask, row_mask, row_low, row_high,
-           seed_low, seed_high, step_index, first_column, MODE: tl.constexpr, BLOCK: tl.constexpr):
+def _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, row_low, row_high,
+           seed_low, seed_high, step_index, first_column, MODE: tl.constexpr, BLOCK: tl.constexpr,
+           WIDE_OFFSETS: tl.constexpr):
     """(v, x): the state the mean is taken at (z, or z_t = c x + sigma_t eps) and the data x (TARGET)."""
-    values = tl.load(input_ptr + rows.to(tl.int64) * input_stride + columns, mask=mask, other=0.0).to(tl.float32)
+    values = tl.load(_element_pointers(input_ptr, input_stride, rows, row0, columns, WIDE_OFFSETS), mask=mask,
+                     other=0.0).to(tl.float32)
     if MODE == TARGET:
         eps = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_TRAIN, first_column, BLOCK)
         c = tl.load(c_ptr + rows, mask=row_mask, other=0.0)
@@ -61,35 +74,35 @@ def _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask,
 
 
 @triton.jit
-def _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
+def _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
             drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight,
             seed_low, seed_high, step_index, first_column,
-            MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, BLOCK: tl.constexpr):
+            MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, BLOCK: tl.constexpr,
+            WIDE_OFFSETS: tl.constexpr):
     """Write the mode's outputs for one tile."""
-    rows64 = rows.to(tl.int64)
     if MODE == MEAN:
-        tl.store(out_ptr + rows64 * out_stride + columns, m, mask=mask)
+        tl.store(_element_pointers(out_ptr, out_stride, rows, row0, columns, WIDE_OFFSETS), m, mask=mask)
     elif MODE == STEP:
-        velocity = (m - v) / s
+        velocity = (m - v) * inverse_s
         if HAS_DRIFT:
-            velocity += tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+            velocity += tl.load(_element_pointers(drift_ptr, drift_stride, rows, row0, columns, WIDE_OFFSETS), mask=mask, other=0.0).to(tl.float32)
         xi = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP, first_column, BLOCK)
-        tl.store(out_ptr + rows64 * out_stride + columns, v + increment * velocity + tl.sqrt_rn(increment) * xi, mask=mask)
+        tl.store(_element_pointers(out_ptr, out_stride, rows, row0, columns, WIDE_OFFSETS), v + increment * velocity + tl.sqrt_rn(increment) * xi, mask=mask)
     elif MODE == BRIDGE_STEP:  # increment carries the fraction delta / s
         prediction = m
         if HAS_DRIFT:
-            prediction += s * tl.load(drift_ptr + rows64 * drift_stride + columns, mask=mask, other=0.0).to(tl.float32)
+            prediction += s * tl.load(_element_pointers(drift_ptr, drift_stride, rows, row0, columns, WIDE_OFFSETS), mask=mask, other=0.0).to(tl.float32)
         moved = prediction
         if HAS_PREVIOUS:
-            previous = tl.load(previous_ptr + rows64 * previous_stride + columns, mask=mask, other=0.0)
+            previous = tl.load(_element_pointers(previous_ptr, previous_stride, rows, row0, columns, WIDE_OFFSETS), mask=mask, other=0.0)
             moved = prediction + weight * (prediction - previous)
         spread = tl.load(spread_ptr + columns + 0 * rows, mask=mask, other=0.0)
         xi = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP, first_column, BLOCK)
-        tl.store(target_ptr + rows64 * target_stride + columns, prediction, mask=mask)
-        tl.store(out_ptr + rows64 * out_stride + columns, v + increment * (moved - v) + spread * xi, mask=mask)
+        tl.store(_element_pointers(target_ptr, target_stride, rows, row0, columns, WIDE_OFFSETS), prediction, mask=mask)
+        tl.store(_element_pointers(out_ptr, out_stride, rows, row0, columns, WIDE_OFFSETS), v + increment * (moved - v) + spread * xi, mask=mask)
     else:
-        tl.store(out_ptr + rows64 * out_stride + columns, v, mask=mask)
-        tl.store(target_ptr + rows64 * target_stride + columns, (x - m) / s, mask=mask)
+        tl.store(_element_pointers(out_ptr, out_stride, rows, row0, columns, WIDE_OFFSETS), v, mask=mask)
+        tl.store(_element_pointers(target_ptr, target_stride, rows, row0, columns, WIDE_OFFSETS), (x - m) * inverse_s, mask=mask)
 
 
 @triton.jit
@@ -99,13 +112,22 @@ def _tile_item(kind, start, end, first_row, rows_total,
                s_ptr, c_ptr, noise_scale_ptr, parameters_ptr, parameters_stride, quadrature_ptr,
                remaining, increment, weight, seed_low, seed_high, step_index, offset_low, offset_high,
                MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, KINDS: tl.constexpr,
-               IS_GROUP: tl.constexpr,
-               BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
-    """One item whose columns fit one tile width: element-wise columns, or one group per row."""
+               IS_GROUP: tl.constexpr, ALIGNED: tl.constexpr,
+               BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr, WIDE_OFFSETS: tl.constexpr):
+    """One item whose columns fit one tile width: element-wise columns, or one group per row.
+
+    ALIGNED: start and end are multiples of 4 (kernels/plan.py), written so that the compiler
+    sees it and moves whole blocks of four columns with 16-byte loads and stores."""
     SUB_ROWS: tl.constexpr = 1 if TILE < BLOCK else (TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM)
-    first_column = start - start % 4
+    if BLOCK == 1:
+        first_column = start  # a lone column (kernels/plan.py): the tile is that column
+    else:
+        first_column = (start // 4) * 4
     columns = first_column + tl.arange(0, BLOCK)[None, :]
-    column_mask = (columns >= start) & (columns < end)
+    if ALIGNED:
+        column_mask = columns < (end // 4) * 4
+    else:
+        column_mask = (columns >= start) & (columns < end)
     if not IS_GROUP:
         low = tl.load(parameters_ptr + columns, mask=column_mask, other=0.0)
         high = tl.load(parameters_ptr + parameters_stride + columns, mask=column_mask, other=1.0)
@@ -118,16 +140,16 @@ def _tile_item(kind, start, end, first_row, rows_total,
         row_mask = rows < last_row
         mask = row_mask & column_mask
         row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
-        s, sigma = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
-        v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask, row_mask, row_low, row_high,
-                      seed_low, seed_high, step_index, first_column, MODE, BLOCK)
+        s, sigma, inverse_s = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
+        v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, row_low, row_high,
+                      seed_low, seed_high, step_index, first_column, MODE, BLOCK, WIDE_OFFSETS)
         if IS_GROUP:
             m = posterior.group_mean(kind, v, s, mask, (end - start).to(tl.float32), KINDS)
         else:
             m = posterior.elementwise_mean(kind, v, low, high, step, inverse_step, last, s, sigma, mask, quadrature_ptr, KINDS)
-        _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
+        _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
                 drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight,
-                seed_low, seed_high, step_index, first_column, MODE, HAS_DRIFT, HAS_PREVIOUS, BLOCK)
+                seed_low, seed_high, step_index, first_column, MODE, HAS_DRIFT, HAS_PREVIOUS, BLOCK, WIDE_OFFSETS)
 
 
 @triton.jit
@@ -136,7 +158,8 @@ def _wide_group_item(kind, start, end, first_row, rows_total,
                      previous_ptr, previous_stride, spread_ptr, s_ptr, c_ptr, noise_scale_ptr,
                      remaining, increment, weight, seed_low, seed_high, step_index, offset_low, offset_high,
                      MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, KINDS: tl.constexpr,
-                     BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
+                     BLOCK: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr,
+                     WIDE_OFFSETS: tl.constexpr):
     """A group wider than the widest tile: pass 1 reduces over chunks (online softmax, or the squared
     norm of a sphere), pass 2 recomputes each chunk's state and writes it."""
     SUB_ROWS: tl.constexpr = 1 if TILE < BLOCK else (TILE // BLOCK if TILE // BLOCK < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM)
@@ -146,33 +169,33 @@ def _wide_group_item(kind, start, end, first_row, rows_total,
         rows = row0 + tl.arange(0, SUB_ROWS)[:, None]
         row_mask = rows < last_row
         row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
-        s, sigma = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
+        s, sigma, inverse_s = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
         top = tl.full((SUB_ROWS, 1), NEGATIVE_HUGE, tl.float32)
         total = tl.zeros((SUB_ROWS, 1), tl.float32)
         for chunk in range(first_column, end, BLOCK):
             columns = chunk + tl.arange(0, BLOCK)[None, :]
             mask = row_mask & (columns >= start) & (columns < end)
-            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask, row_mask, row_low,
-                          row_high, seed_low, seed_high, step_index, chunk, MODE, BLOCK)
+            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, row_low,
+                          row_high, seed_low, seed_high, step_index, chunk, MODE, BLOCK, WIDE_OFFSETS)
             if kind == posterior.CATEGORICAL:
                 new_top = tl.maximum(top, tl.max(tl.where(mask, v, NEGATIVE_HUGE), axis=1)[:, None])
-                weights = tl.where(mask, tl.exp((v - new_top) / s), 0.0)
-                total = total * tl.exp((top - new_top) / s) + tl.sum(weights, axis=1)[:, None]
+                weights = tl.where(mask, special.exp2_flushing_subnormals((v - new_top) * (posterior.LOG2E / s)), 0.0)
+                total = total * special.exp2_flushing_subnormals((top - new_top) * (posterior.LOG2E / s)) + tl.sum(weights, axis=1)[:, None]
                 top = new_top
             else:
                 total += tl.sum(tl.where(mask, v * v, 0.0), axis=1)[:, None]
         for chunk in range(first_column, end, BLOCK):
             columns = chunk + tl.arange(0, BLOCK)[None, :]
             mask = row_mask & (columns >= start) & (columns < end)
-            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, columns, mask, row_mask, row_low,
-                          row_high, seed_low, seed_high, step_index, chunk, MODE, BLOCK)
+            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, row_low,
+                          row_high, seed_low, seed_high, step_index, chunk, MODE, BLOCK, WIDE_OFFSETS)
             if kind == posterior.CATEGORICAL:
-                m = tl.exp((v - top) / s) / total
+                m = special.exp2_flushing_subnormals((v - top) * (posterior.LOG2E / s)) * (1.0 / total)
             else:
                 m = posterior.sphere_mean(v, s, (end - start).to(tl.float32), total)
-            _finish(v, x, m, s, rows, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
+            _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
                     drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight,
-                    seed_low, seed_high, step_index, chunk, MODE, HAS_DRIFT, HAS_PREVIOUS, BLOCK)
+                    seed_low, seed_high, step_index, chunk, MODE, HAS_DRIFT, HAS_PREVIOUS, BLOCK, WIDE_OFFSETS)
 
 
 @triton.jit(do_not_specialize=["rows_total", "item_count", "seed_low", "seed_high", "step_index", "offset_low", "offset_high"])
@@ -182,8 +205,9 @@ def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out
                   rows_total, item_count, remaining, increment, weight, seed_low, seed_high, step_index, offset_low,
                   offset_high, MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr,
                   KINDS: tl.constexpr, CLASSES: tl.constexpr,
-                  ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr):
-    """Mean, step or target of every factor of the layout; CLASSES and KINDS mask the branches compiled in."""
+                  ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr, WIDE_OFFSETS: tl.constexpr):
+    """Mean, step or target of every factor of the layout; CLASSES and KINDS mask the branches compiled in;
+    WIDE_OFFSETS: element offsets in 64 bits (row strides too large for 32-bit offsets within a program)."""
     kind, start, end, item_class, first_row = program_item(items_ptr, item_count, ROWS_PER_PROGRAM)
     # One branch per tile class of kernels/plan.py present in the layout, then the chunked wide groups.
     for index in tl.static_range(WIDE_CLASS):
@@ -194,7 +218,8 @@ def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out
                            s_ptr, c_ptr, noise_scale_ptr, parameters_ptr,
                            parameters_stride, quadrature_ptr, remaining, increment, weight, seed_low, seed_high, step_index,
                            offset_low, offset_high, MODE, HAS_DRIFT, HAS_PREVIOUS, KINDS, index >= FIRST_GROUP_CLASS.value,
-                           TILE_WIDTHS[index], ROWS_PER_PROGRAM, TILE)
+                           FIRST_ALIGNED_CLASS.value <= index < FIRST_GROUP_CLASS.value, TILE_WIDTHS[index],
+                           ROWS_PER_PROGRAM, TILE, WIDE_OFFSETS)
     if (CLASSES >> WIDE_CLASS.value) & 1:
         if item_class == WIDE_CLASS:
             _wide_group_item(kind, start, end, first_row, rows_total,
@@ -202,16 +227,16 @@ def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out
                              target_stride, previous_ptr, previous_stride, spread_ptr, s_ptr, c_ptr, noise_scale_ptr,
                              remaining, increment, weight, seed_low,
                              seed_high, step_index, offset_low, offset_high, MODE, HAS_DRIFT, HAS_PREVIOUS, KINDS,
-                             WIDE_TILE, ROWS_PER_PROGRAM, TILE)
+                             WIDE_TILE, ROWS_PER_PROGRAM, TILE, WIDE_OFFSETS)
 
 
 # Rows per program, elements per tile and warps on a GPU. TILE = 1024 with 4 warps keeps 8
-# elements of each live tensor per thread: the half-line step needs 72 registers and no
-# variant of the benchmark layouts spills (bench/triton_resources.py, sm_90); TILE = 2048
-# spills in the lattice target. A layout mixing kinds compiles every kind's branch into one
-# kernel, which needs more registers (184 for the Adult-like step): it runs with half the
-# tile. Measured on an H200 (bench/results/triton-gpu-h200.md, launch settings sweep): Adult-like
-# step 67 G el/s at TILE 512 vs 47 at 1024; half-line 146 vs 168; lattice K=256 81 vs 82.
+# elements of each live tensor per thread; of the benchmark layouts only the Adult-like target
+# spills, 16 bytes (bench/results/instructions-sm90.md); TILE = 2048 spilled in the lattice target. A layout
+# mixing kinds compiles every kind's branch into one kernel, which needs more registers: it
+# runs with half the tile. Measured on an H200 before the instruction diet
+# (bench/results/triton-gpu-h200.md, launch settings sweep): Adult-like step 67 G el/s at
+# TILE 512 vs 47 at 1024; half-line 146 vs 168; lattice K=256 81 vs 82.
 GPU_SETTINGS = {"ROWS_PER_PROGRAM": 256, "TILE": 1024, "num_warps": 4}
 MIXED_LAYOUT_TILE = 512
 # The interpreter runs each program as numpy calls: few, large programs are fastest.
@@ -268,6 +293,8 @@ def launch(mode: int, plan: Plan, inputs, *, out, drift=None, target=None, remai
     target_tensor = target if target is not None else out
     previous_tensor = previous if previous is not None else inputs
     unused = plan.quadrature  # a float32 tensor standing in for the per-row vectors a mode does not read
+    strides = [tensor.stride(0) for tensor in (inputs, drift_tensor, out, target_tensor, previous_tensor)]
+    wide_offsets = max(strides) * settings["ROWS_PER_PROGRAM"] >= 2**31
     bridge_kernel[grid](
         inputs, inputs.stride(0), drift_tensor, drift_tensor.stride(0), out, out.stride(0),
         target_tensor, target_tensor.stride(0), previous_tensor, previous_tensor.stride(0),
@@ -279,5 +306,5 @@ def launch(mode: int, plan: Plan, inputs, *, out, drift=None, target=None, remai
         rows, plan.items.shape[0], float(remaining), float(increment), float(weight),
         *address_words(address),
         MODE=mode, HAS_DRIFT=drift is not None, HAS_PREVIOUS=previous is not None, KINDS=plan.kinds, CLASSES=plan.classes,
-        **settings,
+        WIDE_OFFSETS=wide_offsets, **settings,
     )

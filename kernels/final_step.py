@@ -335,7 +335,7 @@ def final_step_kernel(z_ptr, z_stride, drift_ptr, drift_stride, out_ptr, out_str
                 _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
                            out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
                            seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, index >= FIRST_GROUP_CLASS.value,
-                           TILE_WIDTHS[index], ROWS_PER_PROGRAM, TILE)
+                           4 if TILE_WIDTHS[index] < 4 else TILE_WIDTHS[index], ROWS_PER_PROGRAM, TILE)  # a lone column: its block of 4
     if (CLASSES >> WIDE_CLASS.value) & 1:
         if item_class == WIDE_CLASS:
             _wide_categorical_item(start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .special import log, sincos_two_pi
+from .special import HARDWARE_MATH, noise_log, noise_sincos_two_pi, square_root
 
 PHILOX_M0 = tl.constexpr(0xD2511F53)
 PHILOX_M1 = tl.constexpr(0xCD9E8D57)
@@ -27,19 +27,31 @@ STREAM_VMF_FIRST = tl.constexpr(3)  # attempt i of the vMF loop: 3 + 3i, 4 + 3i,
 STREAM_TRAIN = tl.constexpr(0x8000)
 
 
+# (high, low) words of the 64-bit product in one mul.wide.u32 (one IMAD.WIDE on the GPU, where
+# mul.hi and mul.lo would be two instructions); the multipliers are immediates.
+_MUL_WIDE_M0 = tl.constexpr("{ .reg .b64 product; mul.wide.u32 product, $2, 0xD2511F53; mov.b64 {$1, $0}, product; }")
+_MUL_WIDE_M1 = tl.constexpr("{ .reg .b64 product; mul.wide.u32 product, $2, 0xCD9E8D57; mov.b64 {$1, $0}, product; }")
+
+
+@triton.jit
+def _multiply_wide(c, MULTIPLIER: tl.constexpr, INSTRUCTION: tl.constexpr):
+    """(high, low) 32-bit words of MULTIPLIER * c."""
+    if HARDWARE_MATH:
+        return tl.inline_asm_elementwise(INSTRUCTION, "=r,=r,r", [c], dtype=(tl.uint32, tl.uint32), is_pure=True, pack=1)
+    else:
+        m = tl.full(c.shape, MULTIPLIER, tl.uint32)
+        return tl.umulhi(m, c), m * c
+
+
 @triton.jit
 def philox4x32_10(c0, c1, c2, c3, k0, k1):
     """Ten Philox rounds on uint32 tensors (counter c0..c3, key k0, k1); returns the four words."""
-    m0 = tl.full(c0.shape, PHILOX_M0, tl.uint32)
-    m1 = tl.full(c0.shape, PHILOX_M1, tl.uint32)
     for round_index in tl.static_range(10):
         if round_index > 0:
             k0 = k0 + PHILOX_W0
             k1 = k1 + PHILOX_W1
-        hi0 = tl.umulhi(m0, c0)
-        lo0 = m0 * c0
-        hi1 = tl.umulhi(m1, c2)
-        lo1 = m1 * c2
+        hi0, lo0 = _multiply_wide(c0, PHILOX_M0, _MUL_WIDE_M0)
+        hi1, lo1 = _multiply_wide(c2, PHILOX_M1, _MUL_WIDE_M1)
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
     return c0, c1, c2, c3
 
@@ -87,11 +99,31 @@ def uniforms(seed_low, seed_high, step, row_low, row_high, stream, first_column,
 
 
 @triton.jit
+def _column_normal(seed_low, seed_high, step, row_low, row_high, stream, column):
+    """The normal of one column (rows x 1): the Box-Muller pair of its Philox block that holds it."""
+    zero = row_low * 0
+    c0, c1, c2, c3 = philox4x32_10(zero + (column // 4).to(tl.uint32), row_low,
+                                   (row_high | (tl.cast(stream, tl.uint32) << 16)) + zero,
+                                   zero + tl.cast(step, tl.uint32), zero + tl.cast(seed_low, tl.uint32),
+                                   zero + tl.cast(seed_high, tl.uint32))
+    word = column % 4
+    radius = square_root(-2.0 * noise_log(uniform(tl.where(word >= 2, c2, c0))))
+    sine, cosine = noise_sincos_two_pi(uniform(tl.where(word >= 2, c3, c1)))
+    return radius * tl.where(word % 2 == 1, sine, cosine)
+
+
+@triton.jit
 def normals(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK: tl.constexpr):
-    """Box-Muller normals of the tile, rows x BLOCK: column 2j gets r cos(2 pi u_{2j+1}), 2j+1 gets r sin."""
-    w0, w1, w2, w3 = words(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK)
-    radius_a = tl.sqrt_rn(-2.0 * log(uniform(w0)))
-    sin_a, cos_a = sincos_two_pi(uniform(w1))
-    radius_b = tl.sqrt_rn(-2.0 * log(uniform(w2)))
-    sin_b, cos_b = sincos_two_pi(uniform(w3))
-    return interleave(radius_a * cos_a, radius_a * sin_a, radius_b * cos_b, radius_b * sin_b, BLOCK)
+    """Box-Muller normals of the tile, rows x BLOCK: column 2j gets r cos(2 pi u_{2j+1}), 2j+1 gets r sin.
+
+    ``first_column`` is a multiple of 4, or (BLOCK = 1) the one column of the tile."""
+    if BLOCK == 1:
+        result = _column_normal(seed_low, seed_high, step, row_low, row_high, stream, first_column)
+    else:
+        w0, w1, w2, w3 = words(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK)
+        radius_a = square_root(-2.0 * noise_log(uniform(w0)))
+        sin_a, cos_a = noise_sincos_two_pi(uniform(w1))
+        radius_b = square_root(-2.0 * noise_log(uniform(w2)))
+        sin_b, cos_b = noise_sincos_two_pi(uniform(w3))
+        result = interleave(radius_a * cos_a, radius_a * sin_a, radius_b * cos_b, radius_b * sin_b, BLOCK)
+    return result

@@ -13,7 +13,7 @@ Example:
     >>> from omegabridge.kernels.plan import build_plan
     >>> plan = build_plan(ob.Product([ob.HalfLine(low=0.0), ob.Categorical(3)]).segment_table(), "cpu")
     >>> plan.items.tolist()
-    [[2, 0, 1, 0], [6, 1, 4, 2]]
+    [[2, 0, 1, 0], [6, 1, 4, 5]]
 """
 
 from __future__ import annotations
@@ -26,13 +26,22 @@ import triton.language as tl
 
 from omegabridge.core.segments import Kind, SegmentTable
 
-ELEMENTWISE_BLOCKS = (4, 16)  # classes 0, 1
-GROUP_BLOCKS = (8, 32, 64, 256, 1024)  # classes 2..6
-WIDE_GROUP_CLASS = len(ELEMENTWISE_BLOCKS) + len(GROUP_BLOCKS)  # class 7: chunks of WIDE_CHUNK
+# Class 0: a lone column (a tile one column wide, so no lane computes a masked-out column's mean:
+# a table's continuous columns often alternate kinds). Classes 1, 2: up to 4 and 16 columns.
+ELEMENTWISE_BLOCKS = (1, 4, 16)
+SINGLE_COLUMN_CLASS = 0
+# Classes 3, 4: pieces whose first and end columns are multiples of 4, so the kernel can prove
+# every Philox block of four columns whole and aligned and load and store it as one 16-byte
+# vector (bench/results/instructions-sm90.md).
+ALIGNED_BLOCKS = (4, 16)
+GROUP_BLOCKS = (8, 16, 32, 64, 256, 1024)  # classes 5..10
+FIRST_ALIGNED_CLASS_INDEX = len(ELEMENTWISE_BLOCKS)
+WIDE_GROUP_CLASS = len(ELEMENTWISE_BLOCKS) + len(ALIGNED_BLOCKS) + len(GROUP_BLOCKS)  # class 11: chunks of WIDE_CHUNK
 WIDE_CHUNK = 1024
 # The same, as constexprs for the kernels' class branches.
-TILE_WIDTHS = tl.constexpr(ELEMENTWISE_BLOCKS + GROUP_BLOCKS)
-FIRST_GROUP_CLASS = tl.constexpr(len(ELEMENTWISE_BLOCKS))
+TILE_WIDTHS = tl.constexpr(ELEMENTWISE_BLOCKS + ALIGNED_BLOCKS + GROUP_BLOCKS)
+FIRST_ALIGNED_CLASS = tl.constexpr(FIRST_ALIGNED_CLASS_INDEX)
+FIRST_GROUP_CLASS = tl.constexpr(len(ELEMENTWISE_BLOCKS) + len(ALIGNED_BLOCKS))
 WIDE_CLASS = tl.constexpr(WIDE_GROUP_CLASS)
 WIDE_TILE = tl.constexpr(WIDE_CHUNK)
 GROUP_KINDS = (Kind.CATEGORICAL, Kind.SPHERE)
@@ -112,14 +121,20 @@ def _items(table: SegmentTable) -> list[tuple[int, int, int, int]]:
     def flush():
         if run_kind is not None:
             for begin, end in _elementwise_pieces(run_begin, run_end):
-                items.append((int(run_kind), begin, end, _class_of(begin, end, ELEMENTWISE_BLOCKS, 0)))
+                if end - begin == 1:
+                    item_class = SINGLE_COLUMN_CLASS
+                elif begin % 4 == 0 and end % 4 == 0:
+                    item_class = _class_of(begin, end, ALIGNED_BLOCKS, FIRST_ALIGNED_CLASS_INDEX)
+                else:
+                    item_class = _class_of(begin, end, ELEMENTWISE_BLOCKS[1:], SINGLE_COLUMN_CLASS + 1)
+                items.append((int(run_kind), begin, end, item_class))
 
     for segment in table.elements:
         if segment.kind in GROUP_KINDS:
             flush()
             run_kind = None
             begin, end = segment.offset, segment.offset + segment.width
-            group_class = _class_of(begin, end, GROUP_BLOCKS, len(ELEMENTWISE_BLOCKS))
+            group_class = _class_of(begin, end, GROUP_BLOCKS, FIRST_GROUP_CLASS.value)
             items.append((int(segment.kind), begin, end, WIDE_GROUP_CLASS if group_class is None else group_class))
         elif segment.kind == run_kind and segment.offset == run_end:
             run_end += segment.width

@@ -31,16 +31,17 @@ LATTICE_WINDOW_POINTS = tl.constexpr(34)
 LATTICE_OUTSIDE_RATE = tl.constexpr(0.75)
 EULER_MACLAURIN = tl.constexpr((1.0 / 12.0, -1.0 / 720.0, 1.0 / 30240.0, -1.0 / 1209600.0))  # B_2p/(2p)!
 SQRT_TWO_PI = tl.constexpr(2.5066282746310002)
+LOG2E = tl.constexpr(1.4426950408889634)  # exp(x) = exp2(x log2 e): ex2 is the GPU's instruction
 
 
 @triton.jit
 def lower_halfline_mean(z, low, sigma):
     """[low, inf): z + sigma phi(u)/Phi(u) inside (u = (z - low)/sigma), low + sigma G(-u) outside."""
-    u = (z - low) / sigma
+    u = (z - low) * (1.0 / sigma)  # one division per row, not per element
     t = tl.abs(u)
     g = special.mean_excess(t)
     phi = special.normal_pdf(t)
-    inside = z + sigma * (phi * (g + t) / (g + t - phi))
+    inside = z + sigma * (phi * (g + t) * special.reciprocal_of_normal(g + t - phi))  # g + t - phi >= 0.39
     outside = low + sigma * g
     return tl.where(u >= 0.0, inside, outside)
 
@@ -79,7 +80,7 @@ def interval_mean(z, low, high, sigma, valid, quadrature_ptr):
 @triton.jit
 def binary_mean(z, s):
     """{0, 1}: logistic((z - 1/2)/s)."""
-    return 1.0 / (1.0 + tl.exp(-(z - 0.5) / s))
+    return 1.0 / (1.0 + tl.exp2((0.5 - z) * (LOG2E / s)))  # LOG2E / s: once per row
 
 
 @triton.jit
@@ -229,8 +230,8 @@ def categorical_mean(z, s, valid):
     """softmax(z / s) over each row of the tile (one group), the max subtracted first."""
     logits = tl.where(valid, z, float("-inf"))
     top = tl.max(logits, axis=1)[:, None]
-    weights = tl.where(valid, tl.exp((z - top) / s), 0.0)
-    return weights / tl.sum(weights, axis=1)[:, None]
+    weights = tl.where(valid, special.exp2_flushing_subnormals((z - top) * (LOG2E / s)), 0.0)  # LOG2E / s: once per row
+    return weights * (1.0 / tl.sum(weights, axis=1)[:, None])
 
 
 @triton.jit

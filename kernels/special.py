@@ -7,12 +7,17 @@ libdevice) can run. Everything rests on the mean excess G(x) = 1/R(x) - x, a fit
 polynomial in q = (x - 2)/(x + 2) (see special.h), so no erfc or erfcx is needed.
 
 ``tl.exp`` is used where a relative error of a few 1e-7 (the GPU's ``ex2.approx``) is far
-inside the accuracy contract (weights, densities); the noise's ``log`` and ``sin/cos`` are the
-range-reduced polynomials of fastmath.h, so normals agree with the torch reference to float
-rounding.
+inside the accuracy contract (weights, densities). The noise (``noise_log``, ``noise_sincos_two_pi``,
+``square_root``) runs on the GPU's approximate instructions (``lg2.approx``, ``sin.approx``,
+``cos.approx``, ``sqrt.approx``: one or two instructions each where the polynomials take tens),
+with the log near 1 taken from its series, where ``lg2.approx`` has only an absolute error bound
+(docs/noise.md gives the bounds); in the interpreter, which cannot run inline PTX, the
+range-reduced polynomials of fastmath.h stand in for them.
 """
 
 from __future__ import annotations
+
+import os
 
 import triton
 import triton.language as tl
@@ -20,12 +25,21 @@ import triton.language as tl
 LN2_HIGH = tl.constexpr(0.693145751953125)
 LN2_LOW = tl.constexpr(1.428606765330187045e-06)
 INV_SQRT_TWO_PI = tl.constexpr(0.398942280401432678)
+NEGATIVE_HALF_LOG2E = tl.constexpr(-0.72134752044448170)  # exp(-x^2/2) = exp2(x^2 (-log2(e)/2))
 TINY = tl.constexpr(2.0**-126)  # smallest normal float32 (exactly: a literal below it would be typed float64)
 LOG_TINY = tl.constexpr(-87.3365447)  # log(TINY)
 ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2^23: (x + magic) - magic rounds x to an integer
 QUADRATURE_POINTS = tl.constexpr(24)
 BESSEL_RATIO_TERMS = tl.constexpr(40)
 NEGATIVE_HUGE = tl.constexpr(-3.0e38)  # a finite stand-in for -inf where inf - inf would give NaN
+# Whether kernels compile for a GPU (inline PTX available) or run in the interpreter: Triton
+# itself decides this from TRITON_INTERPRET when a function is decorated, so this reads it the same way.
+HARDWARE_MATH = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"))
+LN2 = tl.constexpr(0.693147180559945309)
+TWO_PI = tl.constexpr(6.28318530717958647692)
+# Below 1 - u = 1/16 the log of the noise comes from its series (5 terms: relative error < 2e-7),
+# where lg2.approx's absolute error (2^-22) would be large against log u itself.
+NOISE_LOG_SERIES_BELOW = tl.constexpr(0.0625)
 
 
 @triton.jit
@@ -79,6 +93,64 @@ def sincos_two_pi(u):
 
 
 @triton.jit
+def _ptx(instruction: tl.constexpr, x):
+    """One float32 PTX instruction ``instruction d, a`` on every element of ``x``."""
+    return tl.inline_asm_elementwise(instruction + " $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
+def reciprocal_of_normal(x):
+    """1/x for x normal, infinite or NaN (never subnormal or 0): rcp.approx (1 ulp) on a GPU, where
+    a full-range division takes several instructions; a division in the interpreter."""
+    if HARDWARE_MATH:
+        return _ptx("rcp.approx.ftz.f32", x)
+    else:
+        return 1.0 / x
+
+
+@triton.jit
+def exp2_flushing_subnormals(x):
+    """2^x, where a result below 2^-126 may come out 0: ex2.approx.ftz on a GPU (one instruction,
+    where ex2.approx keeps subnormals with a few more); tl.exp2 in the interpreter. For weights that
+    are summed with terms of order one (a softmax), where such a result changes nothing."""
+    if HARDWARE_MATH:
+        return _ptx("ex2.approx.ftz.f32", x)
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
+def square_root(x):
+    """sqrt x for x >= 0 or NaN: sqrt.approx (relative error 2^-23) on a GPU, where the correctly
+    rounded square root takes ten instructions and a slow path; correctly rounded in the interpreter."""
+    if HARDWARE_MATH:
+        return _ptx("sqrt.approx.f32", x)
+    else:
+        return tl.sqrt_rn(x)
+
+
+@triton.jit
+def noise_log(u):
+    """log u for a uniform u in (0, 1] of the noise (docs/noise.md): lg2.approx on a GPU, its series near 1."""
+    if HARDWARE_MATH:
+        t = 1.0 - u  # exact for u >= 1/2
+        series = t * (1.0 + t * (0.5 + t * (1.0 / 3.0 + t * (0.25 + t * 0.2))))
+        return tl.where(t < NOISE_LOG_SERIES_BELOW, -series, _ptx("lg2.approx.f32", u) * LN2)
+    else:
+        return log(u)
+
+
+@triton.jit
+def noise_sincos_two_pi(u):
+    """(sin 2 pi u, cos 2 pi u) for u in [0, 1]: sin.approx / cos.approx on 2 pi (u - round u) on a GPU."""
+    if HARDWARE_MATH:
+        angle = TWO_PI * tl.where(u > 0.5, u - 1.0, u)  # in [-pi, pi], where the approximations' error bound holds
+        return _ptx("sin.approx.f32", angle), _ptx("cos.approx.f32", angle)
+    else:
+        return sincos_two_pi(u)
+
+
+@triton.jit
 def expm1(x):
     """exp(x) - 1 without cancellation near 0 (Taylor to x^9/9! for |x| < 1/2)."""
     p = 1.0 / 362880.0
@@ -99,7 +171,7 @@ def mean_excess(x):
     """G(x) = 1/R(x) - x for x >= 0 (negative x as 0; G(inf) = 0): degree-14 polynomial of special.h."""
     y = tl.maximum(x, 0.0)
     y = tl.where(x != x, x, y)  # NaN propagates
-    r = 1.0 / (y + 2.0)
+    r = reciprocal_of_normal(y + 2.0)
     q = 1.0 - 4.0 * r
     p = 3.559471232e-04
     p = p * q + -1.397188685e-04
@@ -127,7 +199,7 @@ def mills_ratio(x):
 
 @triton.jit
 def normal_pdf(x):
-    return tl.exp(-0.5 * x * x) * INV_SQRT_TWO_PI
+    return tl.exp2(x * x * NEGATIVE_HALF_LOG2E) * INV_SQRT_TWO_PI
 
 
 @triton.jit

@@ -32,8 +32,8 @@ from omegabridge import ops as dispatch, reference  # noqa: E402
 from omegabridge.core import noise
 from omegabridge.ops.backends import triton as triton_backend
 from omegabridge.errors import BackendUnavailableError  # noqa: E402
-from omegabridge.kernels import bridge, final_step, philox  # noqa: E402
-from omegabridge.kernels.plan import ELEMENTWISE_BLOCKS, GROUP_BLOCKS, build_plan  # noqa: E402
+from omegabridge.kernels import bridge, final_step, philox, special  # noqa: E402
+from omegabridge.kernels.plan import FIRST_ALIGNED_CLASS, FIRST_GROUP_CLASS, SINGLE_COLUMN_CLASS, TILE_WIDTHS, build_plan  # noqa: E402
 
 NAN = float("nan")
 
@@ -89,6 +89,65 @@ def test_uniforms_and_normals_are_the_contract_stream(row_offset, generator):
     assert torch.equal(uniform.cpu(), expected_uniform), "uniforms differ from the torch reference's bits"
     expected_normal = noise.normals(seed, step, row_offset, rows, width, stream, F64)
     assert_within(normal.cpu(), expected_normal, torch.full_like(expected_normal, 1e-5) * (1 + expected_normal.abs()), "normals")
+
+
+@triton.jit
+def _lone_column_normal_kernel(normal_ptr, rows, width, seed_low, seed_high, step, stream):
+    """The normals of column program_id(0), computed as the lone-column tiles of kernels/plan.py do (BLOCK = 1)."""
+    column = tl.program_id(0)
+    local = tl.arange(0, 16)[:, None]
+    row_low, row_high = philox.global_rows(local, 0, 0)
+    n = philox.normals(seed_low, seed_high, step, row_low, row_high, stream, column, 1)
+    tl.store(normal_ptr + local * width + column, n, mask=local < rows)
+
+
+def test_a_lone_column_draws_the_normal_of_its_place_in_the_block(generator):
+    rows, width = 16, 13
+    seed, step, stream = int(torch.randint(0, 2**62, (1,), generator=generator)), 5, 0
+    normal = torch.full((rows, width), NAN, device=DEVICE)
+    _lone_column_normal_kernel[(width,)](normal, rows, width, seed & 0xFFFFFFFF, seed >> 32, step, stream)
+    expected = noise.normals(seed, step, 0, rows, width, stream, F64)
+    assert_within(normal.cpu(), expected, torch.full_like(expected, 1e-5) * (1 + expected.abs()), "lone-column normals")
+
+
+@triton.jit
+def _noise_transform_kernel(u_ptr, out_ptr, count, BLOCK: tl.constexpr):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < count
+    u = tl.load(u_ptr + offsets, mask=mask, other=1.0)
+    sine, cosine = special.noise_sincos_two_pi(u)
+    tl.store(out_ptr + offsets, special.square_root(-2.0 * special.noise_log(u)), mask=mask)
+    tl.store(out_ptr + count + offsets, sine, mask=mask)
+    tl.store(out_ptr + 2 * count + offsets, cosine, mask=mask)
+
+
+def test_noise_transforms_are_within_their_bound():
+    """The Box-Muller radius and sin/cos of every uniform (on a GPU, with its approximate
+    instructions; on the CPU the 2^20 uniforms at either end and 2^20 between, with the
+    polynomials) against float64: the error bounds of docs/noise.md, "Normals on a GPU"."""
+    points = 1 << 24  # the uniforms are k 2^-24, k = 1 .. 2^24
+    if on_gpu():
+        k = torch.arange(1, points + 1, dtype=torch.float64)
+    else:
+        edge = 1 << 20
+        k = torch.cat([torch.arange(1, edge + 1), torch.arange(points - edge + 1, points + 1),
+                       torch.linspace(edge + 1, points - edge, edge).round()]).to(torch.float64)
+    u64 = k * 2.0**-24
+    u = u64.to(torch.float32).to(DEVICE)  # exact
+    out = torch.full((3 * u.numel(),), NAN, device=DEVICE)
+    block = 1024 if on_gpu() else 1 << 20  # the largest tensor Triton allows
+    _noise_transform_kernel[(triton.cdiv(u.numel(), block),)](u, out, u.numel(), BLOCK=block)
+    radius, sine, cosine = out.cpu().to(torch.float64).reshape(3, -1)
+    radius64 = torch.sqrt(-2.0 * torch.log(u64))
+    radius_error = ((radius - radius64).abs() / radius64.clamp_min(2.0**-12)).max().item()  # relative, ~absolute near 0
+    trig_error = max((sine - torch.sin(2 * math.pi * u64)).abs().max().item(),
+                     (cosine - torch.cos(2 * math.pi * u64)).abs().max().item())
+    worst_normal = radius_error * radius64.max().item() + radius64.max().item() * trig_error
+    print(f"noise transforms on {DEVICE}: radius relative error {radius_error:.3g}, sin/cos absolute error "
+          f"{trig_error:.3g}, a normal's error at most {worst_normal:.3g}")
+    assert radius_error <= 3e-6, f"radius relative error {radius_error:.3g} above the bound 3e-6 of docs/noise.md"
+    assert trig_error <= 2.0**-20, f"sin/cos absolute error {trig_error:.3g} above the bound 2^-20 of docs/noise.md"
+    assert worst_normal <= 1e-5, f"a normal's error could reach {worst_normal:.3g}, above the contract's 1e-5"
 
 
 # ----------------------------------------------------------------------------------------
@@ -166,5 +225,12 @@ def test_plan_covers_every_column_once():
         covered = torch.zeros(domain.width, dtype=torch.int64)
         for kind, start, end, item_class in plan.items.tolist():
             covered[start:end] += 1
-            assert end - (start - start % 4) <= (ELEMENTWISE_BLOCKS + GROUP_BLOCKS + (10**9,))[item_class], name
+            if item_class == SINGLE_COLUMN_CLASS:
+                assert end - start == 1, f"{name}: item {start}..{end} in the lone-column class"
+            else:
+                assert end - (start - start % 4) <= (TILE_WIDTHS.value + (10**9,))[item_class], name
+            if FIRST_ALIGNED_CLASS.value <= item_class < FIRST_GROUP_CLASS.value:  # vector loads assume this
+                assert start % 4 == 0 and end % 4 == 0, f"{name}: item {start}..{end} in an aligned class"
+            elif item_class < FIRST_ALIGNED_CLASS.value:
+                assert start % 4 != 0 or end % 4 != 0, f"{name}: aligned item {start}..{end} in an unaligned class"
         assert bool((covered == 1).all()), f"{name}: columns covered {covered.tolist()}"

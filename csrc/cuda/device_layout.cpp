@@ -35,6 +35,7 @@ LayoutPlan plan_layout(const cpu::Layout& layout) {
     for (std::int64_t c = run.begin; c < run.end; ++c) kind_of[static_cast<std::size_t>(c)] = run.kind;
   }
   for (std::size_t c = 0; c < width; ++c) {
+    plan.kinds |= 1u << kind_of[c];
     columns[c] = ColumnParams{layout.low[c], layout.high[c], layout.lattice_step_float[c],
                               layout.lattice_inverse_step[c], layout.lattice_last[c], kind_of[c]};
   }
@@ -73,6 +74,7 @@ DeviceLayout LayoutPlan::bind(std::uintptr_t base) const {
   DeviceLayout device;
   device.width = width;
   device.items = items;
+  device.kinds = kinds;
   device.item = reinterpret_cast<const WorkItem*>(base + item_offset);
   device.column = reinterpret_cast<const ColumnParams*>(base + column_offset);
   device.lattice_low = reinterpret_cast<const double*>(base + low_offset);

@@ -37,6 +37,7 @@ static_assert(sizeof(ColumnParams) == 24, "ColumnParams is 24 bytes");
 struct DeviceLayout {
   std::int64_t width = 0;
   std::int64_t items = 0;  // work items per row
+  std::uint32_t kinds = 0;  // bit k: a column of posterior::Kind k is present (picks the kernel specialised for it)
   const WorkItem* item = nullptr;
   const ColumnParams* column = nullptr;
   const double* lattice_low = nullptr;   // the exact last step draws on the canonical grid in double
@@ -48,6 +49,7 @@ struct DeviceLayout {
 struct LayoutPlan {
   std::int64_t width = 0;
   std::int64_t items = 0;
+  std::uint32_t kinds = 0;
   std::int64_t groups = 0;
   std::int64_t widest_group = 0;
   std::vector<unsigned char> bytes;

@@ -59,6 +59,7 @@ struct Args {
   std::int64_t schedule_steps;       // its rows
   const std::int64_t* counter;
   NoiseAddress address;
+  philox::RoundKeys keys;  // of address.seed, set by the launchers
   std::int64_t rows;
   bool aligned;  // rows start 16-byte aligned (width % 4 == 0, aligned bases): vector loads
 };
@@ -99,7 +100,7 @@ __device__ __forceinline__ void load_four(const void* data, std::int64_t i, int 
     return;
   }
 #pragma unroll
-  for (int k = 0; k < 4; ++k) v[k] = (mask >> k) & 1 ? load_one<kStorage>(data, i + k) : 0.0f;
+  for (int k = 0; k < 4; ++k) v[k] = (mask >> k) & 1 ? load_one<kStorage>(data, i + k) : 0.0f;  // rare path (unaligned rows)
 }
 
 // z may be the output of the same call (in place), so it is read without the read-only cache.
@@ -110,7 +111,7 @@ __device__ __forceinline__ void load_state(const float* z, std::int64_t i, int m
     return;
   }
 #pragma unroll
-  for (int k = 0; k < 4; ++k) v[k] = (mask >> k) & 1 ? z[i + k] : 0.0f;
+  for (int k = 0; k < 4; ++k) v[k] = (mask >> k) & 1 ? z[i + k] : 0.0f;  // rare path (unaligned rows)
 }
 
 __device__ __forceinline__ void store_four(float* out, std::int64_t i, int mask, bool vector, const float v[4]) {
@@ -120,7 +121,7 @@ __device__ __forceinline__ void store_four(float* out, std::int64_t i, int mask,
   }
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
-    if ((mask >> k) & 1) out[i + k] = v[k];
+    if ((mask >> k) & 1) out[i + k] = v[k];  // rare path (unaligned rows)
   }
 }
 
@@ -128,9 +129,10 @@ __device__ __forceinline__ void store_four(float* out, std::int64_t i, int mask,
 // Noise
 // ---------------------------------------------------------------------------------------
 // The four normals of the Philox block holding column `column` (Box-Muller on pairs (0, 1), (2, 3)).
-__device__ __forceinline__ void block_normals(const NoiseAddress& a, std::uint64_t row, std::int64_t column,
-                                              std::uint32_t stream, float n[4]) {
-  const philox::Counter block = philox::philox_block(a.seed, a.step, row, static_cast<std::uint64_t>(column), stream);
+__device__ __forceinline__ void block_normals(const philox::RoundKeys& keys, const NoiseAddress& a, std::uint64_t row,
+                                              std::int64_t column, std::uint32_t stream, float n[4]) {
+  philox::Counter block = philox::make_counter(a.step, row, static_cast<std::uint64_t>(column), stream);
+  philox::philox4x32_10_words(block.w[0], block.w[1], block.w[2], block.w[3], keys);
   philox::box_muller(philox::uniform_from_word(block.w[0]), philox::uniform_from_word(block.w[1]), &n[0], &n[1]);
   philox::box_muller(philox::uniform_from_word(block.w[2]), philox::uniform_from_word(block.w[3]), &n[2], &n[3]);
 }
@@ -149,8 +151,9 @@ struct Scale {
   float s, sigma, inverse_sigma, inverse_s;
 };
 
-__device__ __forceinline__ Scale scale_of(float s) {
-  return Scale{s, sqrtf(s), 1.0f / sqrtf(s), 1.0f / s};
+__device__ __forceinline__ Scale scale_of(float s) {  // s > 0 finite, or NaN
+  const float sigma = fastmath::square_root(s);
+  return Scale{s, sigma, fastmath::divide(1.0f, sigma), fastmath::divide(1.0f, s)};
 }
 
 // m on a lattice for one element: THE one place that chooses between the lattice helpers of
@@ -199,10 +202,30 @@ __device__ __noinline__ float lattice_mean(ColumnParams p, double step, std::int
   return (p.low + position * d) + moment / weight_sum;  // x_n from the lattice, as the CPU kernel
 }
 
+// The kernels are compiled for every kind set (kAllKinds) and, for layouts of one element-wise
+// kind, for that kind alone (kKinds = its bit): then the kind is a compile-time constant, the
+// switch below and the kernel's group code vanish, and a real column reads no parameters.
+constexpr unsigned kAllKinds = 0xFFu;
+constexpr unsigned kGroupKinds = (1u << pm::kCategorical) | (1u << pm::kSphere);
+
+template <unsigned kKinds>
+__host__ __device__ constexpr int single_kind() {
+  for (int kind = 0; kind < 8; ++kind) {
+    if (kKinds == (1u << kind)) return kind;
+  }
+  return -1;
+}
+
+template <unsigned kKinds = kAllKinds>
 __device__ __forceinline__ float element_mean(const DeviceLayout& layout, std::int64_t c, float v, const Scale& k) {
+  if constexpr (kKinds == (1u << pm::kReal)) {
+    return v;
+  }
   const ColumnParams p = layout.column[c];
-  if (!(k.s == k.s)) return p.kind == pm::kReal ? v : NAN;  // an invalid per-row s (checked_remaining)
-  switch (p.kind) {
+  constexpr int kOnly = single_kind<kKinds>();
+  const int kind = kOnly >= 0 ? kOnly : p.kind;
+  if (!(k.s == k.s)) return kind == pm::kReal ? v : NAN;  // an invalid per-row s (checked_remaining)
+  switch (kind) {
     case pm::kInterval:
       return pm::interval_mean(v, p.low, p.high, k.sigma);
     case pm::kHalfLineLower:
@@ -268,7 +291,7 @@ __device__ __forceinline__ float checked_remaining(float s) {
 // The bridge solver's step on one block of four columns: x_hat = m + s f, x_hat' = x_hat + w (x_hat -
 // previous), out = z + fraction (x_hat' - z) + spread xi. The means come first and the drift, the
 // previous prediction and the noise are loaded after them: live across the means they would spill.
-template <int kStorage>
+template <int kStorage, unsigned kKinds>
 __device__ __forceinline__ void bridge_block_item(const Args& a, const WorkItem& item, std::int64_t row, const Scale& k,
                                                   std::uint32_t step) {
   const std::int64_t base = row * a.layout.width + item.offset;
@@ -276,7 +299,7 @@ __device__ __forceinline__ void bridge_block_item(const Args& a, const WorkItem&
   float v[4], m[4], f[4], n[4];
   load_state(a.z, base, mask, a.aligned, v);
 #pragma unroll
-  for (int j = 0; j < 4; ++j) m[j] = (mask >> j) & 1 ? element_mean(a.layout, item.offset + j, v[j], k) : 0.0f;
+  for (int j = 0; j < 4; ++j) m[j] = (mask >> j) & 1 ? element_mean<kKinds>(a.layout, item.offset + j, v[j], k) : 0.0f;
   if (a.input != nullptr) {
     load_four<kStorage>(a.input, base, mask, a.aligned, f);
 #pragma unroll
@@ -290,7 +313,7 @@ __device__ __forceinline__ void bridge_block_item(const Args& a, const WorkItem&
   }
   NoiseAddress address = a.address;
   address.step = step;
-  block_normals(address, a.address.row_offset + static_cast<std::uint64_t>(row), item.offset, kStreamStep, n);
+  block_normals(a.keys, address, a.address.row_offset + static_cast<std::uint64_t>(row), item.offset, kStreamStep, n);
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     const float spread = (mask >> j) & 1 ? __ldg(a.spread + item.offset + j) : 0.0f;
@@ -299,7 +322,7 @@ __device__ __forceinline__ void bridge_block_item(const Args& a, const WorkItem&
   store_four(a.out, base, mask, a.aligned, v);
 }
 
-template <Op op, int kStorage>
+template <Op op, int kStorage, unsigned kKinds>
 __device__ __forceinline__ void block_item(const Args& a, const WorkItem& item, std::int64_t row,
                                            const Scale& k, std::uint32_t step, const StepScalars& scalars) {
   const std::int64_t width = a.layout.width;
@@ -316,7 +339,7 @@ __device__ __forceinline__ void block_item(const Args& a, const WorkItem& item, 
   if (op != Op::kMean) {
     NoiseAddress address = a.address;
     address.step = step;
-    block_normals(address, global_row, item.offset, op == Op::kTarget ? kStreamTrain : kStreamStep, n);
+    block_normals(a.keys, address, global_row, item.offset, op == Op::kTarget ? kStreamTrain : kStreamStep, n);
   }
   if (op == Op::kTarget) {
     const float scale = a.mean_scale[row], spread = a.noise_scale[row];
@@ -327,7 +350,7 @@ __device__ __forceinline__ void block_item(const Args& a, const WorkItem& item, 
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     if (!((mask >> j) & 1)) continue;
-    const float m = element_mean(a.layout, item.offset + j, v[j], k);
+    const float m = element_mean<kKinds>(a.layout, item.offset + j, v[j], k);
     if (op == Op::kMean) {
       out[j] = m;
     } else if (op == Op::kStep) {
@@ -354,7 +377,7 @@ __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, 
     const float scale = a.mean_scale[row], spread = a.noise_scale[row];
     float n[4];
     for (std::int64_t c = begin; c < end; ++c) {
-      if (c == begin || (c & 3) == 0) block_normals(address, global_row, c, kStreamTrain, n);
+      if (c == begin || (c & 3) == 0) block_normals(a.keys, address, global_row, c, kStreamTrain, n);
       out_row[c] = scale * load_one<kStorage>(a.input, row * width + c) + spread * pick(n, static_cast<unsigned>(c & 3));
     }
   }
@@ -370,7 +393,7 @@ __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, 
     float n[4];
     float* prediction_row = a.target + row * width;
     for (std::int64_t c = begin; c < end; ++c) {
-      if (c == begin || (c & 3) == 0) block_normals(address, global_row, c, kStreamStep, n);
+      if (c == begin || (c & 3) == 0) block_normals(a.keys, address, global_row, c, kStreamStep, n);
       const float z = values[c];
       const float prediction = a.input != nullptr ? mean(z) + k.s * load_one<kStorage>(a.input, row * width + c) : mean(z);
       const float moved = a.previous != nullptr ? prediction + a.weight * (prediction - a.previous[row * width + c]) : prediction;
@@ -380,7 +403,7 @@ __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, 
   } else {
     float n[4];
     for (std::int64_t c = begin; c < end; ++c) {
-      if (c == begin || (c & 3) == 0) block_normals(address, global_row, c, kStreamStep, n);
+      if (c == begin || (c & 3) == 0) block_normals(a.keys, address, global_row, c, kStreamStep, n);
       const float z = values[c];
       const float drift = a.input != nullptr ? load_one<kStorage>(a.input, row * width + c) : 0.0f;
       out_row[c] = z + scalars.increment * ((mean(z) - z) * k.inverse_s + drift) + scalars.sqrt_increment * pick(n, static_cast<unsigned>(c & 3));
@@ -388,7 +411,7 @@ __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, 
   }
 }
 
-template <Op op, int kStorage>
+template <Op op, int kStorage, unsigned kKinds = kAllKinds>
 __global__ void __launch_bounds__(kThreads, 3) bridge_kernel(Args a) {
   // The step's scalars: by value, or (CUDA graphs) read from the device schedule at *counter.
   std::uint32_t step = a.address.step;
@@ -405,12 +428,13 @@ __global__ void __launch_bounds__(kThreads, 3) bridge_kernel(Args a) {
   const std::int64_t items = a.layout.items;
   const std::int64_t total = a.rows * items;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t index = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; index < total;
-       index += stride) {
-    // 32-bit division where the index fits (the common case), 64-bit otherwise.
-    const std::int64_t row = total <= 0xFFFFFFFFll ? static_cast<std::uint32_t>(index) / static_cast<std::uint32_t>(items)
-                                                    : index / items;
-    const WorkItem item = a.layout.item[index - row * items];
+  const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  // (row, item) of the work index, divided out once per thread and then stepped by the stride's
+  // quotient and remainder: a division per trip would cost more than a block's arithmetic.
+  const std::int64_t row_stride = stride / items, item_stride = stride - row_stride * items;
+  std::int64_t row = first / items, item_index = first - row * items;
+  for (std::int64_t index = first; index < total; index += stride) {
+    const WorkItem item = a.layout.item[item_index];
     Scale k;
     if (op == Op::kStep || op == Op::kBridgeStep) {
       k = Scale{scalars.remaining, scalars.sigma, 1.0f / scalars.sigma, scalars.inverse_remaining};
@@ -419,12 +443,18 @@ __global__ void __launch_bounds__(kThreads, 3) bridge_kernel(Args a) {
     }
     if (item.kind == kBlockItem) {
       if constexpr (op == Op::kBridgeStep) {
-        bridge_block_item<kStorage>(a, item, row, k, step);
+        bridge_block_item<kStorage, kKinds>(a, item, row, k, step);
       } else {
-        block_item<op, kStorage>(a, item, row, k, step, scalars);
+        block_item<op, kStorage, kKinds>(a, item, row, k, step, scalars);
       }
-    } else {
+    } else if constexpr ((kKinds & kGroupKinds) != 0) {
       group_item<op, kStorage>(a, item, row, k, step, scalars);
+    }
+    row += row_stride;
+    item_index += item_stride;
+    if (item_index >= items) {
+      item_index -= items;
+      ++row;
     }
   }
 }
@@ -514,7 +544,7 @@ __device__ __forceinline__ void final_block(const Args& a, const WorkItem& item,
     if ((mask >> j) & 1) real |= (a.layout.column[item.offset + j].kind == pm::kReal) << j;
   }
   float normal[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  if (real) block_normals(a.address, global_row, item.offset, kStreamStep, normal);
+  if (real) block_normals(a.keys, a.address, global_row, item.offset, kStreamStep, normal);
   philox::Counter uniform_block{};
   if (mask & ~real) {
     uniform_block = philox::philox_block(a.address.seed, a.address.step, global_row,
@@ -561,7 +591,8 @@ __global__ void __launch_bounds__(kThreads, 1) final_kernel(Args a, FinalScalars
   for (std::int64_t index = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; index < total;
        index += stride) {
     const std::int64_t row = total <= 0xFFFFFFFFll ? static_cast<std::uint32_t>(index) / static_cast<std::uint32_t>(items)
-                                                    : index / items;
+                                                    :
+                                                    index / items;  // rare path (2^32 work items or more)
     const WorkItem item = a.layout.item[index - row * items];
     const std::uint64_t global_row = a.address.row_offset + static_cast<std::uint64_t>(row);
     if (item.kind == kBlockItem) {
@@ -632,6 +663,26 @@ Status launch(Kernel kernel, std::int64_t work, void* stream, Params... params) 
   return error == cudaSuccess ? Status{} : failed("cudaLaunchKernel", error);
 }
 
+// The kernel specialised for a layout of one element-wise kind (float32 inputs), else the general one.
+// Not for the lattice: its mean is a call (lattice_mean), and four of them in a row spill registers.
+template <Op op>
+Status launch_float32(const Args& args, std::int64_t work, void* stream) {
+  switch (args.layout.kinds) {
+    case 1u << pm::kReal:
+      return launch(bridge_kernel<op, 0, 1u << pm::kReal>, work, stream, args);
+    case 1u << pm::kInterval:
+      return launch(bridge_kernel<op, 0, 1u << pm::kInterval>, work, stream, args);
+    case 1u << pm::kHalfLineLower:
+      return launch(bridge_kernel<op, 0, 1u << pm::kHalfLineLower>, work, stream, args);
+    case 1u << pm::kHalfLineUpper:
+      return launch(bridge_kernel<op, 0, 1u << pm::kHalfLineUpper>, work, stream, args);
+    case 1u << pm::kBinary:
+      return launch(bridge_kernel<op, 0, 1u << pm::kBinary>, work, stream, args);
+    default:
+      return launch(bridge_kernel<op, 0>, work, stream, args);
+  }
+}
+
 template <Op op>
 Status launch_bridge(const Args& args, Storage storage, void* stream) {
   const std::int64_t work = args.rows * args.layout.items;
@@ -644,7 +695,7 @@ Status launch_bridge(const Args& args, Storage storage, void* stream) {
       case Storage::kFloat16:
         return launch(bridge_kernel<op, 2>, work, stream, args);
       default:
-        return launch(bridge_kernel<op, 0>, work, stream, args);
+        return launch_float32<op>(args, work, stream);
     }
   }
 }
@@ -685,6 +736,7 @@ Status step(const DeviceLayout& layout, const float* z, const void* drift, Stora
   args.schedule_steps = schedule_steps;
   args.counter = counter;
   args.address = address;
+  args.keys = philox::round_keys(address.seed);
   args.aligned = rows_aligned(layout, z, drift, drift_storage, out, nullptr);
   return launch_bridge<Op::kStep>(args, drift_storage, stream);
 }
@@ -703,6 +755,7 @@ Status bridge_step(const DeviceLayout& layout, const float* z, const void* drift
   args.fraction = fraction;
   args.weight = weight;
   args.address = address;
+  args.keys = philox::round_keys(address.seed);
   args.aligned = rows_aligned(layout, z, drift, drift_storage, out, prediction) &&
                  (previous == nullptr || aligned16(previous));
   return launch_bridge<Op::kBridgeStep>(args, drift_storage, stream);
@@ -719,6 +772,7 @@ Status bridge_target(const DeviceLayout& layout, const void* x, Storage x_storag
   args.noise_scale = noise_scale;
   args.remaining_rows = remaining;
   args.address = address;
+  args.keys = philox::round_keys(address.seed);
   args.aligned = rows_aligned(layout, nullptr, x, x_storage, z_t, target);
   return launch_bridge<Op::kTarget>(args, x_storage, stream);
 }
@@ -730,6 +784,7 @@ Status final_step(const DeviceLayout& layout, const float* z, const void* drift,
   args.input = drift;
   args.out = out;
   args.address = address;
+  args.keys = philox::round_keys(address.seed);
   args.aligned = rows_aligned(layout, z, drift, drift_storage, out, nullptr);
   // Rounded from double as the CPU kernel rounds them.
   const FinalScalars k{static_cast<float>(remaining), static_cast<float>(std::sqrt(remaining)),

@@ -5,6 +5,7 @@
 // through the quantities that use them).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "omegabridge/config.h"
@@ -48,11 +49,17 @@ OB_INLINE float exp_reduced(float r) {
 }
 
 OB_INLINE float exp(float x) {
+#if defined(__CUDA_ARCH__)
+  // On a GPU, ex2.approx of x log2(e) (relative error ~2^-22 plus the rounding of the product, as
+  // Triton's tl.exp): one multiply and one instruction where the polynomial takes about twenty.
+  return exp2f(x * kLog2e);
+#else
   const float clamped = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);  // NaN stays NaN
   const float k = (clamped * kLog2e + kRoundMagic) - kRoundMagic;
   const float r = (clamped - k * kLn2High) - k * kLn2Low;
   const std::int32_t ki = static_cast<std::int32_t>(k == k ? k : 0.0f);
   return exp_reduced(r) * power_of_two(ki);
+#endif
 }
 
 // exp(x), or 0 where x < kNegligibleExponent (exp below 1e-30): for weights that are added to
@@ -73,6 +80,19 @@ OB_INLINE float exp_or_zero(float x) {
   const float r = (clamped - k * kLn2High) - k * kLn2Low;
   const std::int32_t ki = static_cast<std::int32_t>(k == k ? k : 0.0f);
   return kept * (exp_reduced(r) * float_of_bits(static_cast<std::uint32_t>(ki + 127) << 23));
+#endif
+}
+
+// a / b for b normal, infinite or NaN (the means' denominators, bounded away from 0 and 2^126).
+// On a GPU a times rcp.approx.ftz of b (1 ulp each, two instructions), where an IEEE division
+// takes about ten and a slow path.
+OB_INLINE float divide(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  float reciprocal;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(reciprocal) : "f"(b));
+  return a * reciprocal;
+#else
+  return a / b;
 #endif
 }
 
@@ -139,6 +159,70 @@ OB_INLINE void sincos_two_pi(float u, float* sine, float* cosine) {
   const float cos_base = select(swap, s, c);
   *sine = select(quadrant >= 2, -sin_base, sin_base);
   *cosine = select((quadrant == 1) | (quadrant == 2), -cos_base, cos_base);
+}
+
+// The noise's log and sin/cos (docs/noise.md, "Normals on a GPU"); its square root is square_root below. On a GPU they run
+// on the hardware's approximate instructions, one or two each where the polynomials above take
+// tens: lg2.approx (absolute error 2^-22 on [1/2, 2], so near u = 1 the log comes from its series
+// ln(1 - t) = -(t + t^2/2 + ... + t^5/5), relative error < 2e-7 for t < 1/16), sin.approx and
+// cos.approx on an angle reduced to [-pi, pi] (absolute error 2^-20.9). On the host
+// (the CPU kernels and the CUDA emulation of the tests) the polynomials stand in for them.
+// kernels/special.py writes the same in Triton.
+constexpr float kNoiseLogSeriesBelow = 0.0625f;
+
+#if defined(__CUDA_ARCH__)
+__device__ __forceinline__ float ptx_lg2(float x) {
+  float y;
+  asm("lg2.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float ptx_sin(float x) {
+  float y;
+  asm("sin.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float ptx_cos(float x) {
+  float y;
+  asm("cos.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float ptx_sqrt(float x) {
+  float y;
+  asm("sqrt.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+#endif
+
+// log u for a uniform u in (0, 1] of the noise.
+OB_INLINE float noise_log(float u) {
+#if defined(__CUDA_ARCH__)
+  const float t = 1.0f - u;  // exact for u >= 1/2
+  const float series = t * (1.0f + t * (0.5f + t * (1.0f / 3.0f + t * (0.25f + t * 0.2f))));
+  return t < kNoiseLogSeriesBelow ? -series : ptx_lg2(u) * 0.693147180559945309f;
+#else
+  return log(u);
+#endif
+}
+
+// sin and cos of 2 pi u for u in [0, 1].
+OB_INLINE void noise_sincos_two_pi(float u, float* sine, float* cosine) {
+#if defined(__CUDA_ARCH__)
+  const float angle = 6.28318530717958647692f * (u > 0.5f ? u - 1.0f : u);  // in [-pi, pi]
+  *sine = ptx_sin(angle);
+  *cosine = ptx_cos(angle);
+#else
+  sincos_two_pi(u, sine, cosine);
+#endif
+}
+
+// sqrt x for x >= 0 or NaN: sqrt.approx on a GPU (relative error 2^-23, where the correctly
+// rounded one takes ten instructions and a slow path); sqrtf on the host.
+OB_INLINE float square_root(float x) {
+#if defined(__CUDA_ARCH__)
+  return ptx_sqrt(x);
+#else
+  return sqrtf(x);
+#endif
 }
 
 }  // namespace fastmath

@@ -34,17 +34,13 @@ struct Key {
   std::uint32_t k[2];
 };
 
-// High and low halves of the 64-bit product a * b.
+// High and low halves of the 64-bit product a * b (one IMAD.WIDE on a GPU, where __umulhi and a
+// separate a * b are two instructions).
 OB_INLINE void mulhilo(std::uint32_t a, std::uint32_t b, std::uint32_t* hi,
                                    std::uint32_t* lo) {
-#if defined(__CUDA_ARCH__)
-  *hi = __umulhi(a, b);
-  *lo = a * b;
-#else
   const std::uint64_t product = static_cast<std::uint64_t>(a) * static_cast<std::uint64_t>(b);
   *hi = static_cast<std::uint32_t>(product >> 32);
   *lo = static_cast<std::uint32_t>(product);
-#endif
 }
 
 // Philox4x32-10 (Salmon, Moraes, Dror, Shaw, SC'11) on plain words: ten rounds of
@@ -70,6 +66,46 @@ OB_INLINE void philox4x32_10_words(std::uint32_t& c0, std::uint32_t& c1, std::ui
     c3 = lo0;
     k0 += kW0;
     k1 += kW1;
+  }
+}
+
+// The key of every round, computed once per launch: a GPU kernel reads them from its parameters
+// (constant memory, an operand of the XOR itself) instead of adding the Weyl constants in every
+// thread, which cost as many instructions as the rounds' multiplies.
+struct RoundKeys {
+  std::uint32_t k0[kRounds], k1[kRounds];
+};
+
+OB_INLINE RoundKeys round_keys(std::uint64_t seed) {
+  RoundKeys keys;
+  std::uint32_t k0 = static_cast<std::uint32_t>(seed & 0xFFFFFFFFull), k1 = static_cast<std::uint32_t>(seed >> 32);
+  for (int i = 0; i < kRounds; ++i) {
+    keys.k0[i] = k0;
+    keys.k1[i] = k1;
+    k0 += kW0;
+    k1 += kW1;
+  }
+  return keys;
+}
+
+// philox4x32_10_words with the round keys given.
+OB_INLINE void philox4x32_10_words(std::uint32_t& c0, std::uint32_t& c1, std::uint32_t& c2,
+                                   std::uint32_t& c3, const RoundKeys& keys) {
+#if defined(__CUDACC__)
+#pragma unroll
+#elif defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+  for (int i = 0; i < kRounds; ++i) {
+    std::uint32_t hi0, lo0, hi1, lo1;
+    mulhilo(kM0, c0, &hi0, &lo0);
+    mulhilo(kM1, c2, &hi1, &lo1);
+    const std::uint32_t n0 = hi1 ^ c1 ^ keys.k0[i];
+    const std::uint32_t n2 = hi0 ^ c3 ^ keys.k1[i];
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
   }
 }
 
@@ -138,11 +174,12 @@ OB_INLINE float uniform_from_word(std::uint32_t w) {
 // Box-Muller on one pair of uniforms (u_a of column 2j, u_b of column 2j + 1):
 // r = sqrt(-2 log u_a), theta = 2 pi u_b; *even = r cos(theta) (column 2j),
 // *odd = r sin(theta) (column 2j + 1). u_a in (0, 1] keeps log finite.
-// Float math: equal to the torch reference up to float rounding only.
+// Float math: equal to the torch reference up to float rounding on the host, to the error bounds
+// of docs/noise.md on a GPU (fastmath.h's noise_log, noise_sincos_two_pi, square_root).
 OB_INLINE void box_muller(float u_a, float u_b, float* even, float* odd) {
-  const float r = sqrtf(-2.0f * fastmath::log(u_a));
+  const float r = fastmath::square_root(-2.0f * fastmath::noise_log(u_a));
   float s, c;
-  fastmath::sincos_two_pi(u_b, &s, &c);
+  fastmath::noise_sincos_two_pi(u_b, &s, &c);
   *even = r * c;
   *odd = r * s;
 }

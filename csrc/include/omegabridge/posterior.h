@@ -58,7 +58,7 @@ OB_INLINE float lower_halfline_mean(float z, float low, float sigma, float inver
   const float t = u < 0.0f ? -u : u;
   const float g = special::mean_excess(t);
   const float phi = special::kInvSqrtTwoPi * fastmath::exp_or_zero(-0.5f * t * t);  // deep inside: m = z
-  const float inside = z + sigma * (phi * (g + t) / (g + t - phi));
+  const float inside = z + sigma * fastmath::divide(phi * (g + t), g + t - phi);  // g + t - phi >= 0.39
   const float outside = low + sigma * g;
   return u >= 0.0f ? inside : outside;
 }
@@ -92,19 +92,19 @@ OB_INLINE float interval_mean(float z, float low, float high, float sigma) {
       const float r_b = special::mills_ratio(b);
       const float numerator =
           r_a * special::mean_excess(a) - ratio_tail * r_b * (special::mean_excess(b) + width);
-      offset = numerator / (r_a - ratio_tail * r_b);
+      offset = fastmath::divide(numerator, r_a - ratio_tail * r_b);
     }
     offset = offset < 0.0f ? 0.0f : (offset > width ? width : offset);
     return near + sign * sigma * offset;
   }
   const float difference_pdf =
       special::normal_pdf(alpha) * -fastmath::expm1(-0.5f * width * (beta + alpha));
-  return z + sign * sigma * difference_pdf / special::normal_mass(alpha, beta);
+  return z + sign * sigma * fastmath::divide(difference_pdf, special::normal_mass(alpha, beta));
 }
 
 // {0, 1}: logistic((z - 1/2)/s).
 OB_INLINE float binary_mean(float z, float inverse_s) {
-  return 1.0f / (1.0f + fastmath::exp(-(z - 0.5f) * inverse_s));
+  return fastmath::divide(1.0f, 1.0f + fastmath::exp(-(z - 0.5f) * inverse_s));
 }
 
 // Logit of lattice point x_n + offset relative to the nearest point x_n, given

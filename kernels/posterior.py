@@ -230,8 +230,9 @@ def categorical_mean(z, s, valid):
     """softmax(z / s) over each row of the tile (one group), the max subtracted first."""
     logits = tl.where(valid, z, float("-inf"))
     top = tl.max(logits, axis=1)[:, None]
-    weights = tl.where(valid, special.exp2_flushing_subnormals((z - top) * (LOG2E / s)), 0.0)  # LOG2E / s: once per row
-    return weights * (1.0 / tl.sum(weights, axis=1)[:, None])
+    # exp2(-inf) = 0 for the masked columns (a row with none valid is not stored); LOG2E / s once per row.
+    weights = special.exp2_flushing_subnormals((logits - top) * (LOG2E / s))
+    return weights * special.reciprocal_of_normal(tl.sum(weights, axis=1)[:, None])  # the sum is >= 1
 
 
 @triton.jit

@@ -316,7 +316,8 @@ def test_bridge_target_matches_reference(backend, name, rows, open_kernels, gene
     table = domain.segment_table()
     x, c, sigma, s, seed = target_inputs(domain, kernels.rows(name, rows), generator)
     z_t, target = kernels.target(table, x, c, sigma, s, seed, 7, row_offset=3)
-    check_target(z_t, target, x, table, c, sigma, s, seed, 7, 3, name, kernels.spec.z_t_relative)
+    on_gpu = kernels.device.type == "cuda"  # the GPU's noise runs on approximate instructions (docs/noise.md)
+    check_target(z_t, target, x, table, c, sigma, s, seed, 7, 3, name, kernels.spec.z_t_relative, 1e-5 if on_gpu else 0.0)
     for dtype in kernels.spec.target_reduced:  # x on the domain is exact in both (one-hot, lattice points, ...) or rounded
         reduced = x.to(dtype)
         a = kernels.target(table, reduced, c, sigma, s, seed, 7, row_offset=3)

@@ -243,6 +243,11 @@ MIXED_LAYOUT_TILE = 512
 INTERPRETER_SETTINGS = {"ROWS_PER_PROGRAM": 1024, "TILE": 4096}
 
 
+# Element offsets within a program's rows are 32-bit while ROWS_PER_PROGRAM x the largest row
+# stride stays below this (else WIDE_OFFSETS: 64-bit throughout).
+THIRTY_TWO_BIT_OFFSETS_BELOW = 2**31
+
+
 def _signed(word: int) -> int:
     """A 32-bit word as the int32 with the same bits, so every launch passes i32 arguments
     (Triton types an int argument by its value: one compiled variant, not one per range)."""
@@ -294,7 +299,7 @@ def launch(mode: int, plan: Plan, inputs, *, out, drift=None, target=None, remai
     previous_tensor = previous if previous is not None else inputs
     unused = plan.quadrature  # a float32 tensor standing in for the per-row vectors a mode does not read
     strides = [tensor.stride(0) for tensor in (inputs, drift_tensor, out, target_tensor, previous_tensor)]
-    wide_offsets = max(strides) * settings["ROWS_PER_PROGRAM"] >= 2**31
+    wide_offsets = max(strides) * settings["ROWS_PER_PROGRAM"] >= THIRTY_TWO_BIT_OFFSETS_BELOW
     bridge_kernel[grid](
         inputs, inputs.stride(0), drift_tensor, drift_tensor.stride(0), out, out.stride(0),
         target_tensor, target_tensor.stride(0), previous_tensor, previous_tensor.stride(0),

@@ -121,6 +121,23 @@ def _noise_transform_kernel(u_ptr, out_ptr, count, BLOCK: tl.constexpr):
     tl.store(out_ptr + 2 * count + offsets, cosine, mask=mask)
 
 
+def test_64_bit_offsets_give_the_32_bit_offsets_result(monkeypatch, generator):
+    """Rows strided so far apart that 32-bit offsets within a program would overflow take the
+    WIDE_OFFSETS path; forced here on ordinary rows, it must give the same step bit for bit."""
+    domain, table, z = _mixed(generator, rows=40)
+    z = z.to(DEVICE)
+    f = torch.randn(z.shape, generator=generator).to(DEVICE)
+    plan = build_plan(table, DEVICE)
+    outputs = []
+    for limit in (bridge.THIRTY_TWO_BIT_OFFSETS_BELOW, 0):
+        monkeypatch.setattr(bridge, "THIRTY_TWO_BIT_OFFSETS_BELOW", limit)
+        out = _poisoned(z)
+        bridge.launch(bridge.STEP.value, plan, z, drift=f, out=out, remaining=0.3, increment=0.01, address=NoiseAddress(5, 2))
+        outputs.append(out.cpu())
+    assert not outputs[0].isnan().any(), "an element of the step was not written"
+    assert torch.equal(outputs[0], outputs[1])
+
+
 def test_noise_transforms_are_within_their_bound():
     """The Box-Muller radius and sin/cos of every uniform (on a GPU, with its approximate
     instructions; on the CPU the 2^20 uniforms at either end and 2^20 between, with the

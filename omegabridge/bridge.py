@@ -341,6 +341,7 @@ class Bridge:
         cuda_graph: bool = False,
         solver: str | None = None,
         posterior_variance: torch.Tensor | None = None,
+        known: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` rows (float32, flat layout, exactly in the domain).
 
@@ -371,6 +372,20 @@ class Bridge:
         whose noise may add ``posterior_variance``, a (steps, width) table from
         ``posterior_variance()``, or ``"euler"`` (Euler-Maruyama; the default under
         ``cuda_graph=True``, the one step a graph captures). Both end with the exact last step.
+
+        ``known`` (optional, ``n`` x width, NaN where a cell is free) fixes cells: each known
+        factor follows the exact bridge to its value (its drift replaced by the one that makes
+        the data prediction that value, (x - m(z, s))/s) and comes back as given; the free
+        cells follow the model's drift, which sees the known cells' states (inpainting in bridge
+        form; docs/math.md, "Known cells"). A categorical group or sphere is known whole or not
+        at all, and known values must lie in their factor's domain (``ValueError`` naming the row).
+
+        >>> import torch, omegabridge as ob
+        >>> bridge = ob.Bridge(ob.Product([ob.Lattice(0, 4), ob.Categorical(3)]), steps=20)
+        >>> known = torch.full((4, 4), float("nan")); known[:, 1:] = torch.tensor([0.0, 1.0, 0.0])
+        >>> x = bridge.sample(None, 4, seed=0, progress=False, known=known)
+        >>> x[:, 1:].tolist() == [[0.0, 1.0, 0.0]] * 4
+        True
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -387,6 +402,12 @@ class Bridge:
         if solver is None:
             solver = "euler" if cuda_graph else DEFAULT_SOLVER
         check_solver(solver)
+        if known is not None:
+            known = self._checked_known(known, n)
+            if cuda_graph:
+                warnings.warn("cuda_graph=True: a graph captures the unconditioned step, not known cells; sampling "
+                              "without a CUDA graph", RuntimeWarning, stacklevel=2)
+                cuda_graph = False
         variance = check_posterior_variance(posterior_variance, self.steps, self.width, solver)
         device = ops.check_device(device)
         use_graph = False
@@ -416,11 +437,38 @@ class Bridge:
             for start, stop in batches:
                 out[start:stop] = self._sample_batch(
                     model, row_offset + start, stop - start, seed, times, device, backend, final, bar, use_graph,
-                    solver_state,
+                    solver_state, None if known is None else known[start:stop].to(device),
                 )
         finally:
             bar.close()
         return out
+
+    def _checked_known(self, known, n: int) -> torch.Tensor:
+        """``known`` as float32 on the CPU, checked: shape (n, width), every group whole, values in the domain."""
+        if not isinstance(known, torch.Tensor) or not known.is_floating_point():
+            raise TypeError(f"known must be a float tensor (NaN where a cell is free), got {type(known).__name__}"
+                            + (f" of dtype {known.dtype}" if isinstance(known, torch.Tensor) else ""))
+        if tuple(known.shape) != (n, self.width):
+            raise ValueError(f"known must have shape ({n}, {self.width}) (n rows x the domain's width), got {tuple(known.shape)}")
+        known = known.detach().to("cpu", torch.float32)
+        mask = ~torch.isnan(known)
+        for segment in self.table.elements:
+            cells = mask[:, segment.offset:segment.offset + segment.width]
+            if segment.width > 1:
+                partial = cells.any(1) & ~cells.all(1)
+                if bool(partial.any()):
+                    row = int(partial.nonzero()[0])
+                    raise ValueError(f"known: row {row} fixes part of {self.table.describe_column(segment.offset)} "
+                                     "and leaves the rest free; a group is known whole or not at all")
+        anywhere = self.domain.project(torch.zeros(1, self.width))
+        filled = torch.where(mask, known, anywhere.expand_as(known))
+        inside = self.domain.contains(filled)
+        if not bool(inside.all()):
+            row = int((~inside).nonzero()[0])
+            bad = [c for c in range(self.width) if mask[row, c]]
+            raise ValueError(f"known: row {row} has a value outside the domain in {self.table.describe_column(bad[0])}"
+                             f" or the group it belongs to (values {known[row, bad].tolist()[:8]})")
+        return known
 
     def _start(self, rows: int, row_offset: int, seed: int, device) -> torch.Tensor:
         z = torch.zeros(rows, self.width, dtype=torch.float32, device=device)
@@ -429,8 +477,10 @@ class Bridge:
         return z
 
     def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar, use_graph=False,
-                      solver_state: BridgeSolver | None = None) -> torch.Tensor:
+                      solver_state: BridgeSolver | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
         z = self._start(rows, row_offset, seed, device)
+        if known is not None:
+            model = _with_known_cells(model, known, self.table, self._remaining, backend)
         if solver_state is not None:
             solver_state.reset()
         last = self.steps - 1
@@ -475,6 +525,8 @@ class Bridge:
             backend=backend,
         )
         _check_state_after(x, last, row_offset, finite)
+        if known is not None:
+            x = torch.where(torch.isnan(known), x, known)  # exactly as given (the last step drew near them)
         bar.update(1)
         if finite is not None and not bool(finite):
             raise ModelOutputError(
@@ -505,12 +557,35 @@ def check_loss_weight(weight: str) -> None:
         raise ValueError(f"weight must be one of {LOSS_WEIGHTS}, got {weight!r}")
 
 
+def _with_known_cells(model, known: torch.Tensor, table, remaining: list[float], backend: str):
+    """``model`` with the drift of each known cell replaced by (x - m(z, s))/s, which makes the data
+    prediction m + s f equal the known value x: the Euler step's drift is then (x - z)/s, the
+    Brownian bridge to x, and the bridge solver's prediction is x itself. s is read from the step
+    index the sampler passes along (``_drift``)."""
+    mask = ~torch.isnan(known)
+    values = torch.nan_to_num(known)
+
+    def conditioned(z: torch.Tensor, t: torch.Tensor, step_index: int) -> torch.Tensor:
+        s = remaining[step_index]
+        drift = None if model is None else model(z, t)
+        if drift is not None and (not isinstance(drift, torch.Tensor) or drift.shape != z.shape):
+            return drift  # the caller's shape check names it
+        bridge = (values - ops.posterior_mean(z, table, s, backend=backend)) / s
+        return torch.where(mask, bridge, bridge.new_zeros(()) if drift is None else drift.to(bridge.dtype))
+
+    conditioned.takes_step_index = True
+    return conditioned
+
+
 def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int, finite: torch.Tensor | None = None) -> torch.Tensor | None:
     """The model's drift at step k, checked; with a device flag ``finite`` (GPU sampling) the
     finiteness is recorded there instead of checked on the host (no synchronisation)."""
     if model is None:
         return None
-    drift = model(z, t.expand(z.shape[0]))
+    if getattr(model, "takes_step_index", False):
+        drift = model(z, t.expand(z.shape[0]), step_index)
+    else:
+        drift = model(z, t.expand(z.shape[0]))
     if finite is None:
         _check_model_output(drift, z, f"at step {step_index} (t = {float(t):.6g})")
     else:

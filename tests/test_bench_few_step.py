@@ -25,3 +25,18 @@ def test_a_tiny_run_scores_every_sampler(tmp_path):
     text = (tmp_path / "few-step-tables.md").read_text()
     assert f"`python bench/few_step_tables.py --iterations 5 --rows 150 --out {tmp_path}`" in text
     assert "| continuous | bridge 25 s^3 | 25 |" in text
+
+
+def test_the_fields_run_scores_each_sampler_as_the_digits_demo_does(monkeypatch, tmp_path):
+    pytest.importorskip("sklearn")  # the digits and the demo's classifier
+    import few_step_fields
+
+    monkeypatch.setattr(few_step_fields, "SAMPLERS", (("euler", 4, "t"), ("bridge", 3, "domain")))
+    monkeypatch.setattr(few_step_fields, "TIMES", ("continuous",))
+    result = few_step_fields.run(1, samplers=few_step_fields.SAMPLERS, times_settings=few_step_fields.TIMES, log=lambda _: None)
+    assert [(c["times"], c["solver"], c["steps"]) for c in result["cells"]] == [("continuous", "euler", 4), ("continuous", "bridge", 3)]
+    assert result["cells"][0]["grid"] == "t" and result["cells"][1]["grid"].startswith("s^")  # "domain" resolved
+    assert all(cell["valid"] == 1.0 for cell in result["cells"])  # every image on the lattice
+    assert all(cell["frechet_distance"] > result["floor"]["frechet_distance"] for cell in result["cells"])  # one iteration: far from real
+    text = few_step_fields.markdown(result, "python bench/few_step_fields.py --iterations 1")
+    assert "| continuous | euler | 4 | t |" in text and "| held-out digits (the floor) |" in text

@@ -161,9 +161,10 @@ def independent_pixels(images, count: int, seed: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FieldDemoSampler:
-    """The sampler and training times of a field demo (digits, segments, points): the ones its README
-    figures were measured with, Euler on grid t and a model trained at the grid times. The
-    library's defaults (the bridge solver, continuous times) are not yet measured on these demos."""
+    """The sampler and training times of a field demo: Euler on grid t and a model trained at the
+    grid times, what the segments and points figures were measured with (the library's defaults,
+    the bridge solver and continuous times, are not yet measured on them). The digits demo
+    overrides them with its measured few-step sampler (``DigitsConfig``)."""
 
     solver: str = "euler"
     sampling_grid: str = "t"

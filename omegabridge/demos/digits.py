@@ -66,11 +66,16 @@ class DigitsConfig(common.FieldDemoSampler):
     """
 
     output: str = "omegabridge-demo"
-    # 100 steps leave s = 0.38 for the last step, comparable to the lattice spacing 1: in a
-    # 1000-iteration trial, 200 steps lowered the Frechet distance from 8.3 to 5.7 and made
-    # the always-blank left column blank in 92% of the samples instead of 84%, but sampling
-    # takes twice as long; 100 steps with 2000 iterations fit the few-minute budget.
-    steps: int = 100
+    # Sampling: 25 steps of the bridge solver on the "domain" grid (s^3 here), which put the
+    # last steps at small s, where the lattice's spacing needs them. Measured with this U-Net
+    # (bench/results/few-step-fields.md): Frechet distance 4.9 against 5.6 for 100 Euler steps on
+    # grid "t" (the earlier default), at a quarter of the network evaluations; 12 steps gave 4.4.
+    steps: int = 25
+    solver: str = "bridge"
+    sampling_grid: str = "domain"
+    # Training: the grid times of 100 steps on grid "t" (100 leave s = 0.38 for the last step,
+    # comparable to the lattice spacing 1; a model trained there samples well on the few-step grid).
+    training_steps: int = 100
     schedule_b: float = 256.0
     iterations: int = 2000
     batch_size: int = 64
@@ -122,9 +127,10 @@ def feature_frechet(classifier, images, reference) -> float:
     return frechet_distance(classifier_features(classifier, images), classifier_features(classifier, reference))
 
 
-def _train_and_sample(bridge, model, data: torch.Tensor, count: int, config: DigitsConfig, *, iterations: int,
+def _train_and_sample(bridge, sampling, model, data: torch.Tensor, count: int, config: DigitsConfig, *, iterations: int,
                       batch_size: int) -> tuple[torch.Tensor, float, dict]:
-    """Train ``model`` with the Trainer, sample ``count`` rows; (rows, final loss, seconds).
+    """Train ``model`` with the Trainer on ``bridge``'s times, sample ``count`` rows with ``sampling``;
+    (rows, final loss, seconds).
 
     Seconds are wall-clock and CPU time of this process (``*_cpu``): on a shared machine the
     CPU time of a one-thread run is the figure that repeats.
@@ -136,8 +142,8 @@ def _train_and_sample(bridge, model, data: torch.Tensor, count: int, config: Dig
                          times=config.times, progress=config.progress)
     losses = trainer.fit(data, iterations)
     seconds = clock.lap("train")
-    rows = bridge.sample(model, n=count, seed=config.seed, batch_size=512, progress=config.progress,
-                         solver=config.solver)
+    rows = sampling.sample(model, n=count, seed=config.seed, batch_size=512, progress=config.progress,
+                           solver=config.solver)
     seconds.update(clock.lap("sample"))
     return rows, float(np.mean(losses[-max(1, len(losses) // 10):])), seconds
 
@@ -208,7 +214,7 @@ def load_split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return images[train_rows], images[test_rows], labels[train_rows], labels[test_rows]
 
 
-def _fit_models(bridge, data: torch.Tensor, count: int, config: DigitsConfig, log) -> tuple[dict, dict, dict]:
+def _fit_models(bridge, sampling, data: torch.Tensor, count: int, config: DigitsConfig, log) -> tuple[dict, dict, dict]:
     """Train and sample the U-Net and the flat MLP: (rows, final losses, seconds), each keyed by model."""
     import omegabridge as ob
 
@@ -222,13 +228,15 @@ def _fit_models(bridge, data: torch.Tensor, count: int, config: DigitsConfig, lo
     for name, (model, iterations, batch_size) in runs.items():
         log(f"{name}: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters, "
             f"{iterations} iterations of {batch_size} images")
-        rows[name], losses[name], seconds[name] = _train_and_sample(bridge, model, data, count, config,
+        rows[name], losses[name], seconds[name] = _train_and_sample(bridge, sampling, model, data, count, config,
                                                                     iterations=iterations, batch_size=batch_size)
     return rows, losses, seconds
 
 
-def _score_all(sets: dict, train: np.ndarray, test: np.ndarray, train_labels, test_labels) -> tuple[dict, float]:
-    """Scores of each set of images and of the held-out real ones (the floor); and the classifier's held-out accuracy."""
+def score_sets(sets: dict, train: np.ndarray, test: np.ndarray, train_labels, test_labels) -> tuple[dict, float]:
+    """Scores of each set of images (name -> int images, (n, 1, 8, 8)) and of the held-out real ones (the
+    floor): class histogram TV from uniform, mean top-class probability and the classifier-logit Frechet
+    distance to ``test``; and the classifier's held-out accuracy (bench/few_step_fields.py uses it too)."""
     from threadpoolctl import threadpool_limits
 
 
@@ -263,21 +271,27 @@ def run_digits(config: DigitsConfig, log: Callable[[str], None] = print) -> dict
     train, test, train_labels, test_labels = load_split(config.seed)
     count = len(train) if config.samples is None else int(config.samples)
     domain = ob.Lattice(0, PIXEL_HIGH, shape=IMAGE_SHAPE)
-    bridge = ob.Bridge(domain, ob.schedules.Exp(3.0, config.schedule_b), steps=config.steps, grid=config.sampling_grid)
+    schedule = ob.schedules.Exp(3.0, config.schedule_b)
+    bridge = ob.Bridge(domain, schedule, steps=config.training_steps)  # the training times (times="grid")
+    grid = config.sampling_grid
+    if grid == "domain":
+        grid = ob.solvers.domain_grid(domain.segment_table(), schedule, config.steps)
+    sampling = ob.Bridge(domain, schedule, steps=config.steps, grid=grid)
     log(f"== digits: {len(train) + len(test)} images of 8x8 pixels in 0..{PIXEL_HIGH}; training on {len(train)}, "
-        f"{len(test)} held out; {bridge!r} ==")
+        f"{len(test)} held out; trained on {bridge!r}, sampled by {config.solver} on {sampling!r} ==")
     data = domain.flatten(torch.from_numpy(train).float())
-    rows, losses, seconds = _fit_models(bridge, data, count, config, log)
+    rows, losses, seconds = _fit_models(bridge, sampling, data, count, config, log)
     rows["independent pixels"] = domain.flatten(torch.tensor(common.independent_pixels(train, count, config.seed)))
     # Validity of the rows as sampled (float32), before they are rounded into integer images.
     valid = {name: float(domain.contains(values.float()).float().mean()) for name, values in rows.items()}
     sets = {name: domain.unflatten(values).round().to(torch.int64).numpy() for name, values in rows.items()}
-    scores, accuracy = _score_all(sets, train, test, train_labels, test_labels)
+    scores, accuracy = score_sets(sets, train, test, train_labels, test_labels)
     result = {
         "config": asdict(config),
         "data": {"images": len(train) + len(test), "train": len(train), "held_out": len(test), "samples": count,
                  "split": f"omegabridge.demos.tables.split(seed={config.seed}): 80% train, 20% held out"},
-        "bridge": repr(bridge),
+        "bridge": repr(sampling),
+        "training_bridge": repr(bridge),
         "classifier": "omegabridge.demos.tables.digit_classifier (logistic regression on standardised pixels), fitted to the "
                       "training split; Frechet distance between Gaussians fitted to its 10 logits, against the held-out "
                       "images ('held-out real': training images against held-out images, the floor)",

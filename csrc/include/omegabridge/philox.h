@@ -43,10 +43,21 @@ OB_INLINE void mulhilo(std::uint32_t a, std::uint32_t b, std::uint32_t* hi,
   *lo = static_cast<std::uint32_t>(product);
 }
 
-// Philox4x32-10 (Salmon, Moraes, Dror, Shaw, SC'11) on plain words: ten rounds of
-// (c0, c1, c2, c3) -> (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0), the key bumped by the Weyl
-// constants between rounds. Plain scalars (no arrays) so that a loop over blocks calling
-// it vectorises; the rounds are fully unrolled for the same reason.
+// One Philox round: (c0, c1, c2, c3) -> (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0).
+OB_INLINE void philox_round(std::uint32_t& c0, std::uint32_t& c1, std::uint32_t& c2, std::uint32_t& c3,
+                            std::uint32_t k0, std::uint32_t k1) {
+  std::uint32_t hi0, lo0, hi1, lo1;
+  mulhilo(kM0, c0, &hi0, &lo0);
+  mulhilo(kM1, c2, &hi1, &lo1);
+  c0 = hi1 ^ c1 ^ k0;
+  c1 = lo1;
+  c2 = hi0 ^ c3 ^ k1;
+  c3 = lo0;
+}
+
+// Philox4x32-10 (Salmon, Moraes, Dror, Shaw, SC'11) on plain words: ten rounds, the key bumped
+// by the Weyl constants between rounds. Plain scalars (no arrays) so that a loop over blocks
+// calling it vectorises; the rounds are fully unrolled for the same reason.
 OB_INLINE void philox4x32_10_words(std::uint32_t& c0, std::uint32_t& c1, std::uint32_t& c2,
                                    std::uint32_t& c3, std::uint32_t k0, std::uint32_t k1) {
 #if defined(__CUDACC__)
@@ -55,15 +66,7 @@ OB_INLINE void philox4x32_10_words(std::uint32_t& c0, std::uint32_t& c1, std::ui
 #pragma GCC unroll 16
 #endif
   for (int i = 0; i < kRounds; ++i) {
-    std::uint32_t hi0, lo0, hi1, lo1;
-    mulhilo(kM0, c0, &hi0, &lo0);
-    mulhilo(kM1, c2, &hi1, &lo1);
-    const std::uint32_t n0 = hi1 ^ c1 ^ k0;
-    const std::uint32_t n2 = hi0 ^ c3 ^ k1;
-    c0 = n0;
-    c1 = lo1;
-    c2 = n2;
-    c3 = lo0;
+    philox_round(c0, c1, c2, c3, k0, k1);
     k0 += kW0;
     k1 += kW1;
   }
@@ -96,17 +99,7 @@ OB_INLINE void philox4x32_10_words(std::uint32_t& c0, std::uint32_t& c1, std::ui
 #elif defined(__GNUC__)
 #pragma GCC unroll 16
 #endif
-  for (int i = 0; i < kRounds; ++i) {
-    std::uint32_t hi0, lo0, hi1, lo1;
-    mulhilo(kM0, c0, &hi0, &lo0);
-    mulhilo(kM1, c2, &hi1, &lo1);
-    const std::uint32_t n0 = hi1 ^ c1 ^ keys.k0[i];
-    const std::uint32_t n2 = hi0 ^ c3 ^ keys.k1[i];
-    c0 = n0;
-    c1 = lo1;
-    c2 = n2;
-    c3 = lo0;
-  }
+  for (int i = 0; i < kRounds; ++i) philox_round(c0, c1, c2, c3, keys.k0[i], keys.k1[i]);
 }
 
 // The same on a Counter and a Key; returns the four output words.

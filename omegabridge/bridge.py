@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -465,9 +465,13 @@ class Bridge:
         inside = self.domain.contains(filled)
         if not bool(inside.all()):
             row = int((~inside).nonzero()[0])
-            bad = [c for c in range(self.width) if mask[row, c]]
-            raise ValueError(f"known: row {row} has a value outside the domain in {self.table.describe_column(bad[0])}"
-                             f" or the group it belongs to (values {known[row, bad].tolist()[:8]})")
+            for segment in self.table.elements:  # the factor whose known value is outside
+                cells = slice(segment.offset, segment.offset + segment.width)
+                alone = anywhere.clone()
+                alone[0, cells] = filled[row, cells]
+                if not bool(self.domain.contains(alone).all()):
+                    raise ValueError(f"known: row {row} has a value outside the domain in "
+                                     f"{self.table.describe_column(segment.offset)}: {known[row, cells].tolist()[:8]}")
         return known
 
     def _start(self, rows: int, row_offset: int, seed: int, device) -> torch.Tensor:
@@ -480,7 +484,7 @@ class Bridge:
                       solver_state: BridgeSolver | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
         z = self._start(rows, row_offset, seed, device)
         if known is not None:
-            model = _with_known_cells(model, known, self.table, self._remaining, backend)
+            known = KnownCells(~torch.isnan(known), torch.nan_to_num(known))
         if solver_state is not None:
             solver_state.reset()
         last = self.steps - 1
@@ -495,6 +499,8 @@ class Bridge:
             )
         for k in range(first, last):
             drift = _drift(model, z, times[k], k, finite)
+            if known is not None:
+                drift = known.drift(drift, z, self.table, self._remaining[k], backend)
             if solver_state is None:
                 z = ops.step(
                     z,
@@ -513,6 +519,8 @@ class Bridge:
             _check_state_after(z, k, row_offset, finite)
             bar.update(1)
         drift = _drift(model, z, times[last], last, finite)
+        if known is not None:
+            drift = known.drift(drift, z, self.table, self._remaining[last], backend)
         x = ops.final_step(
             z,
             drift,
@@ -526,7 +534,7 @@ class Bridge:
         )
         _check_state_after(x, last, row_offset, finite)
         if known is not None:
-            x = torch.where(torch.isnan(known), x, known)  # exactly as given (the last step drew near them)
+            x = torch.where(known.mask, known.values, x)  # exactly as given (the last step drew near them)
         bar.update(1)
         if finite is not None and not bool(finite):
             raise ModelOutputError(
@@ -557,24 +565,19 @@ def check_loss_weight(weight: str) -> None:
         raise ValueError(f"weight must be one of {LOSS_WEIGHTS}, got {weight!r}")
 
 
-def _with_known_cells(model, known: torch.Tensor, table, remaining: list[float], backend: str):
-    """``model`` with the drift of each known cell replaced by (x - m(z, s))/s, which makes the data
-    prediction m + s f equal the known value x: the Euler step's drift is then (x - z)/s, the
-    Brownian bridge to x, and the bridge solver's prediction is x itself. s is read from the step
-    index the sampler passes along (``_drift``)."""
-    mask = ~torch.isnan(known)
-    values = torch.nan_to_num(known)
+class KnownCells(NamedTuple):
+    """The known cells of a batch: ``mask`` (bool) and ``values`` (0 where free)."""
 
-    def conditioned(z: torch.Tensor, t: torch.Tensor, step_index: int) -> torch.Tensor:
-        s = remaining[step_index]
-        drift = None if model is None else model(z, t)
-        if drift is not None and (not isinstance(drift, torch.Tensor) or drift.shape != z.shape):
-            return drift  # the caller's shape check names it
-        bridge = (values - ops.posterior_mean(z, table, s, backend=backend)) / s
-        return torch.where(mask, bridge, bridge.new_zeros(()) if drift is None else drift.to(bridge.dtype))
+    mask: torch.Tensor
+    values: torch.Tensor
 
-    conditioned.takes_step_index = True
-    return conditioned
+    def drift(self, drift: torch.Tensor | None, z: torch.Tensor, table, remaining: float, backend: str) -> torch.Tensor:
+        """``drift`` (the model's, checked; None for no model) with each known cell's replaced by
+        (x - m(z, s))/s, which makes the data prediction m + s f equal the known value x: the Euler
+        step's drift is then (x - z)/s, the Brownian bridge to x, and the bridge solver's prediction
+        is x itself."""
+        bridge = (self.values - ops.posterior_mean(z, table, remaining, backend=backend)) / remaining
+        return torch.where(self.mask, bridge, bridge.new_zeros(()) if drift is None else drift.to(bridge.dtype))
 
 
 def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int, finite: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -582,10 +585,7 @@ def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int, finite: tor
     finiteness is recorded there instead of checked on the host (no synchronisation)."""
     if model is None:
         return None
-    if getattr(model, "takes_step_index", False):
-        drift = model(z, t.expand(z.shape[0]), step_index)
-    else:
-        drift = model(z, t.expand(z.shape[0]))
+    drift = model(z, t.expand(z.shape[0]))
     if finite is None:
         _check_model_output(drift, z, f"at step {step_index} (t = {float(t):.6g})")
     else:

@@ -231,8 +231,8 @@ def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out
 
 
 # Rows per program, elements per tile and warps on a GPU. TILE = 1024 with 4 warps keeps 8
-# elements of each live tensor per thread; of the benchmark layouts only the Adult-like target
-# spills, 16 bytes (bench/results/instructions-sm90.md); TILE = 2048 spilled in the lattice target. A layout
+# elements of each live tensor per thread, and no counted variant of the benchmark layouts
+# spills (bench/results/instructions-sm90.md); TILE = 2048 spilled in the lattice target. A layout
 # mixing kinds compiles every kind's branch into one kernel, which needs more registers: it
 # runs with half the tile. Measured on an H200 before the instruction diet
 # (bench/results/triton-gpu-h200.md, launch settings sweep): Adult-like step 67 G el/s at

@@ -101,11 +101,7 @@ def uniforms(seed_low, seed_high, step, row_low, row_high, stream, first_column,
 @triton.jit
 def _column_normal(seed_low, seed_high, step, row_low, row_high, stream, column):
     """The normal of one column (rows x 1): the Box-Muller pair of its Philox block that holds it."""
-    zero = row_low * 0
-    c0, c1, c2, c3 = philox4x32_10(zero + (column // 4).to(tl.uint32), row_low,
-                                   (row_high | (tl.cast(stream, tl.uint32) << 16)) + zero,
-                                   zero + tl.cast(step, tl.uint32), zero + tl.cast(seed_low, tl.uint32),
-                                   zero + tl.cast(seed_high, tl.uint32))
+    c0, c1, c2, c3 = words(seed_low, seed_high, step, row_low, row_high, stream, (column // 4) * 4, 4)
     word = column % 4
     radius = square_root(-2.0 * noise_log(uniform(tl.where(word >= 2, c2, c0))))
     sine, cosine = noise_sincos_two_pi(uniform(tl.where(word >= 2, c3, c1)))

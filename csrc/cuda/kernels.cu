@@ -591,8 +591,7 @@ __global__ void __launch_bounds__(kThreads, 1) final_kernel(Args a, FinalScalars
   for (std::int64_t index = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; index < total;
        index += stride) {
     const std::int64_t row = total <= 0xFFFFFFFFll ? static_cast<std::uint32_t>(index) / static_cast<std::uint32_t>(items)
-                                                    :
-                                                    index / items;  // rare path (2^32 work items or more)
+                                                    : index / items;
     const WorkItem item = a.layout.item[index - row * items];
     const std::uint64_t global_row = a.address.row_offset + static_cast<std::uint64_t>(row);
     if (item.kind == kBlockItem) {

@@ -171,21 +171,7 @@ OB_INLINE void sincos_two_pi(float u, float* sine, float* cosine) {
 constexpr float kNoiseLogSeriesBelow = 0.0625f;
 
 #if defined(__CUDA_ARCH__)
-__device__ __forceinline__ float ptx_lg2(float x) {
-  float y;
-  asm("lg2.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ float ptx_sin(float x) {
-  float y;
-  asm("sin.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ float ptx_cos(float x) {
-  float y;
-  asm("cos.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
+// sqrt.approx.f32 (CUDA has intrinsics for lg2, sin and cos .approx, none for this one).
 __device__ __forceinline__ float ptx_sqrt(float x) {
   float y;
   asm("sqrt.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -198,7 +184,7 @@ OB_INLINE float noise_log(float u) {
 #if defined(__CUDA_ARCH__)
   const float t = 1.0f - u;  // exact for u >= 1/2
   const float series = t * (1.0f + t * (0.5f + t * (1.0f / 3.0f + t * (0.25f + t * 0.2f))));
-  return t < kNoiseLogSeriesBelow ? -series : ptx_lg2(u) * 0.693147180559945309f;
+  return t < kNoiseLogSeriesBelow ? -series : __log2f(u) * 0.693147180559945309f;  // lg2.approx
 #else
   return log(u);
 #endif
@@ -208,8 +194,8 @@ OB_INLINE float noise_log(float u) {
 OB_INLINE void noise_sincos_two_pi(float u, float* sine, float* cosine) {
 #if defined(__CUDA_ARCH__)
   const float angle = 6.28318530717958647692f * (u > 0.5f ? u - 1.0f : u);  // in [-pi, pi]
-  *sine = ptx_sin(angle);
-  *cosine = ptx_cos(angle);
+  *sine = __sinf(angle);  // sin.approx, cos.approx
+  *cosine = __cosf(angle);
 #else
   sincos_two_pi(u, sine, cosine);
 #endif

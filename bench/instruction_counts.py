@@ -62,14 +62,12 @@ import sass  # noqa: E402
 from omegabridge.kernels import bridge  # noqa: E402
 from omegabridge.kernels.plan import TILE_WIDTHS, WIDE_GROUP_CLASS, build_plan  # noqa: E402
 from run_gpu import gpu_layouts  # noqa: E402
-from triton_resources import _bridge_signature, _resource_usage  # noqa: E402
+from triton_resources import _bridge_signature, compile_variant  # noqa: E402
 
 TOOLS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 RESULTS = HERE / "results" / "instructions-sm90.md"
 ISSUE_RATE = 132 * 4 * 32 * 1.98e9  # H200: thread-instructions per second at one warp-instruction per scheduler per clock
 MODES = {"step": bridge.STEP.value, "target": bridge.TARGET.value}
-# Triton writes the kernel's source lines into the SASS: each line is named by the jitted function it lies in.
-KERNEL_SOURCES = ROOT / "kernels"
 CUDA_SOURCE = ROOT / "csrc" / "cuda" / "kernels.cu"
 
 
@@ -139,11 +137,9 @@ def _triton_compile(mode: int, kinds: int, classes: int, tile: int, rows_per_pro
     constexprs = {"MODE": mode, "HAS_DRIFT": mode == bridge.STEP.value, "HAS_PREVIOUS": False, "KINDS": kinds,
                   "CLASSES": classes, "ROWS_PER_PROGRAM": rows_per_program, "TILE": tile, "WIDE_OFFSETS": False}
     signature = _bridge_signature("fp32", "fp32")
-    source = triton.compiler.ASTSource(fn=bridge.bridge_kernel, signature=signature, constexprs=constexprs,
-                                       attrs=launch_attributes(signature, width))
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": bridge.GPU_SETTINGS["num_warps"]})
-    registers, stack = _resource_usage(compiled.asm["cubin"])
-    return compiled.asm["cubin"], int(registers), int(stack)
+    report = compile_variant(bridge.bridge_kernel, signature, constexprs, GPUTarget("cuda", arch, 32),
+                             attrs=launch_attributes(signature, width))
+    return report["cubin"], int(report["registers"]), int(report["stack"])
 
 
 def _sub_rows(block: int, tile: int, rows_per_program: int) -> int:

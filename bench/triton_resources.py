@@ -67,13 +67,16 @@ def _final_signature(drift_type: str) -> dict:
     }
 
 
-def compile_variant(kernel, signature: dict, constexprs: dict, target: GPUTarget):
-    source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+def compile_variant(kernel, signature: dict, constexprs: dict, target: GPUTarget, attrs: dict | None = None):
+    """Compile one variant; its resources, compile seconds and cubin (``attrs``: argument attributes
+    such as the divisibility a launch specialises on, bench/instruction_counts.py)."""
+    source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs)
     start = time.perf_counter()
     compiled = triton.compile(source, target=target, options={"num_warps": NUM_WARPS})
     seconds = time.perf_counter() - start
     registers, stack = _resource_usage(compiled.asm["cubin"])
-    return {"registers": registers, "stack": stack, "shared": compiled.metadata.shared, "seconds": seconds}
+    return {"registers": registers, "stack": stack, "shared": compiled.metadata.shared, "seconds": seconds,
+            "cubin": compiled.asm["cubin"]}
 
 
 def _resource_usage(cubin: bytes) -> tuple[str, str]:

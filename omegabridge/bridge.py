@@ -38,6 +38,8 @@ TRAINING_TIMES = ("grid", "continuous")
 #: (x - m)/s is noise of variance ~1/s, and every grid ``domain_grid`` picks ends above it (the
 #: lowest, 8-bit pixels in 10 steps, at 6.5e-7 s_0).
 MIN_TRAINED_REMAINING = 1e-9
+#: Share of training rows in which a conditional model is shown known cells (``draw_known_mask``).
+KNOWN_ROWS = 0.25
 #: Steps and grid of a ``Bridge`` made without them: with the default ``"bridge"`` solver, 250 steps on grid
 #: ``"t"`` reach with exact drifts what 1000 Euler steps did on lattice targets, not on continuous ones (W1
 #: 0.021 against 0.012 in an interval; bench/results/solvers-defaults/solvers.md), where grid ``"domain"``
@@ -201,6 +203,25 @@ class Bridge:
             return torch.randint(0, self.steps, (rows,), generator=generator)
         return torch.rand(rows, generator=generator, dtype=torch.float64).clamp_(max=self._latest_training_time)
 
+    def draw_known_mask(self, rows: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Which cells a conditional model is shown as known in training: a bool (rows, width) mask, on the CPU.
+
+        Three rows in four know nothing (the unconditioned model); in the fourth each factor
+        (a categorical group or sphere whole) is known with a probability drawn per row,
+        uniform on [0, 1), so the model meets every number of known factors. (A fourth, not a
+        half: on fair the conditionals came out as close either way, and the unconditioned
+        samples lost less, bench/results/conditions-fair.md.)
+
+        >>> import omegabridge as ob
+        >>> ob.Bridge(ob.Product([ob.Binary(), ob.Categorical(3)]), steps=10).draw_known_mask(2).shape
+        torch.Size([2, 4])
+        """
+        elements = self.table.elements
+        share = torch.rand(rows, 1, generator=generator) * (torch.rand(rows, 1, generator=generator) < KNOWN_ROWS)
+        known = torch.rand(rows, len(elements), generator=generator) < share
+        widths = torch.tensor([segment.width for segment in elements])
+        return torch.repeat_interleave(known, widths, dim=1)
+
     def loss_at(
         self,
         model: Model,
@@ -211,10 +232,16 @@ class Bridge:
         row_offset: int = 0,
         weight: str = "none",
         backend: str = "auto",
+        known_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``checked_loss`` with the draws given: ``times`` (one per row, on the CPU: int64 grid
         indices, or floating times t in [0, 1), ``draw_times``) and the noise ``seed``; row i's
         noise is row ``row_offset + i`` of the training stream.
+
+        ``known_mask`` (bool, x's shape; ``draw_known_mask``) trains a conditional model
+        (``takes_known_cells``): it is shown x at the masked cells (NaN elsewhere) as
+        ``model(z, t, known=...)``, and the loss counts the free cells only, whose drift it predicts
+        given them (a known cell's drift is the exact bridge's when sampling).
 
         For data-parallel training: every rank draws the whole global batch's times and
         seed, and takes its slice with its ``row_offset``, so the ranks' rows see exactly
@@ -234,9 +261,15 @@ class Bridge:
             backend=backend,
         )
         t = t_float64.to(torch.float32).to(device)
-        drift = model(z_t, t)
-        _check_model_output(drift, z_t, "in loss()")
-        squared = ((drift.to(torch.float32) - target) ** 2).sum(dim=1)
+        if known_mask is None:
+            drift = model(z_t, t)
+            _check_model_output(drift, z_t, "in loss()")
+            squared = ((drift.to(torch.float32) - target) ** 2).sum(dim=1)
+        else:
+            known_mask = known_mask.to(device)
+            drift = model(z_t, t, known=torch.where(known_mask, x, torch.full_like(x, float("nan"))))
+            _check_model_output(drift, z_t, "in loss()")
+            squared = ((drift.to(torch.float32) - target) ** 2).masked_fill(known_mask, 0.0).sum(dim=1)
         if weight == "remaining":
             squared = squared * remaining
         elif weight == "remaining_squared":
@@ -497,8 +530,9 @@ class Bridge:
                 self, model, z, times, seed, row_offset, finite,
                 lambda drift, state: _check_model_shape(drift, state, "in a CUDA-graph step"), bar,
             )
+        shown = known.shown_to(model) if known is not None else None
         for k in range(first, last):
-            drift = _drift(model, z, times[k], k, finite)
+            drift = _drift(model, z, times[k], k, finite, shown)
             if known is not None:
                 drift = known.drift(drift, z, self.table, self._remaining[k], backend)
             if solver_state is None:
@@ -518,7 +552,7 @@ class Bridge:
                 z = solver_state.step(z, drift, k, seed, row_offset)
             _check_state_after(z, k, row_offset, finite)
             bar.update(1)
-        drift = _drift(model, z, times[last], last, finite)
+        drift = _drift(model, z, times[last], last, finite, shown)
         if known is not None:
             drift = known.drift(drift, z, self.table, self._remaining[last], backend)
         x = ops.final_step(
@@ -579,13 +613,22 @@ class KnownCells(NamedTuple):
         bridge = (self.values - ops.posterior_mean(z, table, remaining, backend=backend)) / remaining
         return torch.where(self.mask, bridge, bridge.new_zeros(()) if drift is None else drift.to(bridge.dtype))
 
+    def shown_to(self, model) -> torch.Tensor | None:
+        """The known values with NaN where free, for a model that takes known cells
+        (``takes_known_cells``, trained with ``Bridge.draw_known_mask``); None for any other."""
+        if not getattr(model, "takes_known_cells", False):
+            return None
+        return torch.where(self.mask, self.values, torch.full_like(self.values, float("nan")))
 
-def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int, finite: torch.Tensor | None = None) -> torch.Tensor | None:
+
+def _drift(model, z: torch.Tensor, t: torch.Tensor, step_index: int, finite: torch.Tensor | None = None,
+           known: torch.Tensor | None = None) -> torch.Tensor | None:
     """The model's drift at step k, checked; with a device flag ``finite`` (GPU sampling) the
-    finiteness is recorded there instead of checked on the host (no synchronisation)."""
+    finiteness is recorded there instead of checked on the host (no synchronisation). ``known``
+    (NaN where free) goes to a model that takes known cells."""
     if model is None:
         return None
-    drift = model(z, t.expand(z.shape[0]))
+    drift = model(z, t.expand(z.shape[0])) if known is None else model(z, t.expand(z.shape[0]), known=known)
     if finite is None:
         _check_model_output(drift, z, f"at step {step_index} (t = {float(t):.6g})")
     else:

@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--grid", default="t", metavar="GRID",
                         help="time grid: t (default), beta, s or s^RHO (steps spaced in the remaining variance), "
                              "or domain (the power chosen from the columns' spacings)")
+    sample.add_argument("--condition", action="append", default=[], metavar="COLUMN=VALUE",
+                        help="fix COLUMN to VALUE in every sampled row (repeatable); the other columns come from "
+                             "the model given the conditions")
     sample.add_argument("--overwrite", action="store_true",
                         help="replace an existing output (and discard an unfinished OUT.partial of another job)")
     _device(sample)
@@ -295,7 +298,11 @@ def _sample(args) -> int:
         raise UsageError(f"{args.output}: several workers write a folder of parts; give a folder, not a .{kind} file")
     model = TabularBridge.load(args.model, device=args.device, progress=False)
     sampler = {"solver": args.solver, "steps": args.steps, "grid": args.grid}
-    extra = {"model": os.path.abspath(args.model), "seed": args.seed, "schema": model.schema.to_dict(), "sampler": sampler}
+    extra = {"model": os.path.abspath(args.model), "seed": args.seed, "schema": model.schema.to_dict(),
+             "sampler": dict(sampler)}
+    conditions = _conditions(model.schema, args.condition)
+    if conditions:  # recorded in the manifest, and in the job so that a resumed job keeps them
+        sampler["conditions"] = extra["conditions"] = conditions
     if kind == "parts":
         mine = worker_parts(args.rows, args.chunk_rows, distributed.rank(), distributed.world_size())
         total = sum(count for _, _, count in mine)
@@ -321,6 +328,19 @@ def _sample(args) -> int:
         summary = write_chunks(chunks, args.output, overwrite=args.overwrite, manifest_extra=extra, on_chunk=bar.update)
     print(f"wrote {summary['rows']} rows to {args.output}")
     return EXIT_OK
+
+
+def _conditions(schema, texts: list[str]) -> dict:
+    """``--condition COLUMN=VALUE`` options as ``{column: value}``; a column given twice is a usage error."""
+    from omegabridge.tabular.conditions import parse_condition
+
+    conditions: dict = {}
+    for text in texts:
+        name, value = parse_condition(schema, text)
+        if name in conditions:
+            raise UsageError(f"--condition: column {name!r} is conditioned twice ({conditions[name]!r} and {value!r})")
+        conditions[name] = value
+    return conditions
 
 
 def _evaluate(args) -> int:

@@ -47,6 +47,11 @@ class DriftMLP(BridgeDrift):
             and standard deviation. Otherwise they come from the domain: the uniform law
             on an interval or lattice, 1/K and sqrt((1/K)(1 - 1/K)) on a categorical
             group, mean 0 and sd 1 on the real line (useful to pass ``data`` there).
+        conditional: the model also takes known cells, ``model(z, t, known=...)`` with NaN where
+            a cell is free (2 x width more inputs: which cells are known, and their values
+            standardised), so that ``Bridge.sample(known=...)`` draws the free cells from the
+            conditional it learned; ``Trainer`` then trains it on random known cells
+            (``Bridge.draw_known_mask``). Without known cells it is the unconditioned model.
 
     >>> import omegabridge as ob
     >>> bridge = ob.Bridge(ob.Binary(), steps=10)
@@ -54,7 +59,8 @@ class DriftMLP(BridgeDrift):
     True
     """
 
-    def __init__(self, bridge, hidden: int = 256, depth: int = 3, data: torch.Tensor | None = None):
+    def __init__(self, bridge, hidden: int = 256, depth: int = 3, data: torch.Tensor | None = None,
+                 conditional: bool = False):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
@@ -62,7 +68,11 @@ class DriftMLP(BridgeDrift):
         super().__init__(bridge, data)
         width = bridge.width
         layers: list[nn.Module] = []
-        size = 2 * width + 3
+        if not isinstance(conditional, bool):
+            raise TypeError(f"conditional must be True or False, got {conditional!r}")
+        #: Read by Bridge.sample and Trainer: the model takes ``known=`` and is trained on known cells.
+        self.takes_known_cells = conditional
+        size = (4 if conditional else 2) * width + 3
         for _ in range(depth):
             layers += [nn.Linear(size, hidden), nn.SiLU()]
             size = hidden
@@ -71,5 +81,31 @@ class DriftMLP(BridgeDrift):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def predict(self, z: torch.Tensor, m: torch.Tensor, time_features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(torch.cat([z, m, time_features], dim=1)))
+    def predict(self, z: torch.Tensor, m: torch.Tensor, time_features: torch.Tensor,
+                known: torch.Tensor | None = None) -> torch.Tensor:
+        features = [z, m, time_features]
+        if self.takes_known_cells:
+            if known is None:
+                features += [torch.zeros_like(z), torch.zeros_like(z)]
+            else:
+                mask = ~torch.isnan(known)
+                values = torch.where(mask, (known.to(z.dtype) - self.data_mean) / self.data_std, torch.zeros((), dtype=z.dtype))
+                features += [mask.to(z.dtype), values]
+        return self.head(self.body(torch.cat(features, dim=1)))
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """The drift at states ``z`` and times ``t``; a ``conditional`` model also takes ``known`` cells
+        (NaN where free, z's shape).
+
+        >>> import torch, omegabridge as ob
+        >>> model = DriftMLP(ob.Bridge(ob.Product([ob.Binary(), ob.Lattice(0, 3)]), steps=10), hidden=8, conditional=True)
+        >>> model(torch.zeros(2, 2), torch.zeros(2), known=torch.tensor([[1.0, float("nan")]] * 2)).shape
+        torch.Size([2, 2])
+        """
+        if known is not None:
+            if not self.takes_known_cells:
+                raise TypeError("known cells go to a DriftMLP made with conditional=True; this one takes model(z, t)")
+            if known.shape != z.shape:
+                raise ValueError(f"known must have the states' shape {tuple(z.shape)}, got {tuple(known.shape)}")
+        z, m, time_features, s = self.inputs(z, t)
+        return self.data_std * self.predict(z, m, time_features, known) / s

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from omegabridge.errors import SchemaError
 
-__all__ = ["KINDS", "ColumnSpec", "Schema", "infer_schema"]
+__all__ = ["KINDS", "ColumnSpec", "Schema", "infer_schema", "plain_value"]
 
 KINDS = ("categorical", "constant", "lattice", "ordinal", "halfline", "interval", "real")
 #: Kinds with a finite set of values: fidelity is total variation (the others: Kolmogorov-Smirnov).
@@ -180,9 +180,9 @@ class ColumnSpec:
             if item.name in keep:
                 value = getattr(self, item.name)
                 if item.name == "categories":
-                    value = [_plain(v) for v in value]
+                    value = [plain_value(v) for v in value]
                 elif item.name == "value":
-                    value = _plain(value)
+                    value = plain_value(value)
                 result[item.name] = value
         return result
 
@@ -283,7 +283,7 @@ class Schema:
             good = column.valid_mask(frame[column.name])
             if not good.all():
                 position = int(np.flatnonzero(~good)[0])
-                value = _plain(frame[column.name].iloc[position])
+                value = plain_value(frame[column.name].iloc[position])
                 count = int((~good).sum())
                 raise SchemaError(
                     f"{what}: column {column.name!r}, row {frame.index[position]!r}: value {value!r} is not allowed "
@@ -363,7 +363,7 @@ def _infer_column(name, series, present, dtype, missing, max_lattice_points, max
     common = dict(missing=missing, dtype=dtype)
     numeric = pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
     if not numeric and present.nunique() == 1 and not isinstance(series.dtype, pd.CategoricalDtype):
-        return ColumnSpec(name, "constant", value=_plain(present.iloc[0]), **common)
+        return ColumnSpec(name, "constant", value=plain_value(present.iloc[0]), **common)
     if not numeric:
         return ColumnSpec(name, "categorical", categories=_categories(series, present), **common)
     if pd.api.types.is_integer_dtype(series.dtype):
@@ -377,7 +377,7 @@ def _infer_column(name, series, present, dtype, missing, max_lattice_points, max
         raise SchemaError(f"column {name!r}: infinite values cannot be modelled (row {present.index[~np.isfinite(values)][0]!r})")
     distinct = np.unique(values)
     if len(distinct) == 1:
-        return ColumnSpec(name, "constant", value=_plain(present.iloc[0]), **common)
+        return ColumnSpec(name, "constant", value=plain_value(present.iloc[0]), **common)
     if (distinct == np.rint(distinct)).all() and distinct[-1] - distinct[0] + 1 <= max_lattice_points:
         return ColumnSpec(name, "lattice", low=float(distinct[0]), high=float(distinct[-1]), step=1.0, **common)
     if len(distinct) <= max_ordinal_levels:
@@ -407,7 +407,7 @@ def _fill_parameters(name: str, entry: dict, present) -> None:
         entry["categories"] = _categories(present, present)
         return
     if kind == "constant" and "value" not in entry:
-        entry["value"] = _plain(present.iloc[0])
+        entry["value"] = plain_value(present.iloc[0])
         return
     if kind in ("lattice", "interval", "ordinal"):
         import pandas as pd
@@ -429,15 +429,19 @@ def _categories(series, present) -> list:
 
     if isinstance(series.dtype, pd.CategoricalDtype):  # the dtype's order, but only the levels the data has
         seen = set(present.unique())
-        return [_plain(v) for v in series.cat.categories if v in seen]
+        return [plain_value(v) for v in series.cat.categories if v in seen]
     try:
-        return sorted(_plain(v) for v in present.unique())
+        return sorted(plain_value(v) for v in present.unique())
     except TypeError:  # mixed types: keep order of first appearance
-        return [_plain(v) for v in present.unique()]
+        return [plain_value(v) for v in present.unique()]
 
 
-def _plain(value):
-    """A numpy scalar as the Python value it holds (for JSON and for stable equality)."""
+def plain_value(value):
+    """A numpy scalar as the Python value it holds (for JSON and for stable equality).
+
+    >>> plain_value(np.int64(3)), plain_value("a")
+    (3, 'a')
+    """
     return value.item() if isinstance(value, np.generic) else value
 
 

@@ -29,7 +29,7 @@ from omegabridge.models import DriftMLP
 from omegabridge.errors import CheckpointError
 from omegabridge.tabular.checkpoint import read_checkpoint, write_checkpoint
 from omegabridge.tabular.encoding import TableEncoder
-from omegabridge.tabular.schema import Schema, infer_schema
+from omegabridge.tabular.schema import Schema, infer_schema, plain_value
 from omegabridge.errors import SchemaError
 from omegabridge.training.trainer import Trainer
 from omegabridge.errors import NotFittedError
@@ -54,6 +54,9 @@ class TabularBridge:
             step counts and grids than ``steps`` find a trained drift; ``"grid"`` on the ``steps`` grid times only.
         device: where training and sampling run (``"cpu"`` or a CUDA device; under
             torchrun ``"cuda"`` means each worker's own GPU).
+        conditional: train the network on random known cells too (``DriftMLP(conditional=True)``), so
+            that ``sample(conditions=...)`` and ``impute`` draw from the conditional it learned; off,
+            conditioned sampling steers only the conditioned columns (bench/results/conditions-fair.md).
         verbose: print the schema and a summary at ``fit``; ``log`` is the printing function.
         progress: progress bars for training and sampling.
     """
@@ -69,6 +72,7 @@ class TabularBridge:
         weight: str = "remaining",
         times: str = "continuous",
         ema_decay: float | None = None,
+        conditional: bool = True,
         device: str = "cpu",
         verbose: bool = True,
         progress: bool = True,
@@ -83,6 +87,9 @@ class TabularBridge:
         self.hidden, self.depth = hidden, depth
         check_training_times(times)
         self.learning_rate, self.weight, self.times, self.ema_decay = learning_rate, weight, times, ema_decay
+        if not isinstance(conditional, bool):
+            raise TypeError(f"conditional must be True or False, got {conditional!r}")
+        self.conditional = conditional
         self.device = distributed.device_for_rank(device)
         self.verbose, self.progress, self.log = verbose, progress, log
         self.schema: Schema | None = None
@@ -134,7 +141,8 @@ class TabularBridge:
         x = self.encoder.encode(data, what="training data").to(self.device)
         self.bridge = Bridge(self.encoder.domain, self.schedule, steps=self.steps, grid="t")
         torch.manual_seed(seed)
-        self.model = DriftMLP(self.bridge, hidden=self.hidden, depth=self.depth, data=x).to(self.device)
+        self.model = DriftMLP(self.bridge, hidden=self.hidden, depth=self.depth, data=x,
+                              conditional=self.conditional).to(self.device)
         if self.verbose and distributed.is_main():
             self.log(f"domain of width {self.bridge.width}: {describe_factors(self.encoder.domain)}")
         trainer = Trainer(
@@ -157,24 +165,46 @@ class TabularBridge:
         return self
 
     # ------------------------------------------------------------------------------------
-    def sample(self, num_rows: int, seed: int = 0, *, batch_size: int = 8192, row_offset: int = 0,
+    def sample(self, num_rows: int, seed: int = 0, *, conditions=None, batch_size: int = 8192, row_offset: int = 0,
                solver: str = DEFAULT_SOLVER, steps: int | None = None, grid: str = "t"):
         """``num_rows`` synthetic rows as a DataFrame in the original columns, units and dtypes.
 
-        Rows are numbered from ``row_offset``; row r depends only on (seed, r), so
-        ``sample(n, seed)`` equals the concatenation of chunks drawn with their offsets
-        (up to the model's float rounding, which may depend on the batch size).
+        ``conditions`` fixes cells: a dict ``{column: value}`` (the same in every row) or a
+        DataFrame of ``num_rows`` rows whose non-missing cells are fixed. Conditioned cells
+        come back exactly as given; the other columns come from the model given them, without
+        rejection: the conditioned columns' states follow the exact bridge to their values
+        while the network's drift moves the rest (docs/math.md, "Known cells"). A condition
+        outside its column's domain is a ``SchemaError`` naming the column and value.
+
+        Rows are numbered from ``row_offset``; row r depends only on (seed, r) and its
+        conditions, so ``sample(n, seed)`` equals the concatenation of chunks drawn with their
+        offsets (up to the model's float rounding, which may depend on the batch size).
         ``solver`` (``"euler"`` or ``"bridge"``, ``omegabridge.solvers``), ``steps`` (default:
         the model's) and ``grid`` (``Bridge``'s) choose the sampler; the network was trained at
         the times of its own grid and is evaluated between them on another one.
+
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"colour": ["red", "blue"] * 20, "count": [0, 3] * 20})
+        >>> model = TabularBridge(steps=10, hidden=8, depth=1, verbose=False, progress=False)
+        >>> rows = model.fit(frame, iterations=2, batch_size=8).sample(4, conditions={"colour": "blue"})
+        >>> rows["colour"].tolist()
+        ['blue', 'blue', 'blue', 'blue']
         """
+        from omegabridge.tabular.conditions import condition_frame, known_cells, with_given
+
         self._require_fitted("sample")
         sampler = self._sampler(solver, steps, grid)
+        if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
+            raise ValueError(f"num_rows must be a positive integer, got {num_rows!r}")
+        given = None if conditions is None else condition_frame(self.schema, conditions, num_rows)
         x = self._sampling_bridge(sampler).sample(
             self.model, n=num_rows, seed=seed, batch_size=batch_size, device=self.device,
             progress=self.progress, row_offset=row_offset, solver=sampler["solver"],
+            known=None if given is None else known_cells(self.encoder, given),
         )
         frame = self.encoder.decode(x)
+        if given is not None:
+            frame = with_given(frame, given)
         frame.index = range(row_offset, row_offset + num_rows)
         return frame
 
@@ -203,39 +233,78 @@ class TabularBridge:
             bridges[(steps, grid)] = Bridge(self.encoder.domain, self.schedule, steps=steps, grid=grid)
         return bridges[(steps, grid)]
 
-    def sample_chunks(self, num_rows: int, seed: int = 0, *, chunk_rows: int = 100_000, batch_size: int = 8192,
-                      solver: str = DEFAULT_SOLVER, steps: int | None = None, grid: str = "t") -> Iterator:
+    def sample_chunks(self, num_rows: int, seed: int = 0, *, conditions=None, chunk_rows: int = 100_000,
+                      batch_size: int = 8192, solver: str = DEFAULT_SOLVER, steps: int | None = None,
+                      grid: str = "t") -> Iterator:
         """Yield ``num_rows`` rows as DataFrames of at most ``chunk_rows`` rows, in row order (bounded memory);
-        ``solver``, ``steps`` and ``grid`` as in ``sample``."""
+        ``conditions``, ``solver``, ``steps`` and ``grid`` as in ``sample`` (a DataFrame of conditions has
+        ``num_rows`` rows, cut into the chunks)."""
+        import pandas as pd
+
+        from omegabridge.tabular.conditions import condition_frame
+
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
         if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
             raise ValueError(f"num_rows must be a positive integer, got {num_rows!r}")
         self._require_fitted("sample")
         self._sampling_bridge(self._sampler(solver, steps, grid))  # bad settings fail before the first chunk
+        if conditions is not None:  # bad conditions too
+            condition_frame(self.schema, conditions, num_rows)
         for start in range(0, num_rows, chunk_rows):
-            yield self.sample(min(chunk_rows, num_rows - start), seed, batch_size=batch_size, row_offset=start,
+            count = min(chunk_rows, num_rows - start)
+            chunk = conditions.iloc[start:start + count] if isinstance(conditions, pd.DataFrame) else conditions
+            yield self.sample(count, seed, conditions=chunk, batch_size=batch_size, row_offset=start,
                               solver=solver, steps=steps, grid=grid)
 
     def sample_to(self, path: str, num_rows: int, seed: int = 0, *, chunk_rows: int = 100_000, batch_size: int = 8192,
                   overwrite: bool = False, on_chunk: Callable[[int], None] | None = None, manifest_extra: dict | None = None,
-                  solver: str = DEFAULT_SOLVER, steps: int | None = None, grid: str = "t") -> dict:
+                  solver: str = DEFAULT_SOLVER, steps: int | None = None, grid: str = "t",
+                  conditions: Mapping | None = None) -> dict:
         """Sample ``num_rows`` rows to the folder ``path`` (Parquet parts + manifest.json) in bounded memory.
 
         Resumable: a run killed part-way leaves ``path.partial``; the same call again
         finishes it without redoing complete parts. Under torchrun every worker makes
         this call and writes its contiguous share of the parts; the folder equals the one
         a single process writes. See ``omegabridge.tabular.sample_parts``. ``solver``,
-        ``steps`` and ``grid`` as in ``sample`` (a resumed job must use the same).
+        ``steps`` and ``grid`` as in ``sample`` (a resumed job must use the same), and so are
+        ``conditions``, here a dict ``{column: value}`` (recorded in the job).
         """
+        from omegabridge.tabular.conditions import condition_frame
         from omegabridge.tabular.sample_parts import write_sample_parts
 
         self._require_fitted("sample")
         sampler = self._sampler(solver, steps, grid)
         self._sampling_bridge(sampler)  # bad settings fail before the job starts
+        if conditions is not None:
+            if not isinstance(conditions, Mapping):
+                raise TypeError(f"sample_to takes conditions as a dict {{column: value}} (recorded in the job), got "
+                                f"{type(conditions).__name__}; sample per-row conditions with sample or sample_chunks")
+            condition_frame(self.schema, conditions, 1)  # named errors before the job starts
+            sampler["conditions"] = {str(name): plain_value(value) for name, value in conditions.items()}
         return write_sample_parts(self, num_rows, path, seed=seed, chunk_rows=chunk_rows, batch_size=batch_size,
                                   overwrite=overwrite, on_chunk=on_chunk, manifest_extra=manifest_extra,
                                   sampler=sampler)
+
+    def impute(self, frame, seed: int = 0, *, draws: int = 1, batch_size: int = 8192, solver: str = DEFAULT_SOLVER,
+               steps: int | None = None, grid: str = "t"):
+        """``frame`` with every missing cell filled from the model given the row's observed cells; observed
+        cells come back unchanged (``omegabridge.tabular.imputation``). ``draws=1``: each filled cell is a
+        draw from the conditional; an odd ``draws`` > 1: the per-cell median / most frequent of that many
+        draws (a point estimate). ``solver``, ``steps``, ``grid`` as in ``sample``.
+
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"colour": ["red", "blue"] * 20, "count": [0, 3] * 20})
+        >>> model = TabularBridge(steps=10, hidden=8, depth=1, verbose=False, progress=False).fit(frame, iterations=2, batch_size=8)
+        >>> holes = pd.DataFrame({"colour": ["red", None], "count": [None, 3]})
+        >>> filled = model.impute(holes)
+        >>> bool(filled.notna().all().all()), filled.loc[0, "colour"], int(filled.loc[1, "count"])
+        (True, 'red', 3)
+        """
+        from omegabridge.tabular.imputation import impute
+
+        self._require_fitted("impute")
+        return impute(self, frame, seed, draws=draws, batch_size=batch_size, solver=solver, steps=steps, grid=grid)
 
     def transform(self, data) -> torch.Tensor:
         """Rows of the bridge's domain for ``data`` (``SchemaError`` names a bad column and row)."""
@@ -259,7 +328,7 @@ class TabularBridge:
             "model": {
                 "hidden": self.hidden, "depth": self.depth,
                 "learning_rate": self.learning_rate, "weight": self.weight, "times": self.times,
-                "ema_decay": self.ema_decay,
+                "ema_decay": self.ema_decay, "conditional": self.conditional,
             },
             "weights": self.model.state_dict(),  # write_checkpoint detaches them to the CPU
             "training": self.training,
@@ -285,13 +354,15 @@ class TabularBridge:
                 weight=str(model_settings["weight"]),
                 times=str(model_settings.get("times", "grid")),  # checkpoints from before "times": grid
                 ema_decay=model_settings.get("ema_decay"),
+                conditional=bool(model_settings.get("conditional", False)),  # checkpoints from before: unconditioned
                 device=device,
                 verbose=verbose,
                 progress=progress,
             )
             result.schema, result.encoder = schema, encoder
             result.bridge = Bridge(encoder.domain, result.schedule, steps=result.steps, grid="t")
-            result.model = DriftMLP(result.bridge, hidden=result.hidden, depth=result.depth)
+            result.model = DriftMLP(result.bridge, hidden=result.hidden, depth=result.depth,
+                                    conditional=result.conditional)
             result.model.load_state_dict(content["weights"], strict=True)
             result.model.to(result.device).eval()
             result.training = dict(content.get("training", {}))

@@ -51,7 +51,7 @@ __all__ = ["Trainer", "TrainingRecord", "FORMAT", "FORMAT_VERSION"]
 FORMAT = "omegabridge.training"
 FORMAT_VERSION = 2  # 2: a "sha256" entry, the checksum of the rest (version 1 files still resume)
 PRECISIONS = ("auto", "fp32", "bf16")
-_EPOCH, _ITERATION = 1, 2
+_EPOCH, _ITERATION, _KNOWN = 1, 2, 3
 #: DistributedDataParallel settings. Buffers are not re-broadcast before every forward: each
 #: worker builds its model from the same data (DriftMLP's buffers are fixed data moments),
 #: and the broadcast is one more collective per iteration. A model whose buffers change in
@@ -232,9 +232,13 @@ class Trainer:
             while self.iteration < iterations:
                 rows, times, noise_seed = self.draws(self.iteration)
                 rows, times = rows[first_row:first_row + share], times[first_row:first_row + share]
+                known_mask = self.known_mask(self.iteration)
+                if known_mask is not None:
+                    known_mask = known_mask[first_row:first_row + share]
                 with autocast:
                     loss = self.bridge.loss_at(trained, data[rows.to(self.device)], times, noise_seed,
-                                               row_offset=first_row, weight=self.weight, backend=self.backend)
+                                               row_offset=first_row, weight=self.weight, backend=self.backend,
+                                               known_mask=known_mask)
                 self._optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip else math.inf)
@@ -288,6 +292,13 @@ class Trainer:
         times = self.bridge.draw_times(self.batch_size, self.times, generator)
         noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         return rows, times, noise_seed
+
+    def known_mask(self, iteration: int) -> torch.Tensor | None:
+        """The known cells of global minibatch ``iteration`` for a model that takes them (``takes_known_cells``;
+        ``Bridge.draw_known_mask``, from a generator seeded by (seed, iteration) of its own), else None."""
+        if not getattr(self.model, "takes_known_cells", False):
+            return None
+        return self.bridge.draw_known_mask(self.batch_size, _generator(self.seed, _KNOWN, iteration))
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch not in self._permutations:

@@ -1,10 +1,12 @@
-"""The ``omegabridge`` command (also ``python -m omegabridge``): fit, sample, evaluate, demo.
+"""The ``omegabridge`` command (also ``python -m omegabridge``): fit, sample, impute, evaluate, demo.
 
 Examples:
     $ omegabridge fit data.csv --iterations 6000 -o model.ckpt
     $ omegabridge fit data.parquet --schema schema.json -o model.ckpt
     $ omegabridge sample model.ckpt -n 1000000 --seed 0 -o synthetic/        # Parquet parts + manifest
     $ omegabridge sample model.ckpt -n 5000 -o synthetic.csv                 # one file
+    $ omegabridge sample model.ckpt -n 5000 --condition religious=4 -o religious.csv   # conditioned rows
+    $ omegabridge impute model.ckpt with_holes.csv -o filled.csv             # missing cells filled
     $ omegabridge evaluate real.csv synthetic/ --model model.ckpt --target 'affairs>0' --test held_out.csv
     $ omegabridge demo --quick -o /tmp/ob-demo
 
@@ -76,7 +78,7 @@ def parse_target(text: str) -> tuple[str, float | None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with the subcommands fit, sample, evaluate and demo."""
+    """The argument parser with the subcommands fit, sample, impute, evaluate and demo."""
     from omegabridge.version import __version__
     from omegabridge.demos.tables import DemoConfig
 
@@ -135,6 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
     _device(sample)
     _common(sample)
 
+    impute = commands.add_parser("impute", help="fill the missing cells of a table from a checkpoint",
+                                 description="Every missing cell of DATA drawn from the model given its row's observed "
+                                 "cells (observed cells unchanged); written to one .csv or .parquet file.")
+    impute.add_argument("model", metavar="MODEL.ckpt")
+    impute.add_argument("data", metavar="DATA", help="a .csv or .parquet file with the model's columns")
+    impute.add_argument("-o", "--output", metavar="OUT", required=True, help="a .csv or .parquet file")
+    impute.add_argument("--seed", type=_integer("seed", 0, 2**64), default=0, metavar="N", help="seed (default 0)")
+    impute.add_argument("--draws", type=_odd_integer, default=1, metavar="N",
+                        help="1 (default): each filled cell is one draw from the model's conditional; an odd N > 1: "
+                             "the per-cell median / most frequent value of N draws (a point estimate)")
+    impute.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help="sampler, as for sample")
+    impute.add_argument("--steps", type=_integer("steps", 2), default=None, metavar="N",
+                        help="time steps of the sampler (default: the model's own)")
+    impute.add_argument("--grid", default="t", metavar="GRID", help="time grid of the sampler, as for sample")
+    impute.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    _device(impute)
+    _common(impute)
+
     evaluate = commands.add_parser("evaluate", help="score a synthetic table against a real one",
                                    description="Validity, per-column fidelity (TV / KS), pairwise association error and, "
                                    "with --target, machine-learning efficacy.")
@@ -187,6 +207,14 @@ def _fraction(name: str):
         return value
 
     return parse
+
+
+def _odd_integer(text: str) -> int:
+    """An argparse type: an odd integer >= 1 (the median of an odd count of draws is one of them)."""
+    value = _integer("draws", 1)(text)
+    if value % 2 == 0:
+        raise argparse.ArgumentTypeError(f"draws must be odd (the median of an odd count is one of the draws), got {value}")
+    return value
 
 
 def _device_name(text: str) -> str:
@@ -330,6 +358,24 @@ def _sample(args) -> int:
     return EXIT_OK
 
 
+def _impute(args) -> int:
+    from omegabridge.tabular import TabularBridge
+    from omegabridge.tabular.table_files import output_kind, read_table, write_table
+
+    _threads(args.threads)
+    if output_kind(args.output) == "parts":
+        raise UsageError(f"{args.output}: impute writes one table; give a .csv or .parquet file")
+    _refuse_existing_output(args)
+    model = TabularBridge.load(args.model, device=args.device, progress=args.progress)
+    frame = read_table(args.data)
+    missing = int(frame.isna().sum().sum())
+    filled = model.impute(frame, args.seed, draws=args.draws, solver=args.solver, steps=args.steps, grid=args.grid)
+    write_table(filled, args.output, overwrite=args.overwrite)
+    rows = int(frame.isna().any(axis=1).sum())
+    print(f"filled {missing} missing cell(s) in {rows} of {len(frame)} rows; wrote {args.output}")
+    return EXIT_OK
+
+
 def _conditions(schema, texts: list[str]) -> dict:
     """``--condition COLUMN=VALUE`` options as ``{column: value}``; a column given twice is a usage error."""
     from omegabridge.tabular.conditions import parse_condition
@@ -431,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with code 2 and a message on a bad command or option
-    run = {"fit": _fit, "sample": _sample, "evaluate": _evaluate, "demo": _demo}[args.command]
+    run = {"fit": _fit, "sample": _sample, "impute": _impute, "evaluate": _evaluate, "demo": _demo}[args.command]
     prefix = f"omegabridge {args.command}: error:"
     try:
         return run(args)

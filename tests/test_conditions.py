@@ -303,3 +303,30 @@ def test_a_checkpoint_keeps_the_conditional_setting_and_an_older_one_loads_uncon
     _rewrite(plain_path, lambda content: content["model"].pop("conditional"))
     assert not ob.TabularBridge.load(plain_path, progress=False).conditional
     json.dumps(model.training)  # the training summary stays JSON-able
+
+
+def test_the_cli_imputes_a_file_and_refuses_what_it_cannot_do(fitted, tmp_path, capsys):
+    frame, model = fitted
+    model.save(str(tmp_path / "model.ckpt"))
+    holes = frame.head(50).copy()
+    holes.loc[holes.index[::4], "delta"] = None
+    holes.to_csv(tmp_path / "holes.csv", index=False)
+    missing = int(pd.read_csv(tmp_path / "holes.csv").isna().sum().sum())
+    out = tmp_path / "filled.csv"
+    arguments = ["impute", str(tmp_path / "model.ckpt"), str(tmp_path / "holes.csv"), "--no-progress"]
+    assert cli.main([*arguments, "-o", str(out)]) == 0
+    assert f"filled {missing} missing cell(s)" in capsys.readouterr().out
+    filled = pd.read_csv(out)
+    assert filled["delta"].notna().all() and len(filled) == 50
+    assert cli.main([*arguments, "-o", str(out)]) == 2  # an existing output needs --overwrite
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main([*arguments, "-o", str(tmp_path / "folder")]) == 2
+    assert "impute writes one table" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([*arguments, "-o", str(tmp_path / "x.csv"), "--draws", "2"])
+    assert "draws must be odd" in capsys.readouterr().err
+    holes.drop(columns="delta").to_csv(tmp_path / "narrow.csv", index=False)
+    assert cli.main(["impute", str(tmp_path / "model.ckpt"), str(tmp_path / "narrow.csv"), "-o",
+                     str(tmp_path / "x.csv"), "--no-progress"]) == 1
+    assert "missing ['delta']" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

@@ -28,7 +28,8 @@ import torch
 
 from omegabridge.errors import SchemaError
 from omegabridge.tabular.encoding import TableEncoder
-from omegabridge.tabular.schema import ColumnSpec, Schema, plain_value
+from omegabridge.tabular import times
+from omegabridge.tabular.schema import TIME_KINDS, ColumnSpec, Schema, plain_value
 
 __all__ = ["condition_frame", "known_cells", "with_given", "parse_condition"]
 
@@ -47,7 +48,7 @@ def condition_frame(schema: Schema, conditions, num_rows: int, what: str = "cond
         given = given.where(given.notna(), None)
         for name in given.columns:
             _check_cells(schema[name], given[name], conditions.index, what)
-        return given
+        return _as_times(schema, given)
     if not isinstance(conditions, Mapping):
         raise TypeError(f"{what} must be a dict {{column: value}} or a pandas DataFrame, got {type(conditions).__name__}")
     _check_names(schema, list(conditions), what)
@@ -61,8 +62,21 @@ def condition_frame(schema: Schema, conditions, num_rows: int, what: str = "cond
         spec = schema[name]
         if not bool(spec.valid_mask([value])[0]):
             raise SchemaError(f"{what}: column {name!r}: value {value!r} is outside the column's domain ({spec.describe()})")
-    return pd.DataFrame({name: pd.Series([value] * num_rows, dtype=object) for name, value in conditions.items()},
-                        index=range(num_rows))
+    given = pd.DataFrame({name: pd.Series([value] * num_rows, dtype=object) for name, value in conditions.items()},
+                         index=range(num_rows))
+    return _as_times(schema, given)
+
+
+def _as_times(schema: Schema, given):
+    """``given`` with the cells of time columns as Timestamps / Timedeltas of the column's dtype (a condition
+    may be a string, or a time of another resolution or zone)."""
+    for name in given.columns:
+        spec = schema[name]
+        if spec.kind in TIME_KINDS:
+            ticks, missing = times.ticks(given[name], spec.dtype)
+            column = times.from_ticks(ticks, missing, spec.dtype).astype(object)
+            given[name] = column.where(~missing, None)
+    return given
 
 
 def known_cells(encoder: TableEncoder, given, present=None) -> torch.Tensor:
@@ -127,6 +141,8 @@ def parse_condition(schema: Schema, text: str) -> tuple[str, object]:
                           f"{schema.names}")
     name, value = text[:splits[0]], text[splits[0] + 1:]
     spec = schema[name]
+    if spec.kind in TIME_KINDS:
+        return name, value  # parsed where it is checked (a datetime or timedelta string)
     if spec.kind in ("categorical", "constant"):
         allowed = spec.categories if spec.kind == "categorical" else [spec.value]
         matches = [category for category in allowed if str(category) == value]
@@ -167,4 +183,6 @@ def _placeholder(spec: ColumnSpec):
         return spec.value
     if spec.kind == "ordinal":
         return spec.levels[0]
+    if spec.kind in TIME_KINDS:
+        return times.from_ticks(np.array([spec.low]), np.array([False]), spec.dtype).iloc[0]
     return spec.low if spec.low is not None else 0.0

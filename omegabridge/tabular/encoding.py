@@ -16,6 +16,10 @@ halfline     ``Binary`` "at the lower end" when at least 1% of the values sit th
              ``HalfLine(low=0)`` on u = log1p((v - low) / c), c the median of v - low over v > low
 interval     ``Interval(0, EXTENT)`` on u = EXTENT (v - low) / (high - low)
 real         ``Real()`` on u = (v - mean) / sd
+datetime,    over the index k of the K allowed ticks (omegabridge.tabular.times): the
+timedelta    lattice's encoding when K <= 4096, else ``Interval(0, EXTENT)`` on
+             u = EXTENT k / (K - 1), decoded to the nearest tick (float32 u holds 2^24
+             distinct values, so wider ranges come back on a coarser grid of allowed ticks)
 ===========  ===============================================================================
 
 Every numeric kind with missing values gets a ``Binary`` "is missing" factor first; the
@@ -47,7 +51,8 @@ import numpy as np
 import torch
 
 from omegabridge.core import domains
-from omegabridge.tabular.schema import ColumnSpec, Schema
+from omegabridge.tabular import times
+from omegabridge.tabular.schema import TIME_KINDS, ColumnSpec, Schema
 from omegabridge.errors import SchemaError
 
 __all__ = ["EXTENT", "ATOM_SHARE", "ColumnEncoding", "TableEncoder"]
@@ -58,6 +63,8 @@ EXTENT = 4.0
 FILL_POOL = 512
 #: A half-line column gets an "at the lower end" indicator when at least this share of values sits there.
 ATOM_SHARE = 0.01
+#: A time column with at most this many allowed ticks is a lattice; wider ones are an interval.
+MAX_TIME_LATTICE = 4096
 
 
 @dataclass
@@ -105,11 +112,11 @@ class TableEncoder:
             series = frame[spec.name]
             missing = series.isna().to_numpy()
             encoding.missing_indicator = spec.missing and spec.kind != "categorical"
-            if spec.kind in ("lattice", "ordinal"):
+            if spec.kind in ("lattice", "ordinal") or _is_time_lattice(spec):
                 points = spec.points
                 encoding.step = min(1.0, EXTENT / (points - 1))
             if spec.kind not in ("categorical", "constant"):
-                values = series.to_numpy(dtype=np.float64, na_value=np.nan)[~missing]
+                values = _numbers(spec, series)[~missing]
                 if encoding.missing_indicator:
                     pool = values if len(values) else np.asarray([_any_allowed(spec)])
                     chosen = np.random.default_rng(0).choice(pool, size=min(len(pool), FILL_POOL), replace=False)
@@ -148,13 +155,16 @@ class TableEncoder:
                 column += 1
             if spec.kind == "constant":
                 continue
-            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            values = _numbers(spec, series)
             if missing.any():  # the same draws for the same table: seeded by the number of rows
                 draws = np.random.default_rng(rows).choice(np.asarray(encoding.fill_values), size=int(missing.sum()))
                 values = values.copy()
                 values[missing] = draws
-            if spec.kind == "lattice":
-                out[:, column] = np.rint((values - spec.low) / spec.step) * encoding.step
+            if spec.kind == "lattice" or _is_time_lattice(spec):
+                out[:, column] = np.rint((values - spec.low) / spec.step) * encoding.step if spec.kind == "lattice" \
+                    else values * encoding.step
+            elif spec.kind in TIME_KINDS:
+                out[:, column] = EXTENT * values / (spec.points - 1)
             elif spec.kind == "ordinal":
                 out[:, column] = np.searchsorted(np.asarray(spec.levels), values) * encoding.step
             elif spec.kind == "halfline":
@@ -202,6 +212,11 @@ class TableEncoder:
                 columns[spec.name] = _with_dtype(pd.Series(values).where(~missing, None), spec)
                 continue
             u = x[:, column]
+            if spec.kind in TIME_KINDS:
+                index = np.rint(u / encoding.step) if _is_time_lattice(spec) else np.rint(u * (spec.points - 1) / EXTENT)
+                index = np.clip(index, 0, spec.points - 1).astype(np.int64)
+                columns[spec.name] = _with_dtype(times.from_ticks(spec.low + spec.step * index, missing, spec.dtype), spec)
+                continue
             if spec.kind in ("lattice", "ordinal"):
                 index = np.rint(u / encoding.step).astype(np.int64)
                 values = spec.low + spec.step * index if spec.kind == "lattice" else np.asarray(spec.levels)[index]
@@ -232,8 +247,25 @@ class TableEncoder:
         return cls(schema, [ColumnEncoding(**e) for e in entries])
 
 
+def _is_time_lattice(spec: ColumnSpec) -> bool:
+    return spec.kind in TIME_KINDS and spec.points <= MAX_TIME_LATTICE
+
+
+def _numbers(spec: ColumnSpec, series) -> np.ndarray:
+    """A column's values as float64 (NaN where missing); a time column's as the index k of its tick."""
+    if spec.kind in TIME_KINDS:
+        ticks, missing = times.ticks(series, spec.dtype)
+        index = ((ticks - spec.low) // spec.step).astype(np.float64)  # exact below 2^53 ticks
+        index[missing] = np.nan
+        return index
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 def _any_allowed(spec: ColumnSpec) -> float:
-    """Some allowed value of a numeric column (for a column whose every training value is missing)."""
+    """Some allowed value of a numeric column (for a column whose every training value is missing;
+    a time column's tick index 0)."""
+    if spec.kind in TIME_KINDS:
+        return 0.0
     if spec.kind == "ordinal":
         return spec.levels[0]
     return spec.low if spec.low is not None else 0.0
@@ -246,8 +278,10 @@ def _factors(spec: ColumnSpec, encoding: ColumnEncoding) -> list[domains.Domain]
         return [domains.Categorical(count)] if count >= 2 else []
     if encoding.missing_indicator:
         result.append(domains.Binary())
-    if spec.kind in ("lattice", "ordinal"):
+    if spec.kind in ("lattice", "ordinal") or _is_time_lattice(spec):
         result.append(domains.Lattice(0.0, (spec.points - 1) * encoding.step, step=encoding.step))
+    elif spec.kind in TIME_KINDS:
+        result.append(domains.Interval(0.0, EXTENT))
     elif spec.kind == "halfline":
         if encoding.atom_indicator:
             result.append(domains.Binary())

@@ -6,6 +6,8 @@ ordered list of them. ``infer_schema`` reads a DataFrame:
 ====================================================  ==============================
 column                                                kind
 ====================================================  ==============================
+datetime64 (zoned or not) / timedelta64 dtype         ``datetime`` / ``timedelta`` (low..high, the step the
+                                                      coarsest unit every value is a multiple of)
 bool, category, object or string dtype                ``categorical`` (the values seen: a category
                                                       dtype's unused levels are dropped)
 one distinct value                                    ``constant``
@@ -42,7 +44,9 @@ from omegabridge.errors import SchemaError
 
 __all__ = ["KINDS", "ColumnSpec", "Schema", "infer_schema", "plain_value"]
 
-KINDS = ("categorical", "constant", "lattice", "ordinal", "halfline", "interval", "real")
+KINDS = ("categorical", "constant", "lattice", "ordinal", "halfline", "interval", "real", "datetime", "timedelta")
+#: Kinds of time columns: values are int64 ticks at the dtype's resolution (omegabridge.tabular.times).
+TIME_KINDS = ("datetime", "timedelta")
 #: Kinds with a finite set of values: fidelity is total variation (the others: Kolmogorov-Smirnov).
 DISCRETE_KINDS = ("categorical", "constant", "lattice", "ordinal")
 #: Integer columns with at most this many points (high - low + 1) become lattices.
@@ -58,7 +62,10 @@ class ColumnSpec:
     Parameters by kind: ``categorical`` uses ``categories`` (a list of the allowed values);
     ``constant`` uses ``value``; ``lattice`` uses ``low``, ``high`` and ``step``; ``ordinal``
     uses ``levels`` (sorted numbers); ``halfline`` uses ``low``; ``interval`` uses ``low``
-    and ``high``; ``real`` none. ``dtype`` is the pandas dtype the column comes back in.
+    and ``high``; ``real`` none; ``datetime`` and ``timedelta`` use ``low``, ``high`` and
+    ``step`` in integer ticks of the dtype's resolution (a datetime in its local wall time;
+    ``low`` and ``high`` may be given as strings, "2020-01-31" or "3 days"). ``dtype`` is the
+    pandas dtype the column comes back in.
 
     >>> ColumnSpec("age", "lattice", low=18, high=90).describe()
     'lattice 18..90 step 1'
@@ -105,6 +112,8 @@ class ColumnSpec:
                 raise SchemaError(f"{where}: step {self.step} does not divide high - low = {self.high - self.low}")
             if round(points) + 1 > 4096:
                 raise SchemaError(f"{where}: a lattice has at most 4096 points, got {round(points) + 1}; use 'halfline' or 'real'")
+        elif self.kind in TIME_KINDS:
+            self._check_time(where)
         elif self.kind == "halfline":
             self.low = 0.0 if self.low is None else _number(where, "low", self.low)
         elif self.kind == "interval":
@@ -112,9 +121,41 @@ class ColumnSpec:
             if not self.low < self.high:
                 raise SchemaError(f"{where}: an interval needs low < high, got {self.low}, {self.high}")
 
+    def _check_time(self, where: str) -> None:
+        from omegabridge.tabular import times
+
+        try:
+            unit, _, is_timedelta = times.resolution(self.dtype)
+        except (TypeError, ValueError):
+            raise SchemaError(f"{where}: a {self.kind} column needs a {self.kind}64 dtype, got {self.dtype!r}") from None
+        if is_timedelta != (self.kind == "timedelta"):
+            raise SchemaError(f"{where}: a {self.kind} column needs a {self.kind}64 dtype, got {self.dtype!r}")
+        for name in ("low", "high"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    value = times.ticks_of(value, self.dtype)
+                except ValueError:
+                    raise SchemaError(f"{where}: {name} {value!r} is not a {self.kind} of dtype {self.dtype}") from None
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise SchemaError(f"{where}: {name} must be an integer count of {unit} ticks or a {self.kind} string, "
+                                  f"got {value!r}")
+            setattr(self, name, int(value))
+        self.step = 1 if self.step is None else self.step
+        if isinstance(self.step, float) and self.step.is_integer():
+            self.step = int(self.step)
+        if isinstance(self.step, bool) or not isinstance(self.step, (int, np.integer)) or self.step < 1:
+            raise SchemaError(f"{where}: step must be a positive integer count of {unit} ticks, got {self.step!r}")
+        self.step = int(self.step)
+        if not self.low < self.high or (self.high - self.low) % self.step:
+            raise SchemaError(f"{where}: a {self.kind} column needs low < high with step dividing high - low, got "
+                              f"{self.low}..{self.high} step {self.step} ({unit} ticks)")
+
     @property
     def points(self) -> int:
-        """Number of allowed values of a lattice, ordinal or categorical column."""
+        """Number of allowed values of a lattice, ordinal, categorical or time column."""
+        if self.kind in TIME_KINDS:
+            return (self.high - self.low) // self.step + 1
         if self.kind == "lattice":
             return int(round((self.high - self.low) / self.step)) + 1
         if self.kind == "ordinal":
@@ -134,6 +175,12 @@ class ColumnSpec:
             text = f"lattice {_short(self.low)}..{_short(self.high)} step {_short(self.step)}"
         elif self.kind == "ordinal":
             text = f"ordinal, {len(self.levels)} levels ({', '.join(_short(v) for v in self.levels)})"
+        elif self.kind in TIME_KINDS:
+            from omegabridge.tabular import times
+
+            zone = times.resolution(self.dtype)[1]
+            text = (f"{self.kind} {times.describe_ticks(self.low, self.dtype)} .. {times.describe_ticks(self.high, self.dtype)} "
+                    f"step {times.unit_name(self.step, self.dtype)}" + (f" ({zone} wall time)" if zone else ""))
         elif self.kind == "halfline":
             text = f"halfline >= {_short(self.low)}"
         elif self.kind == "interval":
@@ -155,6 +202,12 @@ class ColumnSpec:
         if self.kind in ("categorical", "constant"):
             allowed = self.categories if self.kind == "categorical" else [self.value]
             inside = series.isin(allowed).to_numpy()
+            return np.where(missing, self.missing, inside)
+        if self.kind in TIME_KINDS:
+            from omegabridge.tabular import times
+
+            ticks, _, not_a_time = times.valid_ticks(series, self.dtype)
+            inside = ~not_a_time & (ticks >= self.low) & (ticks <= self.high) & ((ticks - self.low) % self.step == 0)
             return np.where(missing, self.missing, inside)
         numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         with np.errstate(invalid="ignore"):
@@ -210,6 +263,8 @@ _PARAMETERS = {
     "halfline": ("low",),
     "interval": ("low", "high"),
     "real": (),
+    "datetime": ("low", "high", "step"),
+    "timedelta": ("low", "high", "step"),
 }
 
 
@@ -361,6 +416,15 @@ def _infer_column(name, series, present, dtype, missing, max_lattice_points, max
     import pandas as pd
 
     common = dict(missing=missing, dtype=dtype)
+    from omegabridge.tabular import times
+
+    if times.is_time_dtype(series.dtype):
+        ticks, _ = times.ticks(present, dtype)
+        if len(np.unique(ticks)) == 1:
+            return ColumnSpec(name, "constant", value=plain_value(present.iloc[0]), **common)
+        kind = "timedelta" if pd.api.types.is_timedelta64_dtype(series.dtype) else "datetime"
+        return ColumnSpec(name, kind, low=int(ticks.min()), high=int(ticks.max()), step=times.infer_step(ticks, dtype),
+                          **common)
     numeric = pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
     if not numeric and present.nunique() == 1 and not isinstance(series.dtype, pd.CategoricalDtype):
         return ColumnSpec(name, "constant", value=plain_value(present.iloc[0]), **common)
@@ -408,6 +472,22 @@ def _fill_parameters(name: str, entry: dict, present) -> None:
         return
     if kind == "constant" and "value" not in entry:
         entry["value"] = plain_value(present.iloc[0])
+        return
+    if kind in TIME_KINDS:
+        from omegabridge.tabular import times
+
+        if not times.is_time_dtype(present.dtype):  # strings declared as times: pandas' default resolution
+            entry.setdefault("dtype", f"{kind}64[us]")
+        dtype = entry.get("dtype", str(present.dtype))
+        try:
+            ticks, _ = times.ticks(present, dtype)
+        except ValueError as error:
+            raise SchemaError(f"column {name!r}: {error}, so the column cannot be {kind}") from None
+        except TypeError:
+            raise SchemaError(f"column {name!r}: dtype {dtype!r} is not a {kind}64 dtype") from None
+        entry.setdefault("low", int(ticks.min()))
+        entry.setdefault("high", int(ticks.max()))
+        entry.setdefault("step", times.infer_step(ticks, dtype))
         return
     if kind in ("lattice", "interval", "ordinal"):
         import pandas as pd

@@ -158,7 +158,9 @@ def test_ks_rejects_strings():
         (pd.Series(["a", "b"], dtype=object), 20, True),
         (pd.Series(pd.Categorical(np.arange(100))), 20, True),
         (pd.Series([True, False, True]), 20, True),
-        (pd.Series(pd.date_range("2020-01-01", periods=50)), 20, True),
+        (pd.Series(pd.date_range("2020-01-01", periods=50)), 20, False),  # times count as numbers (seconds)
+        (pd.Series(pd.date_range("2020-01-01", periods=5)), 20, True),
+        (pd.Series(pd.to_timedelta(np.arange(30), unit="h")), 20, False),
         (pd.Series(np.arange(20.0)), 20, True),
         (pd.Series(np.arange(21.0)), 20, False),
         (pd.Series(np.r_[np.arange(20.0), np.nan, np.nan]), 20, True),  # NaN is no level

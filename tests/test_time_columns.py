@@ -152,3 +152,19 @@ def test_declared_times_parse_strings_and_bad_declarations_are_named():
     assert spec.points == 3 and spec.valid_mask(["2020-01-02", "2020-01-02 01:00", "2020-01-04", None]).tolist() == [
         True, False, False, False]
     assert ob.ColumnSpec.from_dict("when", spec.to_dict()) == spec  # the JSON form round-trips
+
+
+def test_time_columns_are_scored_as_numbers_in_seconds():
+    from omegabridge.tabular import metrics
+
+    frame = time_frame()
+    shifted = frame.copy()
+    shifted["stamp"] = shifted["stamp"] + pd.Timedelta(days=30)  # a month later: a clear KS distance
+    fidelity = metrics.column_fidelity(frame, shifted, discrete=ob.infer_schema(frame).discrete_names())
+    assert fidelity["stamp"]["metric"] == "KS" and fidelity["stamp"]["value"] > 0.1
+    assert fidelity["day"]["metric"] == "KS" and fidelity["day"]["value"] == 0.0
+    assert fidelity["founded"]["value"] == 0.0 and fidelity["wait"]["metric"] == "KS"
+    seconds = metrics._numeric(pd.Series([pd.Timestamp("1970-01-01 00:01", tz="UTC"), pd.NaT,
+                                          pd.Timestamp("1500-01-01")], dtype=object).astype("datetime64[s, UTC]"))
+    assert seconds[0] == 60.0 and np.isnan(seconds[1]) and seconds[2] == -14831769600.0
+    metrics.association_matrix(frame, {"k"})  # correlations with times are numbers, not an error

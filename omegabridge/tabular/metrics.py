@@ -62,18 +62,42 @@ def _series(values) -> pd.Series:
 
 
 def _numeric(values) -> np.ndarray:
-    """A numeric sample as float64, missing values (NaN, None, pd.NA) as NaN; strings raise."""
-    return _series(values).to_numpy(dtype=np.float64, na_value=np.nan)
+    """A numeric sample as float64, missing values (NaN, None, pd.NA) as NaN; strings raise. Datetimes and
+    timedeltas count as seconds (a datetime since 1970-01-01 UTC)."""
+    series = _series(values)
+    if _is_time(series):
+        return _seconds(series)
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _coerce_numeric(series: pd.Series) -> np.ndarray:
     """Like ``_numeric`` but values that are not numbers become NaN (``efficacy``'s features)."""
+    if _is_time(series):
+        return _seconds(series)
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(object)
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _is_time(series: pd.Series) -> bool:
+    return pd.api.types.is_datetime64_any_dtype(series.dtype) or pd.api.types.is_timedelta64_dtype(series.dtype)
+
+
+def _seconds(series: pd.Series) -> np.ndarray:
+    """Datetimes (as UTC instants since 1970) or timedeltas in seconds, NaT as NaN, at any resolution."""
+    if getattr(series.dt, "tz", None) is not None:
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    unit = series.dt.unit
+    ticks = series.to_numpy(dtype=f"{'m' if pd.api.types.is_timedelta64_dtype(series.dtype) else 'M'}8[{unit}]")
+    result = ticks.view(np.int64).astype(np.float64) / {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
+    result[np.isnat(ticks)] = np.nan
+    return result
+
+
 def _is_numeric(series: pd.Series) -> bool:
+    """Numbers (not booleans), datetimes and timedeltas: the columns KS and correlations can score."""
+    if _is_time(series):
+        return True
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
@@ -166,8 +190,8 @@ def ks_statistic(real, synthetic) -> float:
 def is_discrete(series, max_levels: int = 20) -> bool:
     """Whether a column is scored as discrete (total variation) rather than continuous (KS).
 
-    True for non-numeric dtypes (object, string, category, datetime, ...) and booleans,
-    and for numeric columns with at most ``max_levels`` distinct non-missing values.
+    True for non-numeric dtypes (object, string, category, ...) and booleans, and for
+    numeric, datetime and timedelta columns with at most ``max_levels`` distinct non-missing values.
 
     >>> is_discrete(pd.Series([1.0, 2.0, 2.0, None]))
     True

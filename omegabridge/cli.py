@@ -156,8 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(impute)
 
     evaluate = commands.add_parser("evaluate", help="score a synthetic table against a real one",
-                                   description="Validity, per-column fidelity (TV / KS), pairwise association error and, "
-                                   "with --target, machine-learning efficacy.")
+                                   description="Validity, per-column fidelity (TV / KS), pairwise association error, "
+                                   "the quality report of TabSyn / TabDiff (column shapes, column pair trends, "
+                                   "alpha-precision, beta-recall, logistic detection; with held-out rows (--test) the "
+                                   "distance to the closest record) and, with --target, machine-learning efficacy.")
     evaluate.add_argument("real", metavar="REAL", help="real rows (.csv, .parquet or a parts folder)")
     evaluate.add_argument("synthetic", metavar="SYNTHETIC", help="synthetic rows (.csv, .parquet or a parts folder)")
     evaluate.add_argument("--model", metavar="MODEL.ckpt", help="take the schema (allowed values) from this checkpoint")
@@ -414,6 +416,11 @@ def _evaluate(args) -> int:
                               threshold=threshold, test_real=test, seed=args.seed)
     metrics.add_validity(result, schema, {"synthetic": synthetic})
     print(metrics.format_table(result, ["synthetic"]))
+    from omegabridge.tabular.report import format_report, quality_report
+
+    result["report"] = quality_report(train, synthetic, categorical=schema.categorical_names(), holdout=test,
+                                      seed=args.seed)
+    print(format_report(result["report"]))
     if args.output:
         from omegabridge.files import write_json
 

@@ -303,6 +303,11 @@ class Schema:
         """Names of the columns with a finite set of values (``DISCRETE_KINDS``)."""
         return {c.name for c in self.columns if c.kind in DISCRETE_KINDS}
 
+    def categorical_names(self) -> set[str]:
+        """Names of the categorical and constant columns: the quality report's categorical columns (every
+        other kind, lattices and ordinals included, is numerical there, as SDMetrics would detect it)."""
+        return {c.name for c in self.columns if c.kind in ("categorical", "constant")}
+
     def describe(self) -> str:
         """A table of column, kind and allowed values, for printing (runs of alike columns on one line).
 

@@ -9,7 +9,8 @@ Every score is in [0, 1] and higher is better, except ``dcr_closer_to_training``
 - ``column_pair_trends``: the mean over column pairs of CorrelationSimilarity
   (1 - |Pearson_real - Pearson_synthetic| / 2, two numerical columns) and ContingencySimilarity
   (1 - total variation of the pair's joint shares, any other pair; a numerical column is cut
-  into 10 equal-width bins over the real values' range, missing values one more bin);
+  into 10 equal-width bins over the real values' range, missing values one more bin; sdmetrics'
+  QualityReport bins each table over its own range, which differs where a column has a long tail);
 - ``alpha_precision`` and ``beta_recall``: the "naive" Delta-precision-alpha and
   Delta-coverage-beta of Alaa et al. (2022) as synthcity computes them, in the encoded space
   below, on as many synthetic rows as real rows: alpha-precision compares, for 30 levels alpha,

@@ -25,7 +25,10 @@ from omegabridge.core.schedules import Schedule, Table, for_reach
 from omegabridge.core.segments import membership
 from omegabridge.errors import DomainError, ModelOutputError
 from omegabridge.ops import cuda_graphs
-from omegabridge.solvers import DEFAULT_SOLVER, BridgeSolver, check_posterior_variance, check_solver, domain_grid, log_signal_to_noise
+from omegabridge.solvers import (
+    DEFAULT_SOLVER, FINAL_SPREADS, BridgeSolver, check_posterior_variance, check_solver, continuous_columns, domain_grid,
+    log_signal_to_noise, posterior_spread_last_step,
+)
 
 __all__ = ["Bridge"]
 
@@ -375,6 +378,7 @@ class Bridge:
         solver: str | None = None,
         posterior_variance: torch.Tensor | None = None,
         known: torch.Tensor | None = None,
+        final_spread: str = "remaining",
     ) -> torch.Tensor:
         """Draw ``n`` rows (float32, flat layout, exactly in the domain).
 
@@ -413,6 +417,12 @@ class Bridge:
         form; docs/math.md, "Known cells"). A categorical group or sphere is known whole or not
         at all, and known values must lie in their factor's domain (``ValueError`` naming the row).
 
+        ``final_spread`` (``omegabridge.solvers.FINAL_SPREADS``): ``"remaining"`` (the default) spreads the
+        last step's draw of a continuous factor around the data prediction with the remaining variance
+        s; ``"posterior"`` rescales that spread to the posterior's, estimated from the model's
+        derivative (``solvers.posterior_spread_last_step``; one more network evaluation per continuous
+        column at the last step): a narrow peak of continuous data is no longer widened to sqrt(s).
+
         >>> import torch, omegabridge as ob
         >>> bridge = ob.Bridge(ob.Product([ob.Lattice(0, 4), ob.Categorical(3)]), steps=20)
         >>> known = torch.full((4, 4), float("nan")); known[:, 1:] = torch.tensor([0.0, 1.0, 0.0])
@@ -435,6 +445,8 @@ class Bridge:
         if solver is None:
             solver = "euler" if cuda_graph else DEFAULT_SOLVER
         check_solver(solver)
+        if final_spread not in FINAL_SPREADS:
+            raise ValueError(f"final_spread must be one of {FINAL_SPREADS}, got {final_spread!r}")
         if known is not None:
             known = self._checked_known(known, n)
             if cuda_graph:
@@ -470,7 +482,7 @@ class Bridge:
             for start, stop in batches:
                 out[start:stop] = self._sample_batch(
                     model, row_offset + start, stop - start, seed, times, device, backend, final, bar, use_graph,
-                    solver_state, None if known is None else known[start:stop].to(device),
+                    solver_state, None if known is None else known[start:stop].to(device), final_spread,
                 )
         finally:
             bar.close()
@@ -514,7 +526,8 @@ class Bridge:
         return z
 
     def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar, use_graph=False,
-                      solver_state: BridgeSolver | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
+                      solver_state: BridgeSolver | None = None, known: torch.Tensor | None = None,
+                      final_spread: str = "remaining") -> torch.Tensor:
         z = self._start(rows, row_offset, seed, device)
         if known is not None:
             known = KnownCells(~torch.isnan(known), torch.nan_to_num(known))
@@ -566,6 +579,12 @@ class Bridge:
             final=final,
             backend=backend,
         )
+        if final_spread == "posterior" and model is not None and final == "exact":
+            columns = continuous_columns(self.table)
+            repeated = None if shown is None else shown.repeat(len(columns), 1)
+            x = posterior_spread_last_step(
+                lambda states: _drift(model, states, times[last], last, finite, repeated),
+                z, drift, x, self.table, self._remaining[last], columns)
         _check_state_after(x, last, row_offset, finite)
         if known is not None:
             x = torch.where(known.mask, known.values, x)  # exactly as given (the last step drew near them)

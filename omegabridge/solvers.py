@@ -37,7 +37,7 @@ from omegabridge import ops
 from omegabridge.core import noise
 from omegabridge.core.segments import Kind
 
-__all__ = ["SOLVERS", "DEFAULT_SOLVER", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance",
+__all__ = ["FINAL_SPREADS", "posterior_spread_last_step", "continuous_columns", "SOLVERS", "DEFAULT_SOLVER", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance",
            "domain_grid", "log_signal_to_noise"]
 
 SOLVERS = ("euler", "bridge")
@@ -209,3 +209,65 @@ class BridgeSolver:
         )
         self._spare, self.previous = self.previous, prediction
         return z
+
+
+#: How the exact last step spreads a continuous factor (Real, Interval, HalfLine) around the data
+#: prediction: ``"remaining"`` (with the remaining variance s, as a discrete factor) or ``"posterior"``
+#: (with the posterior variance, estimated by second-order Tweedie: ``posterior_spread_last_step``).
+FINAL_SPREADS = ("remaining", "posterior")
+CONTINUOUS_KINDS = (Kind.REAL, Kind.INTERVAL, Kind.HALFLINE_LOWER, Kind.HALFLINE_UPPER)
+
+
+def continuous_columns(table) -> list[int]:
+    """The flat columns of the table's continuous factors (every element of a field).
+
+    >>> import omegabridge as ob
+    >>> continuous_columns(ob.Bridge(ob.Product([ob.Binary(), ob.HalfLine(low=0), ob.Real(shape=(2,))]), steps=4).table)
+    [1, 2, 3]
+    """
+    return sorted(segment.offset for segment in table.elements if segment.kind in CONTINUOUS_KINDS)
+
+
+def posterior_spread_last_step(model_drift, z: torch.Tensor, drift: torch.Tensor, drawn: torch.Tensor, table,
+                               remaining: float, columns: list[int]) -> torch.Tensor:
+    """``drawn`` (the exact last step's sample, spread N(x_hat, s) restricted to the domain) with each continuous
+    column's spread around the data prediction x_hat = z + s f rescaled to the posterior's.
+
+    The last step's draw has the posterior's mean but the remaining variance s as its spread; the
+    posterior's is Var(X | z) ~ s dx_hat/dz (second-order Tweedie: for Z = X + sqrt(s) eps,
+    E[X | z] = z + s grad log p(z) and Var(X | z) = s (1 + s grad^2 log p(z)) = s dE[X | z]/dz, per column
+    here, its derivative by a finite difference of one batched network evaluation per continuous column).
+    A column of data that is broad at the scale sqrt(s) keeps its spread (dx_hat/dz ~ 1), a narrow peak gets
+    its own (dx_hat/dz ~ 0). The result is x_hat + r (drawn - x_hat), r = sqrt(clamp(dx_hat/dz, 0, 1)): a
+    convex combination of two points of a convex factor, so it stays in the domain; the noise is the last
+    step's own (docs/noise.md). ``model_drift(states)`` evaluates the model at the last step's time.
+    """
+    if not columns:
+        return drawn
+    rows = z.shape[0]
+    s = float(remaining)
+    step = 0.05 * math.sqrt(s)  # small against the spread it measures, large against float32 rounding of z
+    index = torch.tensor(columns, device=z.device)
+    perturbed = z.unsqueeze(0).repeat(len(columns), 1, 1)
+    perturbed[torch.arange(len(columns), device=z.device), :, index] += step
+    moved = model_drift(perturbed.reshape(len(columns) * rows, -1)).reshape(len(columns), rows, -1)
+    picked = moved[torch.arange(len(columns), device=z.device), :, index].transpose(0, 1)  # (rows, columns)
+    base = z[:, index] + s * drift[:, index].to(z.dtype)
+    derivative = (perturbed[torch.arange(len(columns), device=z.device), :, index].transpose(0, 1)
+                  + s * picked.to(z.dtype) - base) / step
+    scale = derivative.clamp(0.0, 1.0).sqrt()
+    prediction = _project_columns(base, table, columns)
+    out = drawn.clone()
+    out[:, index] = prediction + scale * (drawn[:, index] - prediction)
+    return out
+
+
+def _project_columns(values: torch.Tensor, table, columns: list[int]) -> torch.Tensor:
+    """``values`` of the continuous ``columns`` clamped into their factors (an interval's ends, a half-line's end)."""
+    by_offset = {segment.offset: segment for segment in table.elements}
+    low = torch.tensor([by_offset[c].low if by_offset[c].kind in (Kind.INTERVAL, Kind.HALFLINE_LOWER) else -math.inf
+                        for c in columns], dtype=values.dtype, device=values.device)
+    high = torch.tensor([by_offset[c].high if by_offset[c].kind in (Kind.INTERVAL, Kind.HALFLINE_UPPER) else math.inf
+                         for c in columns], dtype=values.dtype, device=values.device)
+    return torch.maximum(torch.minimum(values, high), low)
+

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -35,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fair_runs import demo_model, write_results
 from omegabridge.demos.common import load_fair, split_frame
-from omegabridge.demos.tables import FAIR_SCHEMA, DemoConfig
-from omegabridge.files import atomic_write
-from omegabridge.tabular import TabularBridge, metrics
+from omegabridge.demos.tables import DemoConfig
+from omegabridge.tabular import metrics
 
 
 #: The two models compared: (name, TabularBridge's conditional setting).
@@ -71,22 +70,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = DemoConfig(iterations=args.iterations, seed=args.seed)
     train, test, _, _ = split_frame(load_fair(), args.seed)
     models, train_seconds = {}, {}
     for index, (variant, conditional) in enumerate(VARIANTS):
-        started = time.perf_counter()
-        if args.models:
-            models[variant] = TabularBridge.load(args.models[index], progress=False)
-            if models[variant].conditional != conditional:
-                parser.error(f"{args.models[index]}: expected a model with conditional={conditional}")
-        else:
-            models[variant] = TabularBridge(steps=config.steps, hidden=config.hidden, depth=config.depth,
-                                            learning_rate=config.learning_rate, conditional=conditional,
-                                            verbose=False, progress=False)
-            models[variant].fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size,
-                                seed=config.seed)
-        train_seconds[variant] = time.perf_counter() - started
+        models[variant], train_seconds[variant] = demo_model(train, iterations=args.iterations, seed=args.seed,
+                                                             path=args.models[index] if args.models else None,
+                                                             conditional=conditional)
+        if models[variant].conditional != conditional:
+            parser.error(f"{args.models[index]}: expected a model with conditional={conditional}")
     discrete = models[VARIANTS[0][0]].schema.discrete_names()
     unconditioned = models[VARIANTS[0][0]].sample(args.rows, seed=args.seed).reset_index(drop=True)
     rows = []
@@ -158,9 +149,7 @@ def _write(out: Path, rows: list[dict], args, argv: list[str], train_seconds: di
                      f"{row['replacement_mean']:.3f} | {row['replacement_max']:.3f} ({row['replacement_worst']}) | "
                      f"{row['unconditioned_mean']:.3f} | {row['held_out_mean']:.3f} | {row['resampled_mean']:.3f} | "
                      f"{row['resampled_max']:.3f} |")
-    atomic_write(str(out / "conditions-fair.md"), lambda temporary: open(temporary, "w").write("\n".join(lines) + "\n"))
-    atomic_write(str(out / "conditions-fair.json"), lambda temporary: open(temporary, "w").write(json.dumps(rows, indent=1)))
-    print("\n".join(lines))
+    write_results(out, "conditions-fair", lines, rows)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -39,10 +38,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fair_runs import demo_model, write_results
 from omegabridge.demos.common import load_fair, split_frame
-from omegabridge.demos.tables import FAIR_SCHEMA, DemoConfig
-from omegabridge.files import atomic_write
-from omegabridge.tabular import TabularBridge, metrics
+from omegabridge.demos.tables import DemoConfig
+from omegabridge.tabular import metrics
 
 CATEGORICAL = ("occupation", "occupation_husb")
 
@@ -114,19 +113,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = DemoConfig(iterations=args.iterations, seed=args.seed)
     train, test, _, _ = split_frame(load_fair(), args.seed)
     test = test.reset_index(drop=True)
     hidden = hide(test, args.share, args.seed + 1)
     holes = test.mask(hidden)
-    started = time.perf_counter()
-    if args.model:
-        model = TabularBridge.load(args.model, progress=False)
-    else:
-        model = TabularBridge(steps=config.steps, hidden=config.hidden, depth=config.depth,
-                              learning_rate=config.learning_rate, verbose=False, progress=False)
-        model.fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size, seed=config.seed)
-    train_seconds = time.perf_counter() - started
+    model, train_seconds = demo_model(train, iterations=args.iterations, seed=args.seed, path=args.model)
     methods = {
         "omegabridge draw": lambda: model.impute(holes, seed=args.seed),
         f"omegabridge median of {args.draws}": lambda: model.impute(holes, seed=args.seed, draws=args.draws),
@@ -171,9 +162,7 @@ def _write(out: Path, rows: list[dict], args, argv: list[str], train_seconds: fl
     for row in rows:
         lines.append(f"| {row['method']} | {row['numeric_mae']:.3f} | {row['numeric_rmse']:.3f} | "
                      f"{row['categorical_accuracy']:.3f} | {row['distribution_tv']:.3f} | {row['seconds']:.1f} |")
-    atomic_write(str(out / "imputation-fair.md"), lambda temporary: open(temporary, "w").write("\n".join(lines) + "\n"))
-    atomic_write(str(out / "imputation-fair.json"), lambda temporary: open(temporary, "w").write(json.dumps(rows, indent=1)))
-    print("\n".join(lines))
+    write_results(out, "imputation-fair", lines, rows)
 
 
 if __name__ == "__main__":

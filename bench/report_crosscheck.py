@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
+from fair_runs import demo_model, write_results
 from omegabridge.demos.common import load_fair, split_frame
-from omegabridge.demos.tables import FAIR_SCHEMA, DemoConfig
-from omegabridge.files import atomic_write
-from omegabridge.tabular import TabularBridge
+from omegabridge.demos.tables import DemoConfig
 from omegabridge.tabular.report import quality_report
 
 
@@ -71,15 +68,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = DemoConfig(iterations=args.iterations, seed=args.seed)
     train, test, _, _ = split_frame(load_fair(), args.seed)
     train, test = train.reset_index(drop=True), test.reset_index(drop=True)
-    if args.model:
-        model = TabularBridge.load(args.model, progress=False)
-    else:
-        model = TabularBridge(steps=config.steps, hidden=config.hidden, depth=config.depth,
-                              learning_rate=config.learning_rate, verbose=False, progress=False)
-        model.fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size, seed=config.seed)
+    model, _ = demo_model(train, iterations=args.iterations, seed=args.seed, path=args.model)
     categorical = model.schema.categorical_names()
     tables = {"omegabridge": model.sample(len(train), seed=args.seed).reset_index(drop=True), "held-out rows": test}
     rows = []
@@ -130,9 +121,7 @@ def main(argv=None) -> int:
               "against the report's min-max and one-hot encoding, then standardised): both are 1 - (2 AUC - 1) of a "
               "logistic regression in 3-fold cross-validation (sdmetrics draws its folds unseeded, so its score moves "
               "between runs on the same tables: 1.000 and 0.990 for the samples in two runs)."]
-    atomic_write(str(out / "report-crosscheck.md"), lambda temporary: open(temporary, "w").write("\n".join(lines) + "\n"))
-    atomic_write(str(out / "report-crosscheck.json"), lambda temporary: open(temporary, "w").write(json.dumps(rows, indent=1)))
-    print("\n".join(lines))
+    write_results(out, "report-crosscheck", lines, rows)
     return 0
 
 

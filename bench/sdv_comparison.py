@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -34,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fair_runs import write_results
 from omegabridge.demos import tables as demo
 from omegabridge.demos.common import load_fair, split_frame
-from omegabridge.files import atomic_write
 from omegabridge.tabular import metrics
 from omegabridge.tabular.report import quality_report
 
@@ -145,9 +144,7 @@ def main(argv=None) -> int:
         lines.append(f"| {row['data']} | {row['generator']} | {row['rows_valid']:.2%} | " + " | ".join(
             cell(row[key]) for key in REPORT) + f" | {cell(row['efficacy_f1'])} | {cell(row['efficacy_accuracy'])} | "
             f"{row['seconds']:.0f} |")
-    atomic_write(str(out / "sdv-comparison.md"), lambda temporary: open(temporary, "w").write("\n".join(lines) + "\n"))
-    atomic_write(str(out / "sdv-comparison.json"), lambda temporary: open(temporary, "w").write(json.dumps(rows, indent=1)))
-    print("\n".join(lines))
+    write_results(out, "sdv-comparison", lines, rows)
     return 0
 
 

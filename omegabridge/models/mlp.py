@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from omegabridge.models.base import BridgeDrift
+from omegabridge.models.marginal_prior import MarginalPrior
 
 __all__ = ["DriftMLP"]
 
@@ -52,6 +53,10 @@ class DriftMLP(BridgeDrift):
             standardised), so that ``Bridge.sample(known=...)`` draws the free cells from the
             conditional it learned; ``Trainer`` then trains it on random known cells
             (``Bridge.draw_known_mask``). Without known cells it is the unconditioned model.
+        marginal_prior: predict x_hat = base + sigma h with base the posterior mean of each discrete
+            factor under its marginal law in ``data`` (``omegabridge.models.marginal_prior``) instead of
+            the flat prior's m: untrained, the model samples every discrete marginal exactly, so rare
+            values are not pulled toward the uniform law while the network is still learning.
 
     >>> import omegabridge as ob
     >>> bridge = ob.Bridge(ob.Binary(), steps=10)
@@ -60,7 +65,7 @@ class DriftMLP(BridgeDrift):
     """
 
     def __init__(self, bridge, hidden: int = 256, depth: int = 3, data: torch.Tensor | None = None,
-                 conditional: bool = False):
+                 conditional: bool = False, marginal_prior: bool = False):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
@@ -80,6 +85,11 @@ class DriftMLP(BridgeDrift):
         self.head = nn.Linear(size, width)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if not isinstance(marginal_prior, bool):
+            raise TypeError(f"marginal_prior must be True or False, got {marginal_prior!r}")
+        # With data: the discrete factors' marginal shares; without (a model about to load weights): placeholders.
+        self.marginal_prior = MarginalPrior(bridge.table, None if data is None else bridge.check_data(data)) \
+            if marginal_prior else None
 
     def predict(self, z: torch.Tensor, m: torch.Tensor, time_features: torch.Tensor,
                 known: torch.Tensor | None = None) -> torch.Tensor:
@@ -107,5 +117,16 @@ class DriftMLP(BridgeDrift):
                 raise TypeError("known cells go to a DriftMLP made with conditional=True; this one takes model(z, t)")
             if known.shape != z.shape:
                 raise ValueError(f"known must have the states' shape {tuple(z.shape)}, got {tuple(known.shape)}")
+        states = z.to(torch.float32)
         z, m, time_features, s = self.inputs(z, t)
-        return self.data_std * self.predict(z, m, time_features, known) / s
+        if self.marginal_prior is None:
+            return self.data_std * self.predict(z, m, time_features, known) / s
+        # x_hat = base + sigma h, base the marginal prior's posterior mean, which the network also sees in
+        # place of m (it predicts what the factors share beyond their marginals): f = (base - m) / s + sigma h / s.
+        m = m * self.data_std + self.data_mean
+        remaining = s[:, 0].to(torch.float64)
+        beta = self._beta_end - remaining
+        variance = beta * remaining / self._beta_end + (remaining / self._beta_end) ** 2 * self._start_variance
+        base = self.marginal_prior(states, time_features[:, 1], variance, m)
+        h = self.predict(z, (base - self.data_mean) / self.data_std, time_features, known)
+        return (self.data_std * h + base - m) / s

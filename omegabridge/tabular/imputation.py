@@ -31,7 +31,6 @@ import numpy as np
 
 from omegabridge.solvers import DEFAULT_SOLVER
 from omegabridge.tabular.conditions import condition_frame, known_cells, with_given
-from omegabridge.tabular.tabular_bridge import FINAL_SPREAD
 
 __all__ = ["REDRAWS", "impute"]
 
@@ -86,7 +85,7 @@ def impute(model, frame, seed: int = 0, *, draws: int = 1, batch_size: int = 819
 def _draw(model, known, given, seed: int, row_offset: int, batch_size: int, sampler: dict):
     x = model._sampling_bridge(sampler).sample(
         model.model, n=known.shape[0], seed=seed, batch_size=batch_size, device=model.device, progress=model.progress,
-        row_offset=row_offset, solver=sampler["solver"], known=known, final_spread=FINAL_SPREAD)
+        row_offset=row_offset, solver=sampler["solver"], known=known, final_spread=model.final_spread)
     return with_given(model.encoder.decode(x), given)
 
 

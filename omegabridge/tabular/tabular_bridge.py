@@ -34,7 +34,7 @@ from omegabridge.errors import SchemaError
 from omegabridge.training.trainer import Trainer
 from omegabridge.errors import NotFittedError
 from omegabridge.files import output_lock, refuse_existing
-from omegabridge.solvers import DEFAULT_SOLVER, check_solver, domain_grid
+from omegabridge.solvers import DEFAULT_SOLVER, FINAL_SPREADS, check_solver, domain_grid
 
 __all__ = ["TabularBridge", "FINAL_SPREAD"]
 
@@ -62,6 +62,11 @@ class TabularBridge:
         conditional: train the network on random known cells too (``DriftMLP(conditional=True)``), so
             that ``sample(conditions=...)`` and ``impute`` draw from the conditional it learned; off,
             conditioned sampling steers only the conditioned columns (bench/results/conditions-fair.md).
+        marginal_prior: the network predicts the data around each discrete column's posterior mean under
+            its marginal law in the training rows (``DriftMLP(marginal_prior=True)``), so short training
+            keeps rare categories and levels at their shares instead of pulling them toward uniform; off by
+            default: on fair it halves the marginals' error but loses some of the columns' dependence
+            (docs/math.md, "Rare values").
         verbose: print the schema and a summary at ``fit``; ``log`` is the printing function.
         progress: progress bars for training and sampling.
     """
@@ -78,6 +83,7 @@ class TabularBridge:
         times: str = "continuous",
         ema_decay: float | None = None,
         conditional: bool = True,
+        marginal_prior: bool = False,
         device: str = "cpu",
         verbose: bool = True,
         progress: bool = True,
@@ -95,6 +101,11 @@ class TabularBridge:
         if not isinstance(conditional, bool):
             raise TypeError(f"conditional must be True or False, got {conditional!r}")
         self.conditional = conditional
+        if not isinstance(marginal_prior, bool):
+            raise TypeError(f"marginal_prior must be True or False, got {marginal_prior!r}")
+        self.marginal_prior = marginal_prior
+        #: The last step's spread of continuous columns; a checkpoint from before it was recorded keeps "remaining".
+        self.final_spread = FINAL_SPREAD
         self.device = distributed.device_for_rank(device)
         self.verbose, self.progress, self.log = verbose, progress, log
         self.schema: Schema | None = None
@@ -147,7 +158,7 @@ class TabularBridge:
         self.bridge = Bridge(self.encoder.domain, self.schedule, steps=self.steps, grid="t")
         torch.manual_seed(seed)
         self.model = DriftMLP(self.bridge, hidden=self.hidden, depth=self.depth, data=x,
-                              conditional=self.conditional).to(self.device)
+                              conditional=self.conditional, marginal_prior=self.marginal_prior).to(self.device)
         if self.verbose and distributed.is_main():
             self.log(f"domain of width {self.bridge.width}: {describe_factors(self.encoder.domain)}")
         trainer = Trainer(
@@ -205,7 +216,7 @@ class TabularBridge:
         x = self._sampling_bridge(sampler).sample(
             self.model, n=num_rows, seed=seed, batch_size=batch_size, device=self.device,
             progress=self.progress, row_offset=row_offset, solver=sampler["solver"],
-            known=None if given is None else known_cells(self.encoder, given), final_spread=FINAL_SPREAD,
+            known=None if given is None else known_cells(self.encoder, given), final_spread=self.final_spread,
         )
         frame = self.encoder.decode(x)
         if given is not None:
@@ -333,7 +344,8 @@ class TabularBridge:
             "model": {
                 "hidden": self.hidden, "depth": self.depth,
                 "learning_rate": self.learning_rate, "weight": self.weight, "times": self.times,
-                "ema_decay": self.ema_decay, "conditional": self.conditional,
+                "ema_decay": self.ema_decay, "conditional": self.conditional, "marginal_prior": self.marginal_prior,
+                "final_spread": self.final_spread,
             },
             "weights": self.model.state_dict(),  # write_checkpoint detaches them to the CPU
             "training": self.training,
@@ -360,14 +372,18 @@ class TabularBridge:
                 times=str(model_settings.get("times", "grid")),  # checkpoints from before "times": grid
                 ema_decay=model_settings.get("ema_decay"),
                 conditional=bool(model_settings.get("conditional", False)),  # checkpoints from before: unconditioned
+                marginal_prior=bool(model_settings.get("marginal_prior", False)),  # and on the flat prior
                 device=device,
                 verbose=verbose,
                 progress=progress,
             )
             result.schema, result.encoder = schema, encoder
+            result.final_spread = str(model_settings.get("final_spread", "remaining"))  # older: the remaining variance
+            if result.final_spread not in FINAL_SPREADS:
+                raise ValueError(f"unknown final_spread {result.final_spread!r}")
             result.bridge = Bridge(encoder.domain, result.schedule, steps=result.steps, grid="t")
             result.model = DriftMLP(result.bridge, hidden=result.hidden, depth=result.depth,
-                                    conditional=result.conditional)
+                                    conditional=result.conditional, marginal_prior=result.marginal_prior)
             result.model.load_state_dict(content["weights"], strict=True)
             result.model.to(result.device).eval()
             result.training = dict(content.get("training", {}))

@@ -1,0 +1,104 @@
+"""The posterior mean of each discrete factor under its own marginal law in the data: what an untrained
+``DriftMLP(marginal_prior=True)`` predicts, so that it samples every discrete marginal exactly.
+
+A default model predicts x_hat = base + sigma h with h zero at initialisation. With base = m(z, s),
+the Omega-bridge's posterior mean under a flat prior, an untrained or underfitted network pulls every
+discrete factor toward the uniform law on its values: a category present in 3% of the rows comes out
+at 5-8%, a rare lowest level of an ordinal at twice its share. With base = E_p[X_j | Z_t = z_j], the
+posterior mean of factor j under its marginal law p_j in the data (for Z_t = c X + sqrt(v) eps, the
+weights p_j(a) exp(-(z_j - c a)^2 / (2 v)) over its values a), the untrained model samples the
+independent marginals exactly, and the network learns what the factors share.
+
+Covered: lattices of at most ``MAX_POINTS`` points, binaries and categorical groups (each category
+a value of its group). Values never seen in the data keep a share of half a row, so they stay
+reachable.
+
+Example:
+    >>> import torch, omegabridge as ob
+    >>> bridge = ob.Bridge(ob.Product([ob.Binary(), ob.Categorical(3)]), steps=10)
+    >>> data = torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 9 + [[0.0, 0.0, 0.0, 1.0]])
+    >>> prior = MarginalPrior(bridge.table, data)
+    >>> base = prior(torch.zeros(1, 4), torch.zeros(1), torch.zeros(1), torch.full((1, 4), 0.5))
+    >>> [round(v, 3) for v in base[0].tolist()]  # at t = 0 the data's shares (the unseen category: half a row)
+    [0.9, 0.857, 0.048, 0.095]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from omegabridge.core.segments import Kind
+
+__all__ = ["MAX_POINTS", "MarginalPrior"]
+
+#: Lattices with more points than this keep the flat prior's posterior mean (the cost is per point).
+MAX_POINTS = 256
+
+
+class MarginalPrior(nn.Module):
+    """``prior(z, c, v, m)``: ``m`` with each covered discrete factor's columns replaced by its posterior mean
+    under the data's marginal law of that factor (module docstring); ``c`` and ``v`` per row."""
+
+    def __init__(self, table, data: torch.Tensor | None = None):
+        super().__init__()
+        # Without data (a model about to load its weights) every value gets one row: the buffers' shapes.
+        data = None if data is None else data.detach().to("cpu", torch.float64)
+        scalars, supports, log_shares, groups, group_log_shares = [], [], [], [], []
+        for segment in table.elements:
+            columns = None if data is None else data[:, segment.offset:segment.offset + segment.width]
+            if segment.kind == Kind.LATTICE and segment.points <= MAX_POINTS:
+                values = segment.low + segment.step * torch.arange(segment.points, dtype=torch.float64)
+                scalars.append(segment.offset)
+                supports.append(values)
+                index = None if columns is None else torch.round((columns[:, 0] - segment.low) / segment.step).long()
+                log_shares.append(_log_shares(index, segment.points))
+            elif segment.kind == Kind.BINARY:
+                scalars.append(segment.offset)
+                supports.append(torch.tensor([0.0, 1.0], dtype=torch.float64))
+                log_shares.append(_log_shares(None if columns is None else columns[:, 0].round().long(), 2))
+            elif segment.kind == Kind.CATEGORICAL:
+                groups.append(list(range(segment.offset, segment.offset + segment.width)))
+                log_share = _log_shares(None if columns is None else columns.argmax(dim=1), segment.width)
+                group_log_shares.append(log_share)
+        width = max([len(s) for s in supports] + [1])
+        self.register_buffer("scalar_columns", torch.tensor(scalars, dtype=torch.long))
+        self.register_buffer("scalar_support", _padded(supports, width, 0.0))
+        self.register_buffer("scalar_log_share", _padded(log_shares, width, -torch.inf))
+        group_width = max([len(g) for g in groups] + [1])
+        self.register_buffer("group_columns", _padded([torch.tensor(g, dtype=torch.float64) for g in groups],
+                                                      group_width, 0.0).long())
+        self.register_buffer("group_log_share", _padded(group_log_shares, group_width, -torch.inf))
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        base = m.clone()
+        c, v = c.to(torch.float32).reshape(-1, 1, 1), v.to(torch.float32).clamp_min(1e-30).reshape(-1, 1, 1)
+        if len(self.scalar_columns):
+            states = z[:, self.scalar_columns].unsqueeze(2)  # (n, factors, 1)
+            support = self.scalar_support.to(z.dtype)
+            # -(z - c a)^2 / 2v without its a-free term z^2 / 2v: at t = 0 (c = v = 0) exactly the prior, and no
+            # large common term to swamp the log shares in float32
+            logits = self.scalar_log_share.to(z.dtype) + c * support * (states - 0.5 * c * support) / v
+            base[:, self.scalar_columns] = (torch.softmax(logits, dim=2) * support).sum(dim=2)
+        if len(self.group_columns):
+            states = z[:, self.group_columns]  # (n, groups, K): -|z - c e_k|^2 / 2v = (c z_k - c^2 / 2) / v + const
+            logits = self.group_log_share.to(z.dtype) + (c * states - 0.5 * c * c) / v
+            weights = torch.softmax(logits, dim=2)
+            present = torch.isfinite(self.group_log_share)
+            base[:, self.group_columns[present]] = weights[:, present]
+        return base
+
+
+def _log_shares(index: torch.Tensor | None, points: int) -> torch.Tensor:
+    """Log of the shares of the values 0 .. points - 1 in ``index``, a value never seen counting half a row (so that it
+    stays reachable); uniform without data."""
+    counts = torch.ones(points) if index is None else torch.bincount(index.clamp(0, points - 1), minlength=points)
+    counts = counts.to(torch.float64) + 0.5 * (counts == 0)
+    return (counts / counts.sum()).log().to(torch.float32)
+
+
+def _padded(rows: list[torch.Tensor], width: int, fill: float) -> torch.Tensor:
+    out = torch.full((len(rows), width), fill, dtype=torch.float32)
+    for index, row in enumerate(rows):
+        out[index, :len(row)] = row.to(torch.float32)
+    return out

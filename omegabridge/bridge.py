@@ -266,13 +266,14 @@ class Bridge:
         t = t_float64.to(torch.float32).to(device)
         if known_mask is None:
             drift = model(z_t, t)
-            _check_model_output(drift, z_t, "in loss()")
-            squared = ((drift.to(torch.float32) - target) ** 2).sum(dim=1)
         else:
             known_mask = known_mask.to(device)
             drift = model(z_t, t, known=torch.where(known_mask, x, torch.full_like(x, float("nan"))))
-            _check_model_output(drift, z_t, "in loss()")
-            squared = ((drift.to(torch.float32) - target) ** 2).masked_fill(known_mask, 0.0).sum(dim=1)
+        _check_model_output(drift, z_t, "in loss()")
+        squared = (drift.to(torch.float32) - target) ** 2
+        if known_mask is not None:
+            squared = squared.masked_fill(known_mask, 0.0)  # a known cell's drift is the exact bridge's
+        squared = squared.sum(dim=1)
         if weight == "remaining":
             squared = squared * remaining
         elif weight == "remaining_squared":

@@ -244,30 +244,18 @@ def posterior_spread_last_step(model_drift, z: torch.Tensor, drift: torch.Tensor
     """
     if not columns:
         return drawn
-    rows = z.shape[0]
+    rows, count = z.shape[0], len(columns)
     s = float(remaining)
     step = 0.05 * math.sqrt(s)  # small against the spread it measures, large against float32 rounding of z
     index = torch.tensor(columns, device=z.device)
-    perturbed = z.unsqueeze(0).repeat(len(columns), 1, 1)
-    perturbed[torch.arange(len(columns), device=z.device), :, index] += step
-    moved = model_drift(perturbed.reshape(len(columns) * rows, -1)).reshape(len(columns), rows, -1)
-    picked = moved[torch.arange(len(columns), device=z.device), :, index].transpose(0, 1)  # (rows, columns)
-    base = z[:, index] + s * drift[:, index].to(z.dtype)
-    derivative = (perturbed[torch.arange(len(columns), device=z.device), :, index].transpose(0, 1)
-                  + s * picked.to(z.dtype) - base) / step
+    which = torch.arange(count, device=z.device)
+    perturbed = z.unsqueeze(0).repeat(count, 1, 1)  # copy j has column j moved by one step
+    perturbed[which, :, index] += step
+    moved = model_drift(perturbed.reshape(count * rows, -1)).reshape(count, rows, -1)[which, :, index].transpose(0, 1)
+    # x_hat = z + s f, so dx_hat/dz = 1 + s df/dz
+    derivative = 1.0 + s * (moved.to(z.dtype) - drift[:, index].to(z.dtype)) / step
     scale = derivative.clamp(0.0, 1.0).sqrt()
-    prediction = _project_columns(base, table, columns)
+    prediction = table.project(z + s * drift.to(z.dtype))[:, index]  # x_hat inside its factor
     out = drawn.clone()
     out[:, index] = prediction + scale * (drawn[:, index] - prediction)
     return out
-
-
-def _project_columns(values: torch.Tensor, table, columns: list[int]) -> torch.Tensor:
-    """``values`` of the continuous ``columns`` clamped into their factors (an interval's ends, a half-line's end)."""
-    by_offset = {segment.offset: segment for segment in table.elements}
-    low = torch.tensor([by_offset[c].low if by_offset[c].kind in (Kind.INTERVAL, Kind.HALFLINE_LOWER) else -math.inf
-                        for c in columns], dtype=values.dtype, device=values.device)
-    high = torch.tensor([by_offset[c].high if by_offset[c].kind in (Kind.INTERVAL, Kind.HALFLINE_UPPER) else math.inf
-                         for c in columns], dtype=values.dtype, device=values.device)
-    return torch.maximum(torch.minimum(values, high), low)
-

@@ -78,9 +78,7 @@ class BridgeDrift(nn.Module):
         z = z.to(torch.float32)
         # Schedule quantities in float64 (s is a small difference of large numbers late in time).
         s = self.bridge.remaining_at(t.detach().to(torch.float64)).clamp_min(1e-12 * self._beta_end)
-        beta = self._beta_end - s
-        c = beta / self._beta_end
-        v = beta * s / self._beta_end + (s / self._beta_end) ** 2 * self._start_variance
+        c, v = self.state_law(s)
         scale = torch.sqrt(c[:, None] ** 2 * self.data_std.to(torch.float64) ** 2 + v[:, None]).clamp_min(1e-6)
         s = s.to(torch.float32)[:, None]
         c = c.to(torch.float32)[:, None]
@@ -88,6 +86,12 @@ class BridgeDrift(nn.Module):
             m = ops.posterior_mean(z.detach(), self.table, s)  # the fused kernel on CPU float32
         time_features = torch.cat([torch.log(s / self._beta_end) / 4.0, c, torch.sqrt(s / self._beta_end)], dim=1)
         return (z - c * self.data_mean) / scale.to(torch.float32), (m - self.data_mean) / self.data_std, time_features, s
+
+    def state_law(self, remaining: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c, v) of Z_t = c X + sqrt(v) eps under the bridge at remaining variance s (float64): c = beta(t)/beta(T),
+        v = beta(t) s / beta(T), plus the random start's (s / beta(T))^2 gamma^2."""
+        beta = self._beta_end - remaining
+        return beta / self._beta_end, beta * remaining / self._beta_end + (remaining / self._beta_end) ** 2 * self._start_variance
 
     def predict(self, z: torch.Tensor, m: torch.Tensor, time_features: torch.Tensor) -> torch.Tensor:
         """h, of z's shape, from the standardised inputs (subclasses)."""

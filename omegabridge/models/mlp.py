@@ -124,9 +124,7 @@ class DriftMLP(BridgeDrift):
         # x_hat = base + sigma h, base the marginal prior's posterior mean, which the network also sees in
         # place of m (it predicts what the factors share beyond their marginals): f = (base - m) / s + sigma h / s.
         m = m * self.data_std + self.data_mean
-        remaining = s[:, 0].to(torch.float64)
-        beta = self._beta_end - remaining
-        variance = beta * remaining / self._beta_end + (remaining / self._beta_end) ** 2 * self._start_variance
+        _, variance = self.state_law(s[:, 0].to(torch.float64))
         base = self.marginal_prior(states, time_features[:, 1], variance, m)
         h = self.predict(z, (base - self.data_mean) / self.data_std, time_features, known)
         return (self.data_std * h + base - m) / s

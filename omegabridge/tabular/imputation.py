@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 
 from omegabridge.solvers import DEFAULT_SOLVER
-from omegabridge.tabular.conditions import condition_frame, known_cells, with_given
+from omegabridge.tabular.conditions import condition_frame, known_cells
 
 __all__ = ["REDRAWS", "impute"]
 
@@ -63,7 +63,7 @@ def impute(model, frame, seed: int = 0, *, draws: int = 1, batch_size: int = 819
     to_fill = missing[rows_to_fill].reset_index(drop=True)
     known = known_cells(model.encoder, given, present=to_fill)
     # Each draw (and each redraw) takes rows of the noise stream of its own: draw d rows [d n, (d + 1) n).
-    filled = [_draw(model, known, given, seed, d * rows, batch_size, sampler) for d in range(draws)]
+    filled = [model._sample_rows(sampler, rows, seed, batch_size, d * rows, known, given) for d in range(draws)]
     for d in range(draws):
         filled[d] = _redraw_missing_categories(model, filled[d], known, given, to_fill, seed,
                                                (draws + d * REDRAWS) * rows, batch_size, sampler)
@@ -82,13 +82,6 @@ def impute(model, frame, seed: int = 0, *, draws: int = 1, batch_size: int = 819
     return result
 
 
-def _draw(model, known, given, seed: int, row_offset: int, batch_size: int, sampler: dict):
-    x = model._sampling_bridge(sampler).sample(
-        model.model, n=known.shape[0], seed=seed, batch_size=batch_size, device=model.device, progress=model.progress,
-        row_offset=row_offset, solver=sampler["solver"], known=known, final_spread=model.final_spread)
-    return with_given(model.encoder.decode(x), given)
-
-
 def _redraw_missing_categories(model, filled, known, given, to_fill, seed: int, row_offset: int, batch_size: int,
                                sampler: dict):
     """``filled`` with the cells to fill that came back as a categorical column's missing category drawn again."""
@@ -102,8 +95,8 @@ def _redraw_missing_categories(model, filled, known, given, to_fill, seed: int, 
         if not again.any():
             return filled
         where = np.flatnonzero(again)
-        drawn = _draw(model, known[where], given.iloc[where].reset_index(drop=True), seed,
-                      row_offset + attempt * len(filled), batch_size, sampler)
+        drawn = model._sample_rows(sampler, len(where), seed, batch_size, row_offset + attempt * len(filled),
+                                   known[where], given.iloc[where].reset_index(drop=True))
         filled = filled.copy()
         for name in filled.columns:
             column = filled[name].astype(object)

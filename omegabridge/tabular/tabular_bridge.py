@@ -206,23 +206,31 @@ class TabularBridge:
         >>> rows["colour"].tolist()
         ['blue', 'blue', 'blue', 'blue']
         """
-        from omegabridge.tabular.conditions import condition_frame, known_cells, with_given
+        from omegabridge.tabular.conditions import condition_frame, known_cells
 
         self._require_fitted("sample")
         sampler = self._sampler(solver, steps, grid)
         if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
             raise ValueError(f"num_rows must be a positive integer, got {num_rows!r}")
         given = None if conditions is None else condition_frame(self.schema, conditions, num_rows)
-        x = self._sampling_bridge(sampler).sample(
-            self.model, n=num_rows, seed=seed, batch_size=batch_size, device=self.device,
-            progress=self.progress, row_offset=row_offset, solver=sampler["solver"],
-            known=None if given is None else known_cells(self.encoder, given), final_spread=self.final_spread,
-        )
-        frame = self.encoder.decode(x)
-        if given is not None:
-            frame = with_given(frame, given)
+        known = None if given is None else known_cells(self.encoder, given)
+        frame = self._sample_rows(sampler, num_rows, seed, batch_size, row_offset, known, given)
         frame.index = range(row_offset, row_offset + num_rows)
         return frame
+
+    def _sample_rows(self, sampler: dict, num_rows: int, seed: int, batch_size: int, row_offset: int,
+                     known: torch.Tensor | None = None, given=None):
+        """``num_rows`` decoded rows of the sampler ``sampler`` (from ``_sampler``), with the ``known`` cells of
+        ``omegabridge.tabular.conditions`` and the ``given`` values put back exactly (index from 0)."""
+        from omegabridge.tabular.conditions import with_given
+
+        x = self._sampling_bridge(sampler).sample(
+            self.model, n=num_rows, seed=seed, batch_size=batch_size, device=self.device,
+            progress=self.progress, row_offset=row_offset, solver=sampler["solver"], known=known,
+            final_spread=self.final_spread,
+        )
+        frame = self.encoder.decode(x)
+        return frame if given is None else with_given(frame, given)
 
     def _sampler(self, solver: str, steps: int | None, grid: str) -> dict:
         """The sampler settings checked and in one spelling: ``steps`` None for the model's own, ``grid`` "s^RHO"

@@ -25,8 +25,6 @@ Results: ``<out>/conditions-fair.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fair_runs import demo_model, write_results
+from fair_runs import add_common_arguments, demo_model, measured, results_folder, write_results
 from omegabridge.demos.common import load_fair, split_frame
 from omegabridge.demos.tables import DemoConfig
 from omegabridge.tabular import metrics
@@ -60,16 +58,13 @@ def distances(real, synthetic, condition: str, discrete: set) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=DemoConfig.iterations)
-    parser.add_argument("--seed", type=int, default=0)
+    add_common_arguments(parser, DemoConfig.iterations)
     parser.add_argument("--rows", type=int, default=2000, help="rows sampled per condition")
     parser.add_argument("--min-rows", type=int, default=200, help="training rows a condition needs to be measured")
     parser.add_argument("--models", nargs=2, metavar=("CONDITIONAL.ckpt", "UNCONDITIONAL.ckpt"),
                         help="checkpoints of fair's training split (conditional=True and False) to use instead of training")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args.out)
     train, test, _, _ = split_frame(load_fair(), args.seed)
     models, train_seconds = {}, {}
     for index, (variant, conditional) in enumerate(VARIANTS):
@@ -104,7 +99,6 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"{row['condition']}: " + ", ".join(f"{name} {row[name + '_mean']:.3f}" for name in SUMMARIES),
                   flush=True)
-    argv = sys.argv[1:] if argv is None else list(argv)
     _write(out, rows, args, argv, train_seconds, len(train), len(test))
     return 0
 
@@ -115,14 +109,11 @@ def _summarise(row: dict, name: str, per_column: dict) -> None:
     row[f"{name}_worst"] = max(per_column, key=per_column.get)
 
 
-def _write(out: Path, rows: list[dict], args, argv: list[str], train_seconds: dict, train_rows: int,
-           test_rows: int) -> None:
-    command = " ".join(["python bench/conditions.py", *argv])
+def _write(out: Path, rows: list[dict], args, argv, train_seconds: dict, train_rows: int, test_rows: int) -> None:
     lines = [
         "# Conditional sampling (fair)",
         "",
-        f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()} "
-        f"({torch.get_num_threads()} threads): `{command}`. Two `TabularBridge`s with the demo's settings "
+        measured("conditions.py", argv, f" ({torch.get_num_threads()} threads)") + ". Two `TabularBridge`s with the demo's settings "
         f"({args.iterations} iterations) trained on {train_rows} rows of fair: `trained`, the default "
         f"(`conditional=True`: the network also trained on random known cells, {train_seconds['trained']:.0f} s), "
         f"and `replacement` (`conditional=False`: only the conditioned columns are steered, by the exact bridge to "

@@ -9,13 +9,42 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import platform
+import sys
 import time
 from pathlib import Path
 
 from omegabridge.files import atomic_write
 
-__all__ = ["demo_model", "write_results"]
+__all__ = ["add_common_arguments", "results_folder", "measured", "demo_model", "write_results"]
+
+#: Where the benchmarks' tables are committed.
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def add_common_arguments(parser, default_iterations: int) -> None:
+    """``--iterations`` (of the demo's model), ``--seed`` and ``--out`` (default bench/results)."""
+    parser.add_argument("--iterations", type=int, default=default_iterations)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS))
+
+
+def results_folder(path: str) -> Path:
+    """``path`` as a folder that exists."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def measured(script: str, argv, detail: str = "") -> str:
+    """``"Measured DATE on MACHINE<detail>: `python bench/SCRIPT ARGS`"``, the arguments ``argv`` (None: the
+    command line's)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join([f"python bench/{script}", *argv])
+    return (f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()}{detail}: "
+            f"`{command}`")
 
 
 def demo_model(train, *, iterations: int, seed: int, path: str | None = None, conditional: bool = True):

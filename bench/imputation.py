@@ -28,8 +28,6 @@ Results: ``<out>/imputation-fair.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fair_runs import demo_model, write_results
+from fair_runs import add_common_arguments, demo_model, measured, results_folder, write_results
 from omegabridge.demos.common import load_fair, split_frame
 from omegabridge.demos.tables import DemoConfig
 from omegabridge.tabular import metrics
@@ -104,15 +102,12 @@ def score(truth: pd.DataFrame, filled: pd.DataFrame, hidden: pd.DataFrame, train
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=DemoConfig.iterations)
-    parser.add_argument("--seed", type=int, default=0)
+    add_common_arguments(parser, DemoConfig.iterations)
     parser.add_argument("--share", type=float, default=0.2, help="share of each held-out column's cells hidden")
     parser.add_argument("--draws", type=int, default=25, help="draws of the point estimate (odd)")
     parser.add_argument("--model", help="a TabularBridge checkpoint of fair's training split to use instead of training")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args.out)
     train, test, _, _ = split_frame(load_fair(), args.seed)
     test = test.reset_index(drop=True)
     hidden = hide(test, args.share, args.seed + 1)
@@ -132,7 +127,6 @@ def main(argv=None) -> int:
         assert not filled.isna().any().any(), name
         rows.append({"method": name, **score(test, filled, hidden, train), "seconds": seconds})
         print(rows[-1], flush=True)
-    argv = sys.argv[1:] if argv is None else list(argv)
     _write(out, rows, args, argv, train_seconds, len(train), len(test), int(hidden.to_numpy().sum()))
     return 0
 
@@ -141,12 +135,11 @@ def _write(out: Path, rows: list[dict], args, argv: list[str], train_seconds: fl
            test_rows: int, cells: int) -> None:
     import sklearn
 
-    command = " ".join(["python bench/imputation.py", *argv])
     lines = [
         "# Imputation (fair)",
         "",
-        f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()} "
-        f"({torch.get_num_threads()} threads; scikit-learn {sklearn.__version__}): `{command}`. One `TabularBridge` "
+        measured("imputation.py", argv, f" ({torch.get_num_threads()} threads; scikit-learn {sklearn.__version__})")
+        + ". One `TabularBridge` "
         f"(the demo's settings, {args.iterations} iterations, {train_seconds:.0f} s) trained on {train_rows} rows of "
         f"fair; in the {test_rows} held-out rows {args.share:.0%} of each column's cells hidden at random ({cells} "
         "cells), then filled by each method. Numeric error: mean absolute (and root-mean-square) error over the "

@@ -22,14 +22,11 @@ Results: ``<out>/report-crosscheck.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import sys
 import time
-from pathlib import Path
 
 
-from fair_runs import demo_model, write_results
+from fair_runs import add_common_arguments, demo_model, measured, results_folder, write_results
 from omegabridge.demos.common import load_fair, split_frame
 from omegabridge.demos.tables import DemoConfig
 from omegabridge.tabular.report import quality_report
@@ -61,13 +58,10 @@ def main(argv=None) -> int:
     import sdmetrics
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=DemoConfig.iterations)
-    parser.add_argument("--seed", type=int, default=0)
+    add_common_arguments(parser, DemoConfig.iterations)
     parser.add_argument("--model", help="a TabularBridge checkpoint of fair's training split")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args.out)
     train, test, _, _ = split_frame(load_fair(), args.seed)
     train, test = train.reset_index(drop=True), test.reset_index(drop=True)
     model, _ = demo_model(train, iterations=args.iterations, seed=args.seed, path=args.model)
@@ -88,14 +82,12 @@ def main(argv=None) -> int:
                      "largest_column_difference": column_gap, "largest_pair_difference": pair_gap,
                      "seconds": {"ours": ours_seconds, "sdmetrics": theirs_seconds}})
         print(rows[-1], flush=True)
-    argv = sys.argv[1:] if argv is None else list(argv)
     import pandas as pd
 
-    command = " ".join(["python bench/report_crosscheck.py", *argv])
     lines = [
         "# Quality report cross-check against sdmetrics (fair)",
         "",
-        f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()}: `{command}` "
+        measured("report_crosscheck.py", argv) + " "
         f"(sdmetrics {sdmetrics.__version__}, pandas {pd.__version__}, in its own environment). Real rows: fair's "
         f"{len(train)}-row training split; scored: {len(train)} samples of a `TabularBridge` (the demo's settings, "
         f"{args.iterations} iterations) and the {len(test)} held-out rows. Occupations categorical, the other "

@@ -24,16 +24,13 @@ Results: ``<out>/sdv-comparison.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from fair_runs import write_results
+from fair_runs import add_common_arguments, measured, results_folder, write_results
 from omegabridge.demos import tables as demo
 from omegabridge.demos.common import load_fair, split_frame
 from omegabridge.tabular import metrics
@@ -104,27 +101,22 @@ def main(argv=None) -> int:
     import sdv
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--iterations", type=int, default=demo.DemoConfig.iterations)
-    parser.add_argument("--seed", type=int, default=0)
+    add_common_arguments(parser, demo.DemoConfig.iterations)
     parser.add_argument("--randhie-rows", type=int, default=6000)
     parser.add_argument("--tables", nargs="+", default=["fair", "randhie"], choices=["fair", "randhie"])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args.out)
     rows = []
     if "fair" in args.tables:
         rows += run_table("fair", load_fair(), demo.FAIR_SCHEMA, demo.FAIR_TARGET, args, print)
     if "randhie" in args.tables:
         rows += run_table("randhie", load_randhie(args.randhie_rows, args.seed), None, None, args, print)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = " ".join(["python bench/sdv_comparison.py", *argv])
     lines = [
         "# omegabridge beside SDV (fair, randhie)",
         "",
-        f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()}, one torch "
-        f"thread: `{command}` (sdv {sdv.__version__}, pandas {pd.__version__}, torch {torch.__version__}, in its own "
+        measured("sdv_comparison.py", argv, ", one torch thread") + " "
+        f"(sdv {sdv.__version__}, pandas {pd.__version__}, torch {torch.__version__}, in its own "
         f"environment). Each generator trains on the 80% split with its package's defaults (omegabridge: the demo's "
         f"settings, {args.iterations} iterations) and samples as many rows; `held-out rows` are the real 20%, scored "
         "the same way (without the DCR, which they define). Validity: rows whose every value the omegabridge schema "

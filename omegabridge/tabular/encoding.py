@@ -160,9 +160,10 @@ class TableEncoder:
                 draws = np.random.default_rng(rows).choice(np.asarray(encoding.fill_values), size=int(missing.sum()))
                 values = values.copy()
                 values[missing] = draws
-            if spec.kind == "lattice" or _is_time_lattice(spec):
-                out[:, column] = np.rint((values - spec.low) / spec.step) * encoding.step if spec.kind == "lattice" \
-                    else values * encoding.step
+            if spec.kind == "lattice":
+                out[:, column] = np.rint((values - spec.low) / spec.step) * encoding.step
+            elif _is_time_lattice(spec):  # values are already the tick index k
+                out[:, column] = values * encoding.step
             elif spec.kind in TIME_KINDS:
                 out[:, column] = EXTENT * values / (spec.points - 1)
             elif spec.kind == "ordinal":

@@ -31,6 +31,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from omegabridge.tabular import times
+
 __all__ = [
     "total_variation",
     "ks_statistic",
@@ -80,7 +82,7 @@ def _coerce_numeric(series: pd.Series) -> np.ndarray:
 
 
 def _is_time(series: pd.Series) -> bool:
-    return pd.api.types.is_datetime64_any_dtype(series.dtype) or pd.api.types.is_timedelta64_dtype(series.dtype)
+    return times.is_time_dtype(series.dtype)
 
 
 def _seconds(series: pd.Series) -> np.ndarray:

@@ -97,10 +97,37 @@ class BridgeDrift(nn.Module):
         """h, of z's shape, from the standardised inputs (subclasses)."""
         raise NotImplementedError
 
+    #: How the output h becomes x_hat - m: ``"data"`` (sigma_data h, at every time) or ``"preconditioned"``
+    #: (``output_scale``: EDM's c_out, which shrinks with the state's noise late in time).
+    output_scaling = "data"
+
+    def output_scale(self, t: torch.Tensor) -> torch.Tensor:
+        """Per row and column, what h = 1 stands for in x_hat - m: sigma_data, or, ``"preconditioned"``,
+        sigma sigma_data / sqrt(sigma^2 + sigma_data^2) with sigma^2 = v / c^2 the state's noise in data
+        units (Karras et al. 2022's c_out), so that late in time, where m is already close, an error in h
+        moves x_hat by a fraction of the noise rather than of the data's spread (bench/results/field-models.md).
+
+        >>> import omegabridge as ob
+        >>> model = ob.models.DriftUNet(ob.Bridge(ob.Lattice(0, 16, shape=(1, 4, 4)), steps=10), channels=(4,))
+        >>> scale = model.output_scale(torch.tensor([0.0, 0.9]))
+        >>> bool((scale[0] - model.data_std).abs().max() < 1e-3), bool((scale[1] < scale[0]).all())
+        (True, True)
+        """
+        if self.output_scaling == "data":
+            return self.data_std.expand(t.shape[0], -1)
+        remaining = self.bridge.remaining_at(t.detach().to(torch.float64)).clamp_min(1e-12 * self._beta_end)
+        # v / c^2 from state_law's terms, s beta(T) / beta + (s gamma / beta)^2: infinite at t = 0 (beta = 0, no
+        # information in z), where the scale is sigma_data.
+        beta = (self._beta_end - remaining)[:, None]
+        noise = remaining[:, None] * self._beta_end / beta + (remaining[:, None] / beta) ** 2 * self._start_variance
+        data = self.data_std.to(torch.float64)[None, :] ** 2
+        scale = torch.sqrt(data * noise / (data + noise))
+        return torch.where(beta <= 0, self.data_std.to(torch.float64)[None, :], scale).to(torch.float32)
+
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         z, m, time_features, s = self.inputs(z, t)
-        # x_hat - m = sigma h, so f = sigma h / s.
-        return self.data_std * self.predict(z, m, time_features) / s
+        # x_hat - m = scale h, so f = scale h / s.
+        return self.output_scale(t) * self.predict(z, m, time_features) / s
 
 
 def domain_moments(table) -> tuple[torch.Tensor, torch.Tensor]:

@@ -108,7 +108,8 @@ class BridgeDrift(nn.Module):
         moves x_hat by a fraction of the noise rather than of the data's spread (bench/results/field-models.md).
 
         >>> import omegabridge as ob
-        >>> model = ob.models.DriftUNet(ob.Bridge(ob.Lattice(0, 16, shape=(1, 4, 4)), steps=10), channels=(4,))
+        >>> bridge = ob.Bridge(ob.Lattice(0, 16, shape=(1, 4, 4)), steps=10)
+        >>> model = ob.models.DriftUNet(bridge, channels=(4,), output_scaling="preconditioned")
         >>> scale = model.output_scale(torch.tensor([0.0, 0.9]))
         >>> bool((scale[0] - model.data_std).abs().max() < 1e-3), bool((scale[1] < scale[0]).all())
         (True, True)

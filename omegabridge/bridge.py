@@ -26,7 +26,7 @@ from omegabridge.core.segments import membership
 from omegabridge.errors import DomainError, ModelOutputError
 from omegabridge.ops import cuda_graphs
 from omegabridge.solvers import (
-    DEFAULT_SOLVER, FINAL_SPREADS, BridgeSolver, posterior_draw_last_step, check_posterior_variance, check_solver, continuous_columns, domain_grid,
+    DEFAULT_SOLVER, FINAL_SPREADS, BridgeSolver, check_posterior_variance, check_solver, continuous_columns, domain_grid,
     log_signal_to_noise, posterior_spread_last_step,
 )
 
@@ -422,10 +422,7 @@ class Bridge:
         last step's draw of a continuous factor around the data prediction with the remaining variance
         s; ``"posterior"`` rescales that spread to the posterior's, estimated from the model's
         derivative (``solvers.posterior_spread_last_step``; one more network evaluation per continuous
-        column at the last step): a narrow peak of continuous data is no longer widened to sqrt(s);
-        and it draws a binary or categorical factor from its data prediction, the posterior such a
-        factor's mean fixes (``solvers.posterior_draw_last_step``; no extra evaluation), instead of a
-        softmax at temperature s.
+        column at the last step): a narrow peak of continuous data is no longer widened to sqrt(s).
 
         >>> import torch, omegabridge as ob
         >>> bridge = ob.Bridge(ob.Product([ob.Lattice(0, 4), ob.Categorical(3)]), steps=20)
@@ -584,7 +581,6 @@ class Bridge:
             backend=backend,
         )
         if final_spread == "posterior" and model is not None and final == "exact":
-            x = posterior_draw_last_step(z, drift, x, self.table, self._remaining[last], seed, last, row_offset)
             columns = continuous_columns(self.table)
             repeated = None if shown is None else shown.repeat(len(columns), 1)
             x = posterior_spread_last_step(

@@ -35,10 +35,9 @@ import torch
 
 from omegabridge import ops
 from omegabridge.core import noise
-from omegabridge.core.segments import Kind, gather_group, kind_columns, scatter_group
-from omegabridge.reference.last_step import inverse_cdf_index
+from omegabridge.core.segments import Kind
 
-__all__ = ["FINAL_SPREADS", "posterior_spread_last_step", "posterior_draw_last_step", "continuous_columns", "SOLVERS", "DEFAULT_SOLVER", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance",
+__all__ = ["FINAL_SPREADS", "posterior_spread_last_step", "continuous_columns", "SOLVERS", "DEFAULT_SOLVER", "MAX_VARIANCE", "MAX_EXTRAPOLATION", "BridgeSolver", "check_solver", "check_posterior_variance",
            "domain_grid", "log_signal_to_noise"]
 
 SOLVERS = ("euler", "bridge")
@@ -212,11 +211,9 @@ class BridgeSolver:
         return z
 
 
-#: How the exact last step spreads a factor around the data prediction: ``"remaining"`` (with the
-#: remaining variance s) or ``"posterior"``: a continuous factor (Real, Interval, HalfLine) with the
-#: posterior variance, estimated by second-order Tweedie (``posterior_spread_last_step``), and a
-#: binary or categorical factor, whose posterior is fixed by its mean, drawn from the data
-#: prediction itself (``posterior_draw_last_step``).
+#: How the exact last step spreads a continuous factor (Real, Interval, HalfLine) around the data
+#: prediction: ``"remaining"`` (with the remaining variance s, as a discrete factor) or ``"posterior"``
+#: (with the posterior variance, estimated by second-order Tweedie: ``posterior_spread_last_step``).
 FINAL_SPREADS = ("remaining", "posterior")
 CONTINUOUS_KINDS = (Kind.REAL, Kind.INTERVAL, Kind.HALFLINE_LOWER, Kind.HALFLINE_UPPER)
 
@@ -261,45 +258,4 @@ def posterior_spread_last_step(model_drift, z: torch.Tensor, drift: torch.Tensor
     prediction = table.project(z + s * drift.to(z.dtype))[:, index]  # x_hat inside its factor
     out = drawn.clone()
     out[:, index] = prediction + scale * (drawn[:, index] - prediction)
-    return out
-
-
-def posterior_draw_last_step(z: torch.Tensor, drift: torch.Tensor, drawn: torch.Tensor, table, remaining: float,
-                             seed: int, step_index: int, row_offset: int) -> torch.Tensor:
-    """``drawn`` (the exact last step's sample) with each binary and categorical factor drawn from its posterior.
-
-    A one-hot factor's posterior is fixed by its mean: P(X = e_k | z) = E[X_k | z], which the data
-    prediction x_hat = z + s f estimates. The exact last step instead draws from N(x_hat, s)
-    restricted to the vertices, P(k) proportional to exp(x_hat_k / s): a softmax at temperature s,
-    which flattens a confident prediction where s is large (at s = 0.43, x_hat = (0.99, 0.01) gives
-    0.91) and sharpens an uncertain one where s is small. Here k is drawn with probability
-    max(x_hat_k, 0) / sum_j max(x_hat_j, 0) (a binary factor: P(1) = x_hat clamped to [0, 1]), by
-    the same inverse-CDF uniform the last step used (``noise.STREAM_FINAL_UNIFORM`` at the group's
-    first column, docs/noise.md), so the draw is reproducible and the two agree where the two
-    probabilities do. A group whose prediction has no positive entry keeps the last step's draw.
-
-    >>> import torch, omegabridge as ob
-    >>> table = ob.Categorical(3).segment_table()
-    >>> z, drift = torch.zeros(2, 3), torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    >>> posterior_draw_last_step(z, drift, torch.zeros(2, 3), table, 1.0, seed=0, step_index=9, row_offset=0)
-    tensor([[1., 0., 0.],
-            [0., 0., 1.]])
-    """
-    plan = kind_columns(table, z.device)
-    group = plan.categorical
-    if not (plan.binary.numel() or group.index.numel()):
-        return drawn
-    rows, width = z.shape
-    prediction = z + float(remaining) * drift.to(z.dtype)
-    u = noise.uniforms(seed, step_index, row_offset, rows, width, noise.STREAM_FINAL_UNIFORM, dtype=z.dtype,
-                       device=z.device)
-    out = drawn.clone()
-    if plan.binary.numel():
-        out[:, plan.binary] = (u[:, plan.binary] <= prediction[:, plan.binary].clamp(0.0, 1.0)).to(z.dtype)
-    if group.index.numel():
-        probabilities = gather_group(prediction, group, 0.0).clamp(min=0.0)
-        index = inverse_cdf_index(probabilities, u[:, group.index[:, 0]])
-        one_hot = torch.nn.functional.one_hot(index, group.index.shape[1]).to(z.dtype)
-        keep = probabilities.sum(dim=-1, keepdim=True) <= 0
-        scatter_group(out, group, torch.where(keep, gather_group(drawn, group, 0.0), one_hot))
     return out

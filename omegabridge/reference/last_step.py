@@ -52,7 +52,7 @@ LATTICE_DRAW_CORRECTIONS = 3
 def _lattice_window_draw(mean, s, low, step, points, u):
     """Index (float64) of the inverse-CDF draw over the window around the nearest point."""
     logits, _, _, nearest = lattice_window_logits(mean, s, low, step, points)
-    chosen = inverse_cdf_index(torch.softmax(logits, dim=-1), u)
+    chosen = _inverse_cdf_index(torch.softmax(logits, dim=-1), u)
     return nearest + (chosen - LATTICE_WINDOW_LIMIT).to(torch.float64)
 
 
@@ -175,7 +175,7 @@ def _truncated_normal(mean, sigma, low, high, u):
     return torch.minimum(torch.maximum(x, low), high)
 
 
-def inverse_cdf_index(probabilities: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def _inverse_cdf_index(probabilities: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """First index k with cumsum_k >= u * total (u in (0, 1]); probabilities (..., K)."""
     cumulative = torch.cumsum(probabilities, dim=-1)
     threshold = u[..., None] * cumulative[..., -1:]
@@ -282,7 +282,7 @@ def final_step(
     if plan.categorical.index.numel():
         group = plan.categorical
         probabilities = softmax_group(mean, group, s)
-        index = inverse_cdf_index(probabilities, u[:, group.index[:, 0]])
+        index = _inverse_cdf_index(probabilities, u[:, group.index[:, 0]])
         one_hot = torch.nn.functional.one_hot(index, group.index.shape[1]).to(z.dtype)
         scatter_group(out, group, one_hot)
     if plan.sphere.index.numel():

@@ -79,6 +79,7 @@ class PointsConfig(common.FieldDemoSampler):
     loss_weight: str = "remaining_squared"
     hidden: int = 64
     depth: int = 3
+    neighbours: int = 16
     schedule_a: float = 10.0
     schedule_b: float | None = None
     seed: int = 0
@@ -214,7 +215,8 @@ def run_points(config: PointsConfig, log: Callable[[str], None] = print) -> dict
         f"training on {len(train)}, {len(test)} held out; domain {domain!r}; schedule {schedule!r}, "
         f"{config.steps} steps ==")
     torch.manual_seed(config.seed)
-    model = ob.models.for_domain(bridge, data=data, hidden=config.hidden, depth=config.depth)
+    model = ob.models.for_domain(bridge, data=data, hidden=config.hidden, depth=config.depth,
+                                 neighbours=config.neighbours)
     log(f"model: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters")
     mark = time.perf_counter()
     trainer = ob.Trainer(bridge, model, batch_size=config.batch_size, learning_rate=config.learning_rate,

@@ -59,9 +59,16 @@ class PointsConfig(common.FieldDemoSampler):
     which weights each step by 1/s and so puts most of the loss on the last steps, where
     the shape is settled (1-NN accuracy 0.93 against 0.97 after 600 iterations, one run each).
     ``hidden`` 64 rather than 128: 2.7 times the iterations per second for the same scores
-    at a fixed time budget (0.920 after 1200 iterations against 0.925 after 600 of 128; the
-    learning rate 5e-3 against 2e-3 gave 0.925 against 0.932). Training time is what
-    falls short: 2400 iterations at 128 (16 minutes) gave 0.87.
+    at a fixed time budget (measured with the network before it had neighbours: 0.920 after
+    1200 iterations against 0.925 after 600 of 128; the learning rate 5e-3 against 2e-3 gave
+    0.925 against 0.932).
+
+    ``neighbours``: the set network's local path (``DriftSetNetwork``, EdgeConv over the k
+    nearest points). With k = 16, 1200 iterations: 1-NN accuracy 0.745, Chamfer coverage
+    49.9 and fidelity 36.2 (held-out real 37.4 / 37.6), against 0.920, 53.4 and 41.6 without
+    neighbours, at 4.2 times the training time (674 s against 160 s, one thread); 600
+    iterations with neighbours gave 0.803 in 335 s (seed 0, one run each;
+    bench/results/field-models.md).
 
     >>> PointsConfig().points, PointsConfig(**POINTS_QUICK).points
     (512, 64)

@@ -9,7 +9,7 @@ file exists (it is written there after training otherwise), then samples 400 map
 the regions of at most two pixels per map (stray pixels) beside them. One line of JSON per variant;
 ``--save DIR`` keeps each variant's maps as .npy.
 
-    python bench/field_models_segments.py --model /tmp/segments-0.pt --variants euler:t:remaining,euler:t:posterior
+    python bench/field_models_segments.py --model /tmp/segments-0.pt --variants euler:t:remaining,euler:t:remaining:200
 """
 import argparse, json, os, time
 
@@ -57,7 +57,7 @@ def small_regions(maps: np.ndarray, most: int = 2) -> float:
     total = 0
     for image in maps:
         for label in np.unique(image):
-            labelled, count = ndimage.label(image == label)
+            labelled, _ = ndimage.label(image == label)
             total += int((np.bincount(labelled.ravel())[1:] <= most).sum())
     return total / len(maps)
 

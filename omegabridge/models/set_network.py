@@ -28,6 +28,11 @@ POSITIONS = ("mean", "state")
 POOLS = ("max", "mean")
 
 
+def _check_positive_integer(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def nearest_neighbours(positions: torch.Tensor, k: int) -> torch.Tensor:
     """Indices (B, P, k) of each point's ``k`` nearest other points in ``positions`` (B, P, D), nearest first.
 
@@ -41,8 +46,7 @@ def nearest_neighbours(positions: torch.Tensor, k: int) -> torch.Tensor:
              [3, 1],
              [1, 0]]])
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    _check_positive_integer("k", k)
     with torch.no_grad():
         count = positions.shape[1]
         k = min(k, count - 1)
@@ -138,16 +142,10 @@ class DriftSetNetwork(FieldModel, BridgeDrift):
     def __init__(self, bridge, hidden: int = 128, depth: int = 3, data: torch.Tensor | None = None,
                  neighbours: int = 16, positions: str = "mean", pool: str = "max"):
         super().__init__(bridge, data)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a positive integer, got {depth!r}")
-        if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
-            raise ValueError(f"neighbours must be a positive integer, got {neighbours!r}")
+        for name, value in (("hidden", hidden), ("depth", depth), ("neighbours", neighbours)):
+            _check_positive_integer(name, value)
         if positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
-        if pool not in POOLS:
-            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         self.neighbours, self.positions = neighbours, positions
         self._locate(bridge, "points")
         dimension = self.field.shape[1]

@@ -31,6 +31,7 @@ LOG_TINY = tl.constexpr(-87.3365447)  # log(TINY)
 ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2^23: (x + magic) - magic rounds x to an integer
 QUADRATURE_POINTS = tl.constexpr(24)
 BESSEL_RATIO_TERMS = tl.constexpr(40)
+TAIL_OFFSET_STEPS = tl.constexpr(2)  # Halley steps of tail_offset to float32 rounding, as special.h
 NEGATIVE_HUGE = tl.constexpr(-3.0e38)  # a finite stand-in for -inf where inf - inf would give NaN
 # Whether kernels compile for a GPU (inline PTX available) or run in the interpreter: Triton
 # itself decides this from TRITON_INTERPRET when a function is decorated, so this reads it the same way.
@@ -260,15 +261,17 @@ def bessel_ratio_denominator(kappa, dimension):
 
 @triton.jit
 def tail_offset(start, log_p):
-    """t >= 0 with log Q(start + t) - log Q(start) = log_p: 8 monotone Newton steps on log Q."""
+    """t >= 0 with log Q(start + t) - log Q(start) = log_p: Halley steps on log Q (special.h's tail_offset)."""
     bounded = tl.maximum(log_p, LOG_TINY)
     excess = -bounded
     t = 2.0 * excess / (start + tl.sqrt_rn(start * start + 2.0 * excess))
     log_r_start = log(mills_ratio(start))
-    for _ in range(8):
-        r = mills_ratio(start + t)
-        value = -(start * t + 0.5 * t * t) + log(r) - log_r_start - bounded
-        t = tl.maximum(t + value * r, 0.0)
+    for _ in range(TAIL_OFFSET_STEPS):
+        position = start + t
+        g = mean_excess(position)
+        h = g + position
+        value = -(start * t + 0.5 * t * t) - log(h) - log_r_start - bounded
+        t = tl.maximum(t + 2.0 * value / (2.0 * h + value * g), 0.0)
     return t
 
 

@@ -239,6 +239,24 @@ def test_last_step_draws_the_scalar_formulas_bits(name, s, generator):
         assert torch.equal(vectorised, scalar), f"{int((vectorised != scalar).sum())} draws differ (drift {None if drift is None else drift.dtype})"
 
 
+@pytest.mark.parametrize("domain", [ob.HalfLine(low=0.0), ob.HalfLine(high=0.0), ob.Interval(0.0, 1.0)], ids=repr)
+def test_last_step_tails_below_the_smallest_float_keep_the_scalar_bits(domain, generator):
+    """The vectorised last step takes Q(|alpha|) as +0 beyond 13 sigma (where the scalar formula's value is
+    subnormal, and is added to terms of at least 2^-34 or clamped up to the smallest normal float):
+    means swept across that threshold at both ends must draw the scalar formulas' bits."""
+    s = 1e-4
+    sigma = s**0.5
+    distance = torch.linspace(12.0, 14.0, 2001, dtype=torch.float64)  # in sigmas, straddling 13
+    ends = [end for end in (getattr(domain, "low", None), getattr(domain, "high", None)) if end is not None and abs(end) < 1e30]
+    means = torch.cat([torch.cat([end - distance * sigma, end + distance * sigma]) for end in ends])
+    z = means.to(torch.float32)[:, None].contiguous()
+    table = ob.Product([domain]).segment_table()
+    for seed in (1, int(torch.randint(0, 2**62, (1,), generator=generator))):
+        vectorised = native_final(table, z, None, s, seed, 5)
+        scalar = native_final(table, z, None, s, seed, 5, scalar=True)
+        assert torch.equal(vectorised, scalar), f"{int((vectorised != scalar).sum())} of {z.shape[0]} draws differ"
+
+
 def test_outputs_that_share_memory_with_inputs_are_handled(generator):
     domain, rows, table, z = _case("mixed", 40, generator)
     x = domain.project(z)

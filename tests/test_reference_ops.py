@@ -63,6 +63,42 @@ def test_truncated_normal_draws_follow_the_exact_law(low, high, mean, s):
     assert len(np.unique(x)) > min(ROWS // 4, representable / 4)
 
 
+def _exact_tail_offsets(start: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """t with Q(start + t) = (1 - u) Q(start), solved in float64 on scipy's log Q (log_ndtr(-x))."""
+    from scipy import optimize, special as scipy_special
+
+    def equation(t, a, target):
+        return scipy_special.log_ndtr(-(a + t)) - scipy_special.log_ndtr(-a) - target
+
+    roots = []
+    for a, v in zip(start, u):
+        target = math.log1p(-v)
+        high = 1.0
+        while equation(high, a, target) > 0:
+            high *= 2.0
+        roots.append(optimize.brentq(equation, 0.0, high, args=(a, target), xtol=1e-300, rtol=1e-15, maxiter=1000))
+    return np.array(roots)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_tail_quantile_solves_its_equation_to_rounding(dtype, tolerance):
+    """special.truncated_tail_quantile (Halley steps from an upper bound, the formula every backend shares)
+    against the root found by bisection on scipy's log Q: error at most `tolerance` x max(1, start + t),
+    over starts from 0 to 60 sigma and uniforms from 1e-7 to 1 - 1e-7 (float32 rounding of the log
+    difference is about 6e-8 x |log R|, so its tolerance is a few times that)."""
+    from omegabridge.core import special
+
+    starts = np.array([0.0, 1e-3, 0.05, 0.3, 1.0, 2.5, 6.0, 15.0, 60.0])
+    uniforms = np.concatenate([np.geomspace(1e-7, 0.5, 12), 1.0 - np.geomspace(1e-7, 0.5, 12)[::-1]])
+    start, u = (torch.tensor(grid.ravel(), dtype=dtype) for grid in np.meshgrid(starts, uniforms))
+    t = special.truncated_tail_quantile(start, torch.full(start.shape, math.inf, dtype=dtype), u).double().numpy()
+    start, u = start.double().numpy(), u.double().numpy()  # the exact root of the inputs as the dtype holds them
+    exact = _exact_tail_offsets(start, u)
+    error = np.abs(t - exact) / np.maximum(1.0, start + exact)
+    worst = int(np.argmax(error))
+    assert error[worst] <= tolerance, f"start {start[worst]}, u {u[worst]}: t = {t[worst]!r}, exact {exact[worst]!r}"
+
+
 def test_far_tail_truncated_normal_is_exponential_near_the_end():
     # 1e4 sigma below [0, inf): the law is (to 1e-8 relative) exponential with rate |u| / sigma from the end.
     s, mean = 1e-6, -10.0

@@ -180,28 +180,36 @@ OB_INLINE void for_lanes(Body body) {
   for (std::int64_t i = 0; i < kLanes; ++i) body(i);
 }
 
-// special::log1p with its early return as a select.
-OB_INLINE float log1p_lanes(float x) {
-  const float y = 1.0f + x;
-  const float correction = (y - 1.0f) == 0.0f ? 0.0f : ((y - 1.0f) - x) / y;
-  const float value = (y - 1.0f) == 0.0f ? x : fastmath::log(y) - correction;
-  return y > 0.0f ? value : special::kLogTiny;
+// special::upper_tail(x) from ratio = special::mills_ratio(|x|), which the caller keeps (it is also
+// the tail's R(start)), with +0 (1 for x < 0) where |x| > kSubnormalTail: there the scalar formula's
+// Q(|x|) is below the smallest normal float (Q(13) = 6.1e-39 < 1.18e-38), and the three places that
+// use it (the mass, the point below the median, the point above it) either add it to a term of at
+// least 2^-34 or clamp it up to kTiny, so +0 gives the same bits, without a subnormal whose every
+// operation costs a microcode assist on x86 (a third of the half-line last step's time at s = 0.001).
+constexpr float kSubnormalTail = 13.0f;
+OB_INLINE float upper_tail_lanes(float x, float ratio) {
+  const float t = x < 0.0f ? -x : x;
+  const bool far = t > kSubnormalTail;
+  const float near = far ? 0.0f : t;  // the density at 0, not at t, where it is dropped: no subnormal
+  const float q = (far ? 0.0f : 1.0f) * (special::normal_pdf(near) * ratio);
+  return x < 0.0f ? 1.0f - q : q;
 }
 
 // pm::truncated_normal branch-free, in stages over a whole column of the tile: the tail side
 // (special::truncated_tail_quantile) and the inside side each prepare the argument of one
-// special::tail_offset, whose Newton steps then run one stage per step, and both sides finish from
+// special::tail_offset, whose Halley steps then run one stage per step, and both sides finish from
 // its result. Stages, not one loop body: an element's draw is one long chain of dependent
-// operations (8 Newton steps of a Mills' ratio and a log each); with the whole chain in one body
+// operations (special::kTailOffsetSteps Halley steps of a Mills' ratio and a log each); with the whole chain in one body
 // the CPU's out-of-order window holds a fraction of one vector's chain and overlaps no two vectors,
 // while a stage's body is short enough that several are in flight (measured on the 16 half-lines
 // of bench/layouts.py: 49 ns per element in one body, 20 in stages).
 // Half-lines (one end infinite) drop the tail's finite-end ratio, which is 0 for every input there
 // (the width beta - alpha is +inf or NaN, taken as inf).
 struct TruncatedStages {
-  std::vector<float> alpha, beta, q_alpha, q_beta, start, bounded, t, log_r_start, width, tail, right, lower;
+  std::vector<float> alpha, beta, r_alpha, r_beta, q_alpha, q_beta, start, bounded, t, log_r_start, width, tail, right, lower;
   void reserve(std::size_t lanes) {
-    for (auto* b : {&alpha, &beta, &q_alpha, &q_beta, &start, &bounded, &t, &log_r_start, &width, &tail, &right, &lower}) {
+    for (auto* b : {&alpha, &beta, &r_alpha, &r_beta, &q_alpha, &q_beta, &start, &bounded, &t, &log_r_start, &width, &tail,
+                    &right, &lower}) {
       b->resize(lanes);
     }
   }
@@ -221,6 +229,8 @@ OB_INLINE void truncated_normal_column(const float* __restrict m, const float* _
                                        std::int64_t lanes, float sigma, float low, float high, TruncatedStages& stage) {
   float* __restrict alpha = stage.alpha.data();
   float* __restrict beta = stage.beta.data();
+  float* __restrict r_alpha = stage.r_alpha.data();
+  float* __restrict r_beta = stage.r_beta.data();
   float* __restrict q_alpha = stage.q_alpha.data();
   float* __restrict q_beta = stage.q_beta.data();
   float* __restrict start = stage.start.data();
@@ -246,15 +256,24 @@ OB_INLINE void truncated_normal_column(const float* __restrict m, const float* _
       infinite_ends += (Kind == pm::kHalfLineLower ? beta[r] : -alpha[r]) == INFINITY ? 1.0f : 0.0f;
     }
     const bool skip = Kind != pm::kInterval && infinite_ends == static_cast<float>(kLanes);
+    // R(|alpha|) and R(|beta|): for the tails and, on a tail lane, R(start) too.
     if (Kind == pm::kHalfLineUpper && skip) {
-      for_lanes([&](std::int64_t i) OB_LAMBDA_INLINE { q_alpha[r0 + i] = 0.0f; });
+      for_lanes([&](std::int64_t i) OB_LAMBDA_INLINE { q_alpha[r0 + i] = 0.0f, r_alpha[r0 + i] = 1.0f; });
     } else {
-      for_lanes([&](std::int64_t i) OB_LAMBDA_INLINE { q_alpha[r0 + i] = special::upper_tail(-alpha[r0 + i]); });
+      for_lanes([&](std::int64_t i) OB_LAMBDA_INLINE {
+        const float ratio = special::mills_ratio(alpha[r0 + i] < 0.0f ? -alpha[r0 + i] : alpha[r0 + i]);
+        r_alpha[r0 + i] = ratio;
+        q_alpha[r0 + i] = upper_tail_lanes(-alpha[r0 + i], ratio);
+      });
     }
     if (Kind == pm::kHalfLineLower && skip) {
-      for_lanes([&](std::int64_t i) OB_LAMBDA_INLINE { q_beta[r0 + i] = 0.0f; });
+      for_lanes([&](std::int64_t i) OB_LAMBDA_INLINE { q_beta[r0 + i] = 0.0f, r_beta[r0 + i] = 1.0f; });
     } else {
-      for_lanes([&](std::int64_t i) OB_LAMBDA_INLINE { q_beta[r0 + i] = special::upper_tail(beta[r0 + i]); });
+      for_lanes([&](std::int64_t i) OB_LAMBDA_INLINE {
+        const float ratio = special::mills_ratio(beta[r0 + i] < 0.0f ? -beta[r0 + i] : beta[r0 + i]);
+        r_beta[r0 + i] = ratio;
+        q_beta[r0 + i] = upper_tail_lanes(beta[r0 + i], ratio);
+      });
     }
   }
   // Tail: the offset from the nearer end, from `start` in the upper tail.
@@ -272,12 +291,17 @@ OB_INLINE void truncated_normal_column(const float* __restrict m, const float* _
       const float end = start[r] + width[r];
       const float ratio = fastmath::exp(-0.5f * width[r] * (start[r] + end)) * special::mills_ratio(end) /
                           special::mills_ratio(start[r]);
-      t[r] = end - end == 0.0f ? ratio : 0.0f;  // the ratio, in t until the Newton steps
+      t[r] = end - end == 0.0f ? ratio : 0.0f;  // the ratio, in t until the Halley steps
     });
   }
+  // R(0), the inside side's R(start), with the scalar formula's operations.
+  const float mills_ratio_zero = special::mills_ratio(0.0f);
   for_rows(lanes, [&](std::int64_t r) OB_LAMBDA_INLINE {
     const float ratio = FiniteInterval ? t[r] : 0.0f;
-    const float tail_log_p = log1p_lanes(-u[r] * (1.0f - ratio));
+    // log1p(-u (1 - ratio)) as special::log1p, its log taken below with the inside side's.
+    const float tail_x = -u[r] * (1.0f - ratio);
+    const float tail_y = 1.0f + tail_x;
+    const float tail_correction = (tail_y - 1.0f) == 0.0f ? 0.0f : ((tail_y - 1.0f) - tail_x) / tail_y;
     // Inside: Phi inverted on whichever side of the median the draw falls.
     const float mass = (0.5f - q_beta[r]) + (0.5f - q_alpha[r]);
     float below_median = q_alpha[r] + u[r] * mass;
@@ -286,24 +310,23 @@ OB_INLINE void truncated_normal_column(const float* __restrict m, const float* _
     below_median = below_median < special::kTiny ? special::kTiny : below_median;
     float upper = q_beta[r] + (1.0f - u[r]) * mass;
     upper = upper < special::kTiny ? special::kTiny : (upper > 0.5f ? 0.5f : upper);
-    const float inside_log_p = fastmath::log(2.0f * (lower_side ? below_median : upper));
-    // special::tail_offset(tail ? start : 0, log_p): its start
+    // special::tail_offset(tail ? start : 0, log_p): one log for the side the lane takes.
     const bool is_tail = tail[r] != 0.0f;
-    const float log_p = is_tail ? tail_log_p : inside_log_p;
+    const float logarithm = fastmath::log(is_tail ? tail_y : 2.0f * (lower_side ? below_median : upper));
+    const float tail_log_p = tail_y > 0.0f ? ((tail_y - 1.0f) == 0.0f ? tail_x : logarithm - tail_correction) : special::kLogTiny;
+    const float log_p = is_tail ? tail_log_p : logarithm;
+    // R(start): on a tail lane start is |alpha| (right) or |beta| (left), whose ratios are kept.
+    // (Both loaded before the select: a conditional load would keep the loop from vectorising.)
+    const float ratio_alpha = r_alpha[r], ratio_beta = r_beta[r];
+    const float ratio_start = is_tail ? (right[r] != 0.0f ? ratio_alpha : ratio_beta) : mills_ratio_zero;
     start[r] = is_tail ? start[r] : 0.0f;
     bounded[r] = log_p < special::kLogTiny ? special::kLogTiny : log_p;
+    log_r_start[r] = fastmath::log(ratio_start);
   });
-  for_rows(lanes, [&](std::int64_t r) OB_LAMBDA_INLINE {
-    const float excess = -bounded[r];
-    t[r] = 2.0f * excess / (start[r] + sqrtf(start[r] * start[r] + 2.0f * excess));
-    log_r_start[r] = fastmath::log(special::mills_ratio(start[r]));
-  });
-  for (int step = 0; step < 8; ++step) {  // special::tail_offset's Newton steps
+  for_rows(lanes, [&](std::int64_t r) OB_LAMBDA_INLINE { t[r] = special::tail_offset_start(start[r], bounded[r]); });
+  for (int step = 0; step < special::kTailOffsetSteps; ++step) {
     for_rows(lanes, [&](std::int64_t r) OB_LAMBDA_INLINE {
-      const float ratio = special::mills_ratio(start[r] + t[r]);
-      const float value = -(start[r] * t[r] + 0.5f * t[r] * t[r]) + fastmath::log(ratio) - log_r_start[r] - bounded[r];
-      const float next = t[r] + value * ratio;
-      t[r] = next > 0.0f ? next : 0.0f;
+      t[r] = special::tail_offset_step(start[r], t[r], log_r_start[r], bounded[r]);
     });
   }
   for_rows(lanes, [&](std::int64_t r) OB_LAMBDA_INLINE {
@@ -504,6 +527,50 @@ OB_INLINE void categorical_chunk(const Group& group, std::int64_t stride, const 
   }
 }
 
+// Tiles are transposed between row-major and planar in 8 x 8 blocks held in registers (GCC vector
+// extensions: unpack, shuffle and 128-bit lane moves on AVX, emulated on the baseline clone),
+// where element-wise copies with a stride cost a store or a load per element (measured: an eighth
+// of the half-line last step's time). Moves only: the same bits either way.
+#if defined(__GNUC__)
+#define OB_BLOCK_TRANSPOSE 1
+// The helpers are inlined into each ISA clone; GCC's note on passing 32-byte vectors without AVX
+// is about an ABI no call here uses.
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float Eight __attribute__((vector_size(32)));
+typedef int EightIndex __attribute__((vector_size(32)));
+
+OB_INLINE Eight load_eight(const float* p) {
+  Eight v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+OB_INLINE void store_eight(float* p, const Eight& v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// v[i] holds row i of a block; afterwards v[j] holds its column j.
+OB_INLINE void transpose_eight(Eight v[8]) {
+  const EightIndex unpack_low = {0, 8, 1, 9, 4, 12, 5, 13}, unpack_high = {2, 10, 3, 11, 6, 14, 7, 15};
+  const EightIndex pairs_low = {0, 1, 8, 9, 4, 5, 12, 13}, pairs_high = {2, 3, 10, 11, 6, 7, 14, 15};
+  const EightIndex halves_low = {0, 1, 2, 3, 8, 9, 10, 11}, halves_high = {4, 5, 6, 7, 12, 13, 14, 15};
+  Eight t[8], u[8];
+  for (int k = 0; k < 4; ++k) {
+    t[2 * k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], unpack_low);
+    t[2 * k + 1] = __builtin_shuffle(v[2 * k], v[2 * k + 1], unpack_high);
+  }
+  for (int k = 0; k < 2; ++k) {
+    u[4 * k] = __builtin_shuffle(t[4 * k], t[4 * k + 2], pairs_low);
+    u[4 * k + 1] = __builtin_shuffle(t[4 * k], t[4 * k + 2], pairs_high);
+    u[4 * k + 2] = __builtin_shuffle(t[4 * k + 1], t[4 * k + 3], pairs_low);
+    u[4 * k + 3] = __builtin_shuffle(t[4 * k + 1], t[4 * k + 3], pairs_high);
+  }
+  for (int k = 0; k < 4; ++k) {
+    v[k] = __builtin_shuffle(u[k], u[k + 4], halves_low);
+    v[k + 4] = __builtin_shuffle(u[k], u[k + 4], halves_high);
+  }
+}
+#else
+#define OB_BLOCK_TRANSPOSE 0
+#endif
+
 // One tile of rows [first, first + count) of a call.
 template <typename Drift>
 OB_INLINE void run_tile(const Call& call, std::int64_t first, std::int64_t count, Scratch& scratch) {
@@ -520,8 +587,33 @@ OB_INLINE void run_tile(const Call& call, std::int64_t first, std::int64_t count
   // 1. means, planar (padding rows 0)
   const float* z = call.z + first * width;
   const Drift* drift = call.drift != nullptr ? static_cast<const Drift*>(call.drift) + first * width : nullptr;
+  std::int64_t blocked_rows = 0, blocked_columns = 0;  // the part done in 8 x 8 blocks
+#if OB_BLOCK_TRANSPOSE
+  blocked_rows = count - count % 8;
+  blocked_columns = width - width % 8;
+  for (std::int64_t r = 0; r < blocked_rows; r += 8) {
+    for (std::int64_t c = 0; c < blocked_columns; c += 8) {
+      Eight block[8];
+      for (int i = 0; i < 8; ++i) {
+        const std::int64_t at = (r + i) * width + c;
+        Eight step_part = {0, 0, 0, 0, 0, 0, 0, 0};
+        if constexpr (std::is_same<Drift, float>::value) {
+          if (drift != nullptr) step_part = load_eight(drift + at);
+        } else if (drift != nullptr) {
+          alignas(32) float widened[8];
+          for (int j = 0; j < 8; ++j) widened[j] = load(drift, at + j);
+          step_part = load_eight(widened);
+        }
+        block[i] = load_eight(z + at) + s * step_part;  // draw_mean's operations, 8 columns at a time
+      }
+      transpose_eight(block);
+      for (int j = 0; j < 8; ++j) store_eight(mean + (c + j) * stride + r, block[j]);
+    }
+  }
+#endif
   for (std::int64_t r = 0; r < count; ++r) {
-    for (std::int64_t c = 0; c < width; ++c) mean[c * stride + r] = draw_mean(z, drift, r * width + c, s);
+    const std::int64_t from = r < blocked_rows ? blocked_columns : 0;
+    for (std::int64_t c = from; c < width; ++c) mean[c * stride + r] = draw_mean(z, drift, r * width + c, s);
   }
   for (std::int64_t r = count; r < lanes; ++r) {
     for (std::int64_t c = 0; c < width; ++c) mean[c * stride + r] = 0.0f;
@@ -652,8 +744,19 @@ OB_INLINE void run_tile(const Call& call, std::int64_t first, std::int64_t count
   }
   // 4. row-major out
   float* out = call.out + first * width;
+#if OB_BLOCK_TRANSPOSE
+  for (std::int64_t r = 0; r < blocked_rows; r += 8) {
+    for (std::int64_t c = 0; c < blocked_columns; c += 8) {
+      Eight block[8];
+      for (int j = 0; j < 8; ++j) block[j] = load_eight(result + (c + j) * stride + r);
+      transpose_eight(block);
+      for (int i = 0; i < 8; ++i) store_eight(out + (r + i) * width + c, block[i]);
+    }
+  }
+#endif
   for (std::int64_t r = 0; r < count; ++r) {
-    for (std::int64_t c = 0; c < width; ++c) out[r * width + c] = result[c * stride + r];
+    const std::int64_t from = r < blocked_rows ? blocked_columns : 0;
+    for (std::int64_t c = from; c < width; ++c) out[r * width + c] = result[c * stride + r];
   }
 }
 

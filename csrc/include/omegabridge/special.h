@@ -138,19 +138,34 @@ OB_INLINE float bessel_ratio_denominator(float kappa, float dimension) {
 }
 
 // Offset t >= 0 with log Q(start + t) - log Q(start) = log_p (log_p <= 0, start >= 0):
-// Newton's method on the concave log Q from an upper bound, so the iterates decrease
-// monotonically to the root (8 steps, as the torch reference).
+// Halley's method on f(t) = log Q(start + t) - log Q(start) - log_p, whose derivatives come from
+// the one polynomial G = mean_excess: f' = -h and f'' = -h G with h = 1/R = G + x. From the upper
+// bound that ignores the decrease of log R, two steps reach float32 rounding (over start in
+// [0, 60] and log_p in [-87, -1e-8], as close to the exact root as eight Newton steps came); the
+// float64 torch reference takes a third (bench/results/final-step-cpu.md).
+constexpr int kTailOffsetSteps = 2;
+
+// The start of tail_offset's iteration: the root of start t + t^2/2 = -bounded.
+OB_INLINE float tail_offset_start(float start, float bounded) {
+  const float excess = -bounded;
+  return 2.0f * excess / (start + sqrtf(start * start + 2.0f * excess));
+}
+
+// One Halley step of tail_offset at t (log_r_start = log R(start)).
+OB_INLINE float tail_offset_step(float start, float t, float log_r_start, float bounded) {
+  const float x = start + t;
+  const float g = mean_excess(x);
+  const float h = g + x;
+  const float value = -(start * t + 0.5f * t * t) - fastmath::log(h) - log_r_start - bounded;
+  const float next = t + fastmath::divide(2.0f * value, 2.0f * h + value * g);
+  return next > 0.0f ? next : 0.0f;
+}
+
 OB_INLINE float tail_offset(float start, float log_p) {
   const float bounded = log_p < kLogTiny ? kLogTiny : log_p;
-  const float excess = -bounded;
-  float t = 2.0f * excess / (start + sqrtf(start * start + 2.0f * excess));
+  float t = tail_offset_start(start, bounded);
   const float log_r_start = fastmath::log(mills_ratio(start));
-  for (int i = 0; i < 8; ++i) {
-    const float r = mills_ratio(start + t);
-    const float value = -(start * t + 0.5f * t * t) + fastmath::log(r) - log_r_start - bounded;
-    t = t + value * r;
-    t = t > 0.0f ? t : 0.0f;
-  }
+  for (int i = 0; i < kTailOffsetSteps; ++i) t = tail_offset_step(start, t, log_r_start, bounded);
   return t;
 }
 

@@ -199,10 +199,10 @@ OB_INLINE float upper_tail_lanes(float x, float ratio) {
 // (special::truncated_tail_quantile) and the inside side each prepare the argument of one
 // special::tail_offset, whose Halley steps then run one stage per step, and both sides finish from
 // its result. Stages, not one loop body: an element's draw is one long chain of dependent
-// operations (special::kTailOffsetSteps Halley steps of a Mills' ratio and a log each); with the whole chain in one body
-// the CPU's out-of-order window holds a fraction of one vector's chain and overlaps no two vectors,
-// while a stage's body is short enough that several are in flight (measured on the 16 half-lines
-// of bench/layouts.py: 49 ns per element in one body, 20 in stages).
+// operations (special::kTailOffsetSteps Halley steps of a Mills' ratio and a log each); with the
+// whole chain in one body the CPU's out-of-order window holds a fraction of one vector's chain and
+// overlaps no two vectors, while a stage's body is short enough that several are in flight
+// (measured on the 16 half-lines of bench/layouts.py: 49 ns per element in one body, 20 in stages).
 // Half-lines (one end infinite) drop the tail's finite-end ratio, which is 0 for every input there
 // (the width beta - alpha is +inf or NaN, taken as inf).
 struct TruncatedStages {

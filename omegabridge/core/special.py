@@ -114,7 +114,7 @@ def truncated_tail_quantile(start: torch.Tensor, width: torch.Tensor, u: torch.T
     Inverse-CDF draw with uniform u in (0, 1], done relative to ``start`` so far
     tails keep their precision: solve log Q(start + t) - log Q(start) = log p with
     p = 1 - u (1 - Q(start + width) / Q(start)) by Halley's method from an upper bound,
-    with f' = -h and f'' = -h G where h = 1 / R(start + t) and G = h - (start + t).
+    with f' = -h and f'' = -h G where G = mean_excess(start + t) and h = G + start + t = 1 / R.
     """
     start = torch.clamp(start, min=0.0)
     end = start + width
@@ -131,9 +131,8 @@ def truncated_tail_quantile(start: torch.Tensor, width: torch.Tensor, u: torch.T
     log_r_start = log_mills_ratio(start)
     for _ in range(_TAIL_OFFSET_STEPS.get(t.dtype, 2)):
         position = start + t
-        h = 1.0 / mills_ratio(position)
-        # G = h - x cancels for large x, where it only scales Halley's small correction to Newton.
-        g = torch.clamp(h - position, min=0.0)
+        g = mean_excess(position)
+        h = g + position  # 1 / R(x), as special.h forms it
         value = -(start * t + 0.5 * t * t) - torch.log(h) - log_r_start - log_p
         t = torch.clamp(t + 2.0 * value / (2.0 * h + value * g), min=0.0)
     t = torch.where(torch.isfinite(t), t, torch.zeros_like(t))

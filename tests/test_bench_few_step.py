@@ -40,3 +40,27 @@ def test_the_fields_run_scores_each_sampler_as_the_digits_demo_does(monkeypatch,
     assert all(cell["frechet_distance"] > result["floor"]["frechet_distance"] for cell in result["cells"])  # one iteration: far from real
     text = few_step_fields.markdown(result, "python bench/few_step_fields.py --iterations 1")
     assert "| continuous | euler | 4 | t |" in text and "| held-out digits (the floor) |" in text
+
+
+def test_the_demos_run_reproduces_each_demo_at_its_own_sampler_and_scores_the_fewer_steps(tmp_path):
+    import few_step_demos
+
+    from omegabridge.demos import points, segments
+
+    assert few_step_demos.main(["--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "few-step-demos.json").read_text())
+    quick = dict(progress=False, output=str(tmp_path / "demo"))
+    demos = {"segments": segments.run_segments(segments.SegmentsConfig(**segments.SEGMENTS_QUICK, **quick), log=lambda _: None),
+             "points": points.run_points(points.PointsConfig(**points.POINTS_QUICK, **quick), log=lambda _: None)}
+    for name, demo in demos.items():
+        cells = result[name]["cells"]
+        steps = demo["config"]["steps"]
+        assert [(c["solver"], c["steps"], c["grid"]) for c in cells] == [
+            (solver, max(2, steps // fraction), grid) for solver, fraction, grid in few_step_demos.SAMPLERS]
+        assert all(cell["valid"] == 1.0 for cell in cells)
+        # The first cell is the demo's own sampler on the same trained model: the demo's own scores.
+        scored = {key: value for key, value in cells[0].items() if key in demo["scores"]["omegabridge"]}
+        assert scored == pytest.approx(demo["scores"]["omegabridge"], rel=1e-12)
+    text = (tmp_path / "few-step-demos.md").read_text()
+    assert f"`python bench/few_step_demos.py --quick --out {tmp_path}`" in text
+    assert "| bridge | 2 | domain |" in text and "| real training clouds against held-out |" in text

@@ -31,7 +31,8 @@ import torch
 
 from omegabridge.demos import common
 
-__all__ = ["PointsConfig", "POINTS_QUICK", "run_points", "independent_coordinates", "score_rows", "depth_image"]
+__all__ = ["PointsConfig", "POINTS_QUICK", "run_points", "train_points", "clouds_of", "independent_coordinates", "score_rows",
+           "depth_image"]
 
 BASELINE = "independent coordinates"
 REAL = "held-out real (train vs test)"
@@ -202,11 +203,10 @@ def _report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run_points(config: PointsConfig, log: Callable[[str], None] = print) -> dict:
-    """Generate, train, sample, score; writes points.png, points_metrics.json and points_samples.npy under ``config.output``."""
+def train_points(config: PointsConfig, log: Callable[[str], None] = print) -> common.TrainedField:
+    """Generate the shapes and train the demo's set network on them (``config``'s settings); the held-out clouds come with it."""
     import omegabridge as ob
     from omegabridge.fields import datasets
-    from omegabridge.files import write_json
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -229,14 +229,26 @@ def run_points(config: PointsConfig, log: Callable[[str], None] = print) -> dict
     trainer = ob.Trainer(bridge, model, batch_size=config.batch_size, learning_rate=config.learning_rate,
                          weight=config.loss_weight, times=config.times, seed=config.seed, progress=config.progress)
     losses = trainer.fit(data, config.iterations)
-    seconds = {"train": time.perf_counter() - mark}
-    mark = time.perf_counter()
-    x = bridge.sample(model, n=config.test_clouds, seed=config.seed, batch_size=256, progress=config.progress,
-                      solver=config.solver)
-    seconds["sample"] = time.perf_counter() - mark
+    return common.TrainedField(domain, schedule, model, train, test, losses, time.perf_counter() - mark)
+
+
+def clouds_of(trained: common.TrainedField, rows: torch.Tensor) -> np.ndarray:
+    """Flat rows of ``trained.domain`` as (count, points, 3) integer clouds."""
+    return trained.domain.unflatten(rows).round().to(torch.int64).numpy()
+
+
+def run_points(config: PointsConfig, log: Callable[[str], None] = print) -> dict:
+    """Generate, train, sample, score; writes points.png, points_metrics.json and points_samples.npy under ``config.output``."""
+    from omegabridge.files import write_json
+
+    trained = train_points(config, log)
+    train, test, domain, schedule, losses = trained.train, trained.test, trained.domain, trained.schedule, trained.losses
+    seconds = {"train": trained.seconds}
+    x, seconds["sample"] = common.sample_field(trained, config.test_clouds, solver=config.solver, steps=config.steps,
+                                               grid=config.sampling_grid, seed=config.seed, progress=config.progress)
     inside = domain.contains(x)
     assert bool(inside.all()), f"{int((~inside).sum())} sampled clouds have points off the lattice"
-    samples = domain.unflatten(x).round().to(torch.int64).numpy()
+    samples = clouds_of(trained, x)
     baseline = independent_coordinates(train, config.test_clouds, config.seed)
     mark = time.perf_counter()
     scores = score_rows({"omegabridge": samples, BASELINE: baseline, REAL: train[:config.test_clouds]}, test)

@@ -21,7 +21,8 @@ import torch
 
 from omegabridge.demos import common
 
-__all__ = ["SegmentsConfig", "SEGMENTS_QUICK", "run_segments", "independent_classes"]
+__all__ = ["SegmentsConfig", "SEGMENTS_QUICK", "run_segments", "train_segments", "score_maps", "maps_of",
+           "independent_classes"]
 
 PALETTE = np.array([[135, 190, 235], [150, 110, 60], [250, 210, 40], [200, 50, 40], [40, 140, 60], [40, 80, 200]]) / 255
 
@@ -68,7 +69,14 @@ def independent_classes(train: np.ndarray, count: int, classes: int, seed: int) 
     return np.minimum((draws > cumulative[None]).sum(axis=-1), classes - 1).astype(np.int64)
 
 
-def _score(samples: np.ndarray, reference: np.ndarray, classes: int) -> dict:
+def score_maps(samples: np.ndarray, reference: np.ndarray, classes: int) -> dict:
+    """The demo's judge of class maps ``samples`` against ``reference`` (both (count, H, W) integer classes):
+    class-frequency TV, neighbour co-occurrence TV, the TV of connected-region counts and regions per map.
+
+    >>> maps = np.array([[[0, 1], [1, 1]]])
+    >>> score_maps(maps, maps, classes=2)["cooccurrence_tv"], score_maps(maps, maps, classes=2)["components_mean"]
+    (0.0, 2.0)
+    """
     from omegabridge.fields import metrics as fm
 
     counts = fm.component_counts(samples)
@@ -78,6 +86,11 @@ def _score(samples: np.ndarray, reference: np.ndarray, classes: int) -> dict:
         "component_count_tv": fm.component_count_tv(samples, reference),
         "components_mean": float(counts.mean()),
     }
+
+
+def maps_of(trained: common.TrainedField, rows: torch.Tensor) -> np.ndarray:
+    """Flat one-hot rows of ``trained.domain`` as (count, H, W) integer class maps."""
+    return trained.domain.unflatten(rows).argmax(dim=-1).numpy()
 
 
 def _plot(real: np.ndarray, frames: dict, path: str, count: int = 12) -> None:
@@ -101,12 +114,10 @@ def _plot(real: np.ndarray, frames: dict, path: str, count: int = 12) -> None:
     save_figure(figure, path, dpi=110)
 
 
-def run_segments(config: SegmentsConfig, log: Callable[[str], None] = print) -> dict:
-    """Generate, train, sample, score; writes segments.png and segments_metrics.json under ``config.output``."""
+def train_segments(config: SegmentsConfig, log: Callable[[str], None] = print) -> common.TrainedField:
+    """Generate the scenes and train the demo's model on them (``config``'s settings); the held-out maps come with it."""
     import omegabridge as ob
     from omegabridge.fields import datasets
-    from omegabridge.fields.metrics import component_counts
-    from omegabridge.files import write_json
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -125,20 +136,32 @@ def run_segments(config: SegmentsConfig, log: Callable[[str], None] = print) -> 
     trainer = ob.Trainer(bridge, model, batch_size=config.batch_size, learning_rate=config.learning_rate,
                          weight=config.loss_weight, times=config.times, seed=config.seed, progress=config.progress)
     losses = trainer.fit(data, config.iterations)
-    seconds = {"train": time.perf_counter() - mark}
-    mark = time.perf_counter()
-    x = bridge.sample(model, n=config.test_maps, seed=config.seed, batch_size=256, progress=config.progress,
-                      solver=config.solver)
-    seconds["sample"] = time.perf_counter() - mark
+    return common.TrainedField(domain, bridge.schedule, model, train, test, losses, time.perf_counter() - mark)
+
+
+def run_segments(config: SegmentsConfig, log: Callable[[str], None] = print) -> dict:
+    """Generate, train, sample, score; writes segments.png and segments_metrics.json under ``config.output``."""
+    from omegabridge.fields import datasets
+    from omegabridge.fields.metrics import component_counts
+    from omegabridge.files import write_json
+
+    classes = len(datasets.SCENE_CLASSES)
+    trained = train_segments(config, log)
+    train, test, domain = trained.train, trained.test, trained.domain
+    seconds = {"train": trained.seconds}
+    x, seconds["sample"] = common.sample_field(trained, config.test_maps, solver=config.solver, steps=config.steps,
+                                               grid=config.sampling_grid, seed=config.seed, progress=config.progress)
     inside = domain.contains(x)
     assert bool(inside.all())
-    samples = domain.unflatten(x).argmax(dim=-1).numpy()
+    samples = maps_of(trained, x)
     baseline = independent_classes(train, config.test_maps, classes, config.seed)
+    losses = trained.losses
     result = {
         "config": asdict(config),
         "valid": float(inside.float().mean()),
-        "scores": {"omegabridge": _score(samples, test, classes), "independent pixels": _score(baseline, test, classes),
-                   "held-out real (train vs test)": _score(train[:config.test_maps], test, classes)},
+        "scores": {"omegabridge": score_maps(samples, test, classes),
+                   "independent pixels": score_maps(baseline, test, classes),
+                   "held-out real (train vs test)": score_maps(train[:config.test_maps], test, classes)},
         "reference_components_mean": float(np.mean(component_counts(test))),
         "final_loss": float(np.mean(losses[-max(1, len(losses) // 10):])),
         "seconds": seconds,

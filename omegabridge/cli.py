@@ -412,14 +412,17 @@ def _evaluate(args) -> int:
 
             train, test, _, _ = split_frame(real, args.seed)
             print("note: no --test given; efficacy is measured on 20% of REAL, which the generator may have seen")
-    result = metrics.evaluate(train, {"synthetic": synthetic}, discrete=schema.discrete_names(), target=target,
-                              threshold=threshold, test_real=test, seed=args.seed)
+    # A CSV file holds dates as text: the schema's time columns are read as times (validity is judged on the cells as given).
+    train_times, synthetic_times = schema.parse_times(train), schema.parse_times(synthetic)
+    test_times = None if test is None else schema.parse_times(test)
+    result = metrics.evaluate(train_times, {"synthetic": synthetic_times}, discrete=schema.discrete_names(), target=target,
+                              threshold=threshold, test_real=test_times, seed=args.seed)
     metrics.add_validity(result, schema, {"synthetic": synthetic})
     print(metrics.format_table(result, ["synthetic"]))
     from omegabridge.tabular.report import format_report, quality_report
 
-    result["report"] = quality_report(train, synthetic, categorical=schema.categorical_names(), holdout=test,
-                                      seed=args.seed)
+    result["report"] = quality_report(train_times, synthetic_times, categorical=schema.categorical_names(),
+                                      holdout=test_times, seed=args.seed)
     print(format_report(result["report"]))
     if args.output:
         from omegabridge.files import write_json

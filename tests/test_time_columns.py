@@ -5,6 +5,8 @@ dates outside pandas' nanosecond range where the dtype's unit holds them."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -168,3 +170,45 @@ def test_time_columns_are_scored_as_numbers_in_seconds():
                                           pd.Timestamp("1500-01-01")], dtype=object).astype("datetime64[s, UTC]"))
     assert seconds[0] == 60.0 and np.isnan(seconds[1]) and seconds[2] == -14831769600.0
     metrics.association_matrix(frame, {"k"})  # correlations with times are numbers, not an error
+
+
+def test_a_csv_files_text_times_are_inferred_as_the_times_they_were(tmp_path):
+    frame = time_frame()[["day", "wait", "k"]]
+    frame["minute"] = pd.to_datetime("2021-03-01 08:00") + pd.to_timedelta(np.arange(ROWS) % 50, unit="min")
+    frame.to_csv(tmp_path / "times.csv", index=False)
+    read = pd.read_csv(tmp_path / "times.csv")
+    assert pd.api.types.is_string_dtype(read["day"].dtype)  # what pandas gives: text
+    schema, original = ob.infer_schema(read), ob.infer_schema(frame)
+    for name in ("day", "wait", "minute"):
+        assert schema[name].kind == original[name].kind and schema[name].dtype == f"{schema[name].kind}64[us]"
+        assert schema[name].describe() == original[name].describe()  # same range, step and missing cells
+    assert schema.parse_times(read)["day"].tolist() == frame["day"].tolist()
+
+
+@pytest.mark.parametrize("text", [
+    ["2021-01-01", "2021-02-30"],          # not a date
+    ["2021-01-01+01:00", "2021-01-02+01:00"],  # zoned text: its dtype must be declared
+    ["2021-01-01", "soon"],
+    ["20210101", "20210102"],              # digits, not ISO 8601
+    ["3 days", "4 weeks"],
+])
+def test_text_that_is_not_all_times_of_one_sort_stays_categorical(text):
+    assert ob.infer_schema(pd.DataFrame({"when": text * 3}))["when"].kind == "categorical"
+
+
+def test_evaluate_reads_a_csv_files_times_as_the_model_does(fitted, tmp_path, capsys):
+    frame, model = fitted
+    model.save(str(tmp_path / "m.ckpt"))
+    real = frame[["day", "wait", "k", "founded", "stamp", "local_day"]]
+    real.to_csv(tmp_path / "real.csv", index=False)
+    real.to_parquet(tmp_path / "real.parquet", index=False)
+    scores = {}
+    for kind in ("csv", "parquet"):
+        synthetic = tmp_path / f"synthetic.{kind}"
+        assert cli.main(["sample", str(tmp_path / "m.ckpt"), "-n", "200", "-o", str(synthetic), "--no-progress"]) == 0
+        assert cli.main(["evaluate", str(tmp_path / f"real.{kind}"), str(synthetic), "--model", str(tmp_path / "m.ckpt"),
+                         "-o", str(tmp_path / f"{kind}.json")]) == 0
+        scores[kind] = json.loads((tmp_path / f"{kind}.json").read_text())
+    capsys.readouterr()
+    assert all(scores["csv"]["columns"][name]["metric"] == "KS" for name in ("day", "wait", "stamp"))
+    assert scores["csv"] == scores["parquet"]

@@ -69,13 +69,11 @@ def condition_frame(schema: Schema, conditions, num_rows: int, what: str = "cond
 
 def _as_times(schema: Schema, given):
     """``given`` with the cells of time columns as Timestamps / Timedeltas of the column's dtype (a condition
-    may be a string, or a time of another resolution or zone)."""
+    may be a string, or a time of another resolution or zone); checked cells, so none is lost."""
+    parsed = schema.parse_times(given)
     for name in given.columns:
-        spec = schema[name]
-        if spec.kind in TIME_KINDS:
-            ticks, missing = times.ticks(given[name], spec.dtype)
-            column = times.from_ticks(ticks, missing, spec.dtype).astype(object)
-            given[name] = column.where(~missing, None)
+        if schema[name].kind in TIME_KINDS:
+            given[name] = parsed[name].astype(object).where(parsed[name].notna(), None)
     return given
 
 

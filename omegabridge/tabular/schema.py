@@ -8,6 +8,9 @@ column                                                kind
 ====================================================  ==============================
 datetime64 (zoned or not) / timedelta64 dtype         ``datetime`` / ``timedelta`` (low..high, the step the
                                                       coarsest unit every value is a multiple of)
+text that is all ISO 8601 dates or date-times         ``datetime`` / ``timedelta`` at microseconds (how a
+without a zone ("2020-01-31", "2020-01-31 08:00"),    CSV file holds times; a zoned text time stays
+or all timedeltas as pandas writes them ("1 days")    ``categorical``: declare its dtype)
 bool, category, object or string dtype                ``categorical`` (the values seen: a category
                                                       dtype's unused levels are dropped)
 one distinct value                                    ``constant``
@@ -350,6 +353,26 @@ class Schema:
                     f"by the schema ({column.describe()}); {count} row(s) of this column are outside"
                 )
 
+    def parse_times(self, frame):
+        """``frame`` with every time column of the schema in its column's dtype: strings (a CSV file's
+        dates) parsed, other resolutions and zones converted. A cell that is not a time of the column's
+        sort becomes missing (``check_values`` and ``valid_mask`` report it on the frame as given).
+
+        >>> import pandas as pd
+        >>> schema = Schema([ColumnSpec("day", "datetime", low=0, high=86_400 * 10, step=86_400, dtype="datetime64[s]")])
+        >>> parsed = schema.parse_times(pd.DataFrame({"day": ["1970-01-02", "not a date"]}))
+        >>> str(parsed["day"].dtype), parsed["day"].tolist()
+        ('datetime64[s]', [Timestamp('1970-01-02 00:00:00'), NaT])
+        """
+        from omegabridge.tabular import times
+
+        frame = frame.copy()
+        for column in self.columns:
+            if column.kind in TIME_KINDS and column.name in frame.columns:
+                ticks, missing, not_a_time = times.valid_ticks(frame[column.name], column.dtype)
+                frame[column.name] = times.from_ticks(ticks, missing | not_a_time, column.dtype).set_axis(frame.index)
+        return frame
+
     def to_dict(self) -> dict:
         """``{column: spec dict}`` in table order (the JSON of ``--schema`` and of checkpoints)."""
         return {c.name: {k: v for k, v in c.to_dict().items() if k != "name"} for c in self.columns}
@@ -423,6 +446,11 @@ def _infer_column(name, series, present, dtype, missing, max_lattice_points, max
     common = dict(missing=missing, dtype=dtype)
     from omegabridge.tabular import times
 
+    text_time = _text_time_kind(present)
+    if text_time is not None:  # a CSV file's times, read as text: modelled as times of pandas' default resolution
+        dtype = common["dtype"] = f"{text_time}64[us]"
+        series = times.from_ticks(*times.ticks(series, dtype), dtype).set_axis(series.index)
+        present = series.dropna()
     if times.is_time_dtype(series.dtype):
         ticks, _ = times.ticks(present, dtype)
         if len(np.unique(ticks)) == 1:
@@ -467,6 +495,28 @@ def _refuse_unmodelled_values(name: str, series, present) -> None:
             if isinstance(value, (list, tuple, dict, set, frozenset, np.ndarray, complex, np.complexfloating)):
                 raise SchemaError(f"column {name!r}, row {row!r}: a {type(value).__name__} value fits no column kind; "
                                   "give one plain value per cell")
+
+
+#: Text a CSV file holds times as: ISO 8601 dates and date-times without a zone, and timedeltas as pandas writes them.
+_TEXT_TIMES = {"datetime": r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?",
+               "timedelta": r"-?\d+ days?(?: [+-]?\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?)?"}
+
+
+def _text_time_kind(present) -> str | None:
+    """``"datetime"`` or ``"timedelta"`` when every value of ``present`` is text of that sort that parses, else None."""
+    import pandas as pd
+
+    if not (pd.api.types.is_object_dtype(present.dtype) or pd.api.types.is_string_dtype(present.dtype)):
+        return None
+    if not all(isinstance(value, str) for value in present):
+        return None
+    from omegabridge.tabular import times
+
+    text = present.astype(str)
+    for kind, pattern in _TEXT_TIMES.items():
+        if text.str.fullmatch(pattern).all() and not times.valid_ticks(present, f"{kind}64[us]")[2].any():
+            return kind
+    return None
 
 
 def _fill_parameters(name: str, entry: dict, present) -> None:

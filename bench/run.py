@@ -13,8 +13,8 @@ A second table times one sampling step end to end on the Adult-like layout with 
 network (one hidden layer of 512): the MLP's forward pass and the step of each backend, and
 the share of the step spent outside the MLP.
 
-``--final-step`` instead times the exact last step (``ops.final_step``) against the step
-(``ops.step``, in place) of the same backend on the same inputs, per element, for every layout
+``--final-step`` instead times the exact last step (``ops.final_step`` into a reused buffer, as
+``Bridge.sample`` writes its sample) against the step (``ops.step``, in place) of the same backend on the same inputs, per element, for every layout
 and each ``--remaining`` s, and writes ``bench/results/final-step-cpu.md``; ``--max-ratio R``
 makes the run fail when a layout's last step costs more than R steps.
 
@@ -112,10 +112,10 @@ def final_versus_step(name: str, domain, rows: int, backend: str, remaining: flo
     generator = torch.Generator().manual_seed(0)
     z = torch.randn(rows, domain.width, generator=generator)
     f = torch.randn(rows, domain.width, generator=generator)
-    state = z.clone()
+    state, sample = z.clone(), torch.empty_like(z)
     increment = min(0.01, 0.5 * remaining)
     step = lambda: dispatch.step(state, f, table, remaining=remaining, increment=increment, seed=1, step_index=3, backend=backend, out=state)  # noqa: E731
-    final = lambda: dispatch.final_step(z, f, table, remaining=remaining, seed=1, step_index=3, backend=backend)  # noqa: E731
+    final = lambda: dispatch.final_step(z, f, table, remaining=remaining, seed=1, step_index=3, backend=backend, out=sample)  # noqa: E731
     step(), final()  # warm-up
     step_samples, final_samples = [], []
     for _ in range(repeats):
@@ -146,7 +146,7 @@ def final_step_table(args) -> int:
              f"{datetime.date.today()}, omegabridge {ob.__version__}. Device: {machine()}.", "",
              f"Command: `{command}`", "",
              "Per element, the median of the repeats; the step runs in place (`out=z`, as Bridge.sample), the last step "
-             "(`ops.final_step`) writes a new tensor; both on the same z and f (standard normal), drift given, step "
+             "(`ops.final_step`) into a reused buffer (`out=`, as Bridge.sample writes its sample); both on the same z and f (standard normal), drift given, step "
              "increment min(0.01, s/2).", "",
              "| layout | rows x width | s | step ns/element | last step ns/element | last step / step |",
              "| --- | --- | --- | --- | --- | --- |"]

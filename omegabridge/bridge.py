@@ -481,9 +481,10 @@ class Bridge:
             self.table, self._remaining, self._increment, self._log_snr, variance, backend)
         try:
             for start, stop in batches:
-                out[start:stop] = self._sample_batch(
+                self._sample_batch(
                     model, row_offset + start, stop - start, seed, times, device, backend, final, bar, use_graph,
                     solver_state, None if known is None else known[start:stop].to(device), final_spread,
+                    out=out[start:stop],
                 )
         finally:
             bar.close()
@@ -528,7 +529,8 @@ class Bridge:
 
     def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar, use_graph=False,
                       solver_state: BridgeSolver | None = None, known: torch.Tensor | None = None,
-                      final_spread: str = "remaining") -> torch.Tensor:
+                      final_spread: str = "remaining", out: torch.Tensor | None = None) -> torch.Tensor:
+        """One batch of rows, written into ``out`` (a row block of the sample) when given, and returned."""
         z = self._start(rows, row_offset, seed, device)
         if known is not None:
             known = KnownCells(~torch.isnan(known), torch.nan_to_num(known))
@@ -579,6 +581,7 @@ class Bridge:
             row_offset=row_offset,
             final=final,
             backend=backend,
+            out=out,  # straight into the sample: no new tensor and no copy
         )
         if final_spread == "posterior" and model is not None and final == "exact":
             columns = continuous_columns(self.table)
@@ -595,7 +598,9 @@ class Bridge:
                 f"model returned non-finite values, or a drift so large that the state overflowed, at some step for rows "
                 f"[{row_offset}, {row_offset + rows}) (on a GPU the check runs once per batch, so the step is not named)"
             )
-        return x
+        if out is not None and x is not out:
+            out.copy_(x)
+        return x if out is None else out
 
     def __repr__(self) -> str:
         grid = "" if self.grid == "t" else f", grid={self.grid!r}"

@@ -424,6 +424,33 @@ def test_step_in_place_equals_out_of_place(backend, open_kernels, generator):
     assert torch.equal(state.cpu(), expected)
 
 
+@pytest.mark.parametrize("backend", list(SPECS))
+def test_final_step_into_out_equals_a_new_tensor(backend, open_kernels, generator):
+    """out= receives exactly the rows a new tensor would: a poisoned buffer, a row block of a larger
+    one (how Bridge.sample writes its sample), z itself, and a strided view the kernels cannot address."""
+    kernels = open_kernels(backend)
+    domain, table, z = _mixed(kernels, generator)
+    z = kernels.on(z)
+    f = kernels.on(torch.randn(z.shape, generator=generator))
+    kwargs = dict(remaining=0.3, seed=int(torch.randint(0, 2**62, (1,), generator=generator)), step_index=4,
+                  backend=_public_name(backend))
+    expected = ops.final_step(z, f, table, **kwargs)
+    poisoned = kernels.poisoned(z)
+    assert ops.final_step(z, f, table, out=poisoned, **kwargs) is poisoned
+    assert torch.equal(poisoned, expected)
+    sample = kernels.poisoned(torch.empty(len(z) + 5, z.shape[1]))
+    ops.final_step(z, f, table, out=sample[2:2 + len(z)], **kwargs)
+    assert torch.equal(sample[2:2 + len(z)], expected) and sample[:2].isnan().all() and sample[2 + len(z):].isnan().all()
+    state = z.clone()
+    ops.final_step(state, f, table, out=state, **kwargs)
+    assert torch.equal(state, expected)
+    wide = kernels.poisoned(torch.empty(len(z), z.shape[1] + 3))
+    ops.final_step(z, f, table, out=wide[:, 1:1 + z.shape[1]], **kwargs)
+    assert torch.equal(wide[:, 1:1 + z.shape[1]], expected) and wide[:, 0].isnan().all() and wide[:, -2:].isnan().all()
+    with pytest.raises(ValueError, match=r"out must match the state: shape"):
+        ops.final_step(z, f, table, out=kernels.poisoned(z[1:]), **kwargs)
+
+
 @pytest.mark.parametrize("backend", [b for b in SPECS if b != "reference"])
 def test_outputs_do_not_depend_on_how_rows_are_split(backend, open_kernels, generator):
     """(Not the float32 reference: torch's vectorised reductions may round differently with the row

@@ -392,10 +392,13 @@ def final_step(
     row_offset: int = 0,
     final: str = "exact",
     backend: str = "auto",
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The exact last step (or ``final="project"``); every output row lies in the domain.
 
     ``final="project"`` runs on the torch reference whatever the backend (it is a debugging aid).
+    ``out`` (optional, z's shape, dtype and device) receives the rows, so a sampler can write them
+    straight into its sample; it may be ``z`` itself (the kernels then write through a copy).
     """
     _check_matrix("z", z, table, _STATE_DTYPES)
     _check_drift(drift, z, table)
@@ -404,9 +407,13 @@ def final_step(
     if final not in ("exact", "project"):
         raise ValueError(f"final must be 'exact' or 'project', got {final!r}")
     _check_backend(backend)
+    _check_out(out, z)
     check_state(z)
-    return torch.ops.omegabridge.final_step(z, drift, table.key, s, library.seed_word(seed), step_index, row_offset,
-                                            final, backend)
+    arguments = (z, drift, table.key, s, library.seed_word(seed), step_index, row_offset, final, backend)
+    if out is None:
+        return torch.ops.omegabridge.final_step(*arguments)
+    torch.ops.omegabridge.final_step_out(*arguments, out)
+    return out
 
 
 def bridge_target(

@@ -30,7 +30,8 @@ from omegabridge.core.segments import Kind, SegmentTable
 from omegabridge.ops import registry
 from omegabridge.ops.backends.reference import STATE_DTYPES
 
-__all__ = ["seed_word", "posterior_mean", "step", "step_out", "bridge_step", "final_step", "bridge_target", "bridge_target_out"]
+__all__ = ["seed_word", "posterior_mean", "step", "step_out", "bridge_step", "final_step", "final_step_out", "bridge_target",
+           "bridge_target_out"]
 
 Tensor = torch.Tensor
 
@@ -139,22 +140,38 @@ def _(z, drift, previous, table_key, remaining, fraction, weight, spread, seed, 
 # --------------------------------------------------------------------------------------------
 # final_step
 # --------------------------------------------------------------------------------------------
-@torch.library.custom_op("omegabridge::final_step", mutates_args=())
-def final_step(z: Tensor, drift: Tensor | None, table_key: int, remaining: float, seed: int, step_index: int,
-               row_offset: int, final: str, backend: str) -> Tensor:
-    """The exact last step (``final="project"``: the Euler endpoint projected, on the reference)."""
+def _final_step(z, drift, table_key, remaining, seed, step_index, row_offset, final, backend, out):
     table = SegmentTable.with_key(table_key)
     address = _address(seed, step_index, row_offset)
     if final == "project":
         project = registry.IMPLEMENTATIONS[("final_step", "reference")]
-        return project(z, drift, table, remaining, address, final).contiguous()
+        return project(z, drift, table, remaining, address, final=final, out=out)
     run = registry.implementation("final_step", backend, z.device, z.dtype)
-    return run(z, drift, table, remaining, address).contiguous()
+    return run(z, drift, table, remaining, address, out=out)
+
+
+@torch.library.custom_op("omegabridge::final_step", mutates_args=())
+def final_step(z: Tensor, drift: Tensor | None, table_key: int, remaining: float, seed: int, step_index: int,
+               row_offset: int, final: str, backend: str) -> Tensor:
+    """The exact last step (``final="project"``: the Euler endpoint projected, on the reference)."""
+    return _final_step(z, drift, table_key, remaining, seed, step_index, row_offset, final, backend, None).contiguous()
 
 
 @final_step.register_fake
 def _(z, drift, table_key, remaining, seed, step_index, row_offset, final, backend):
     return torch.empty(z.shape, dtype=z.dtype, device=z.device)
+
+
+@torch.library.custom_op("omegabridge::final_step_out", mutates_args=("out",))
+def final_step_out(z: Tensor, drift: Tensor | None, table_key: int, remaining: float, seed: int, step_index: int,
+                   row_offset: int, final: str, backend: str, out: Tensor) -> None:
+    """The exact last step written into ``out`` (which may be ``z``)."""
+    _final_step(z, drift, table_key, remaining, seed, step_index, row_offset, final, backend, out)
+
+
+@final_step_out.register_fake
+def _(z, drift, table_key, remaining, seed, step_index, row_offset, final, backend, out):
+    return None
 
 
 # --------------------------------------------------------------------------------------------

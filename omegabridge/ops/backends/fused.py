@@ -158,13 +158,20 @@ class FusedBackend:
         if result is not out:
             out.copy_(result)
 
-    def final_step(self, z, drift, table: SegmentTable, remaining: float, address: NoiseAddress) -> torch.Tensor:
-        """The exact last step; every output row lies in the domain."""
+    def final_step(self, z, drift, table: SegmentTable, remaining: float, address: NoiseAddress,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+        """The exact last step (into ``out`` when given); every output row lies in the domain."""
+        # Straight into out only where it shares memory with neither input: a row's draw reads the
+        # whole row (a categorical's K columns) after other rows of its tile were written.
+        direct = (out is not None and self.addressable(out) and not shares_storage(out, z)
+                  and (drift is None or not shares_storage(out, drift)))
         z = self.state(z)
         drift = None if drift is None else self.stored(drift)
-        out = self.output(z)
-        self.launch_final(table, z, drift, out, float(remaining), address)
-        return out
+        result = out if direct else self.output(z)
+        self.launch_final(table, z, drift, result, float(remaining), address)
+        if out is None or direct:
+            return result
+        return out.copy_(result)
 
     def bridge_target(self, x, table: SegmentTable, mean_scale, noise_scale, remaining, address: NoiseAddress,
                       out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

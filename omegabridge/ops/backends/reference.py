@@ -48,8 +48,10 @@ class ReferenceBackend:
         out.copy_(state)
 
     def final_step(self, z, drift, table: SegmentTable, remaining: float, address: NoiseAddress,
-                   final: str = "exact") -> torch.Tensor:
-        return reference.final_step(z, drift, table, remaining, address.seed, address.step_index, address.row_offset, final)
+                   final: str = "exact", out: torch.Tensor | None = None) -> torch.Tensor:
+        result = reference.final_step(z, drift, table, remaining, address.seed, address.step_index, address.row_offset,
+                                      final)
+        return result if out is None else out.copy_(result)
 
     def bridge_target(self, x, table: SegmentTable, mean_scale, noise_scale, remaining, address: NoiseAddress,
                       out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

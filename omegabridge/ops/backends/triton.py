@@ -97,14 +97,14 @@ class TritonBackend(FusedBackend):
 
         final_step.launch(_plan(table, z.device), z, drift, out, remaining, address)
 
-    def final_step(self, z, drift, table, remaining, address):
+    def final_step(self, z, drift, table, remaining, address, out=None):
         plan = _plan(table, z.device)
         if plan.wide_sphere:
             raise BackendUnavailableError(
                 f"backend='triton': the exact last step of a sphere wider than 1021 dimensions is not implemented "
                 f"({plan.wide_sphere}); use backend='reference' or 'cpu'"
             )
-        return super().final_step(z, drift, table, remaining, address)
+        return super().final_step(z, drift, table, remaining, address, out=out)
 
     def launch_target(self, table, x, mean_scale_rows, noise_scale_rows, remaining_rows, z_t, target,
                       address: NoiseAddress) -> None:

@@ -116,10 +116,12 @@ def final_versus_step(name: str, domain, rows: int, backend: str, remaining: flo
     increment = min(0.01, 0.5 * remaining)
     step = lambda: dispatch.step(state, f, table, remaining=remaining, increment=increment, seed=1, step_index=3, backend=backend, out=state)  # noqa: E731
     final = lambda: dispatch.final_step(z, f, table, remaining=remaining, seed=1, step_index=3, backend=backend, out=sample)  # noqa: E731
-    step(), final()  # warm-up
-    step_samples, final_samples = [], []
+    # The last step into a new tensor too (ops.final_step without out=): what a fresh output's page faults cost.
+    fresh = lambda: dispatch.final_step(z, f, table, remaining=remaining, seed=1, step_index=3, backend=backend)  # noqa: E731
+    step(), final(), fresh()  # warm-up
+    step_samples, final_samples, fresh_samples = [], [], []
     for _ in range(repeats):
-        for function, samples in ((step, step_samples), (final, final_samples)):
+        for function, samples in ((step, step_samples), (final, final_samples), (fresh, fresh_samples)):
             start = time.perf_counter()
             function()
             samples.append(time.perf_counter() - start)
@@ -127,7 +129,7 @@ def final_versus_step(name: str, domain, rows: int, backend: str, remaining: flo
     step_seconds, final_seconds = statistics.median(step_samples), statistics.median(final_samples)
     return {"layout": name, "backend": backend, "rows": rows, "width": domain.width, "remaining": remaining,
             "step_ns_per_element": 1e9 * step_seconds / elements, "final_ns_per_element": 1e9 * final_seconds / elements,
-            "ratio": final_seconds / step_seconds}
+            "ratio": final_seconds / step_seconds, "fresh_ratio": statistics.median(fresh_samples) / step_seconds}
 
 
 def final_step_table(args) -> int:
@@ -146,12 +148,13 @@ def final_step_table(args) -> int:
              f"{datetime.date.today()}, omegabridge {ob.__version__}. Device: {machine()}.", "",
              f"Command: `{command}`", "",
              "Per element, the median of the repeats; the step runs in place (`out=z`, as Bridge.sample), the last step "
-             "(`ops.final_step`) into a reused buffer (`out=`, as Bridge.sample writes its sample); both on the same z and f (standard normal), drift given, step "
+             "(`ops.final_step`) into a reused buffer (`out=`, as Bridge.sample writes its sample), and, in the last column, "
+             "into a new tensor (no `out=`); all on the same z and f (standard normal), drift given, step "
              "increment min(0.01, s/2).", "",
-             "| layout | rows x width | s | step ns/element | last step ns/element | last step / step |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| layout | rows x width | s | step ns/element | last step ns/element | last step / step | into a new tensor / step |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['layout']} | {r['rows']} x {r['width']} | {r['remaining']:g} | {r['step_ns_per_element']:.2f} | "
-              f"{r['final_ns_per_element']:.2f} | {r['ratio']:.2f}x |" for r in results]
+              f"{r['final_ns_per_element']:.2f} | {r['ratio']:.2f}x | {r['fresh_ratio']:.2f}x |" for r in results]
     text = "\n".join(lines)
     print("\n" + text)
     path = Path(args.output) if args.output != str(RESULTS / "cpu") else RESULTS / "final-step-cpu.md"

@@ -26,7 +26,8 @@ from omegabridge.core.segments import membership
 from omegabridge.errors import DomainError, ModelOutputError
 from omegabridge.ops import cuda_graphs
 from omegabridge.solvers import (
-    DEFAULT_SOLVER, FINAL_SPREADS, BridgeSolver, check_posterior_variance, check_solver, continuous_columns, domain_grid,
+    DEFAULT_SOLVER, FINAL_SPREADS, BridgeSolver, check_posterior_variance, check_solver, continuous_columns, discrete_spacing,
+    domain_grid,
     log_signal_to_noise, posterior_spread_last_step,
 )
 
@@ -34,9 +35,17 @@ __all__ = ["Bridge"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOSS_WEIGHTS = ("none", "remaining", "remaining_squared")  # lambda(t) = 1, s, s^2
-#: How training draws each row's time: ``"grid"`` (one of the N grid times t_k, uniformly) or
-#: ``"continuous"`` (t uniform on [0, 1), so one model serves any sampler's grid and step count).
-TRAINING_TIMES = ("grid", "continuous")
+#: How training draws each row's time: ``"grid"`` (one of the N grid times t_k, uniformly),
+#: ``"continuous"`` (t uniform on [0, 1), so one model serves any sampler's grid and step count) or
+#: ``"decisions"`` (``continuous`` for half the rows, the others where discrete values are decided:
+#: ``draw_times``).
+TRAINING_TIMES = ("grid", "continuous", "decisions")
+#: ``times="decisions"``: the share of rows drawn in the decision window, s log-uniform between
+#: spacing^2 / DECISION_SPAN and spacing^2 over the discrete factors' spacings (capped at s_0). There a
+#: factor's value is settled and the prior's odds move the boundary between neighbouring values; a
+#: model trained on uniform t learns it last (bench/results/rare-values.md).
+DECISION_SHARE = 0.5
+DECISION_SPAN = 32.0
 #: Continuous training times stop where s falls to this fraction of s_0: below it the loss target
 #: (x - m)/s is noise of variance ~1/s, and every grid ``domain_grid`` picks ends above it (the
 #: lowest, 8-bit pixels in 10 steps, at 6.5e-7 s_0).
@@ -194,7 +203,9 @@ class Bridge:
         ``"continuous"`` draws t uniformly on [0, 1), with t held where s(t) reaches
         ``MIN_TRAINED_REMAINING`` s_0, so the model learns the drift at every time a sampler
         of any grid and step count asks for (``sample(..., steps=, grid=)`` on another bridge
-        of the same schedule).
+        of the same schedule). ``"decisions"`` draws a ``DECISION_SHARE`` of the rows instead with s
+        log-uniform over the window where discrete values are decided (``DECISION_SPAN``); without a
+        discrete factor it is ``"continuous"``.
 
         >>> import omegabridge as ob
         >>> bridge = ob.Bridge(ob.Binary(), steps=10)
@@ -204,7 +215,24 @@ class Bridge:
         check_training_times(times)
         if times == "grid":
             return torch.randint(0, self.steps, (rows,), generator=generator)
-        return torch.rand(rows, generator=generator, dtype=torch.float64).clamp_(max=self._latest_training_time)
+        t = torch.rand(rows, generator=generator, dtype=torch.float64)
+        window = self._decision_window if times == "decisions" else None
+        if window is not None:
+            low, high = window
+            remaining = high * (low / high) ** torch.rand(rows, generator=generator, dtype=torch.float64)
+            decided = self.schedule.beta_inverse(self.time_grid.beta_end - remaining)
+            t = torch.where(torch.rand(rows, generator=generator, dtype=torch.float64) < DECISION_SHARE, decided, t)
+        return t.clamp_(max=self._latest_training_time)
+
+    @functools.cached_property
+    def _decision_window(self) -> tuple[float, float] | None:
+        """(lowest, highest) s of ``times="decisions"``' window; None without discrete factors."""
+        spacings = [spacing for spacing in map(discrete_spacing, self.table.segments) if spacing is not None]
+        if not spacings:
+            return None
+        beta_end = self.time_grid.beta_end
+        high = min(max(spacings) ** 2, beta_end)
+        return min(min(spacings) ** 2 / DECISION_SPAN, 0.5 * high), high
 
     def draw_known_mask(self, rows: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Which cells a conditional model is shown as known in training: a bool (rows, width) mask, on the CPU.

@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true", help="replace an existing MODEL.ckpt (default: refuse it)")
     fit.add_argument("--times", choices=TRAINING_TIMES, default="continuous",
                      help="training times: continuous (default; the model serves any --steps and --grid at sampling) "
-                          "or grid (the --steps grid times only)")
+                          "grid (the --steps grid times only), or decisions (continuous, half the rows where discrete "
+                          "values are decided)")
     fit.add_argument("--ema-decay", type=_fraction("EMA decay"), default=None, metavar="D",
                      help="keep an exponential moving average of the weights (e.g. 0.999) and save it")
     _device(fit)

@@ -70,6 +70,19 @@ DISCRETE_LAST_SPREAD = 0.2
 GRID_POWER = 3.0
 
 
+def discrete_spacing(segment) -> float | None:
+    """The distance between neighbouring values of a discrete segment (a lattice's step; 1 for a binary or
+    categorical, whose values are 0/1 corners), None for a continuous one.
+
+    >>> import omegabridge as ob
+    >>> [discrete_spacing(segment) for segment in ob.Product([ob.Lattice(0, 4, step=0.5), ob.Real()]).segment_table().segments]
+    [0.5, None]
+    """
+    if segment.kind == Kind.LATTICE:
+        return float(segment.step)
+    return 1.0 if segment.kind in (Kind.BINARY, Kind.CATEGORICAL) else None
+
+
 def domain_grid(table, schedule, steps: int) -> str:
     """The ``"domain"`` grid as an ``"s^RHO"`` name: s_k = s_0 (1 - k/N)^RHO with RHO from the domain.
 
@@ -93,8 +106,8 @@ def domain_grid(table, schedule, steps: int) -> str:
     s_0 = float(schedule.beta(torch.tensor(1.0, dtype=torch.float64)))
     rho = 1.0
     for segment in table.segments:
-        if segment.kind in (Kind.LATTICE, Kind.BINARY, Kind.CATEGORICAL):
-            spacing = segment.step if segment.kind == Kind.LATTICE else 1.0
+        spacing = discrete_spacing(segment)
+        if spacing is not None:
             ratio = s_0 / spacing**2
             from_ratio = min(GRID_POWER, 1.0 + math.log(max(ratio, 1.0)) / math.log(4.0))
             from_last = math.log(max(s_0 / (DISCRETE_LAST_SPREAD * spacing) ** 2, 1.0)) / math.log(steps)

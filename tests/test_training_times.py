@@ -48,6 +48,41 @@ def test_grid_times_are_grid_indices_and_continuous_ones_fill_zero_to_one():
     assert torch.equal(t, again)
 
 
+def test_decision_times_put_half_the_rows_where_discrete_values_are_decided():
+    """times="decisions": a DECISION_SHARE of rows with s log-uniform over [spacing^2 / DECISION_SPAN, spacing^2]
+    (the smallest and largest discrete spacings: here the lattice's 0.5 and the categorical's 1), the rest
+    uniform in t; without a discrete factor it is "continuous", draw for draw."""
+    from omegabridge.bridge import DECISION_SHARE, DECISION_SPAN
+
+    bridge = ob.Bridge(ob.Product([ob.Lattice(0, 4, step=0.5), ob.Categorical(3), ob.Real()]), ob.schedules.Exp(3.0, 16.0),
+                       steps=20)
+    rows = 200_000
+    t = bridge.draw_times(rows, "decisions", torch.Generator().manual_seed(4))
+    assert torch.equal(t, bridge.draw_times(rows, "decisions", torch.Generator().manual_seed(4)))
+    assert t.dtype == torch.float64 and float(t.min()) >= 0.0 and float(t.max()) < 1.0
+    remaining = bridge.time_grid.beta_end - torch.tensor([exp_beta(3.0, 16.0, v) for v in t[:20_000].tolist()],
+                                                         dtype=torch.float64)
+    low, high = 0.5**2 / DECISION_SPAN, 1.0
+    inside = (remaining >= low * (1 - 1e-9)) & (remaining <= high * (1 + 1e-9))
+    def t_at(s: float) -> float:
+        return float(bridge.schedule.beta_inverse(torch.tensor(bridge.time_grid.beta_end - s, dtype=torch.float64)))
+
+    def expected_share(lowest: float, highest: float) -> float:
+        """Of all rows, those with s in [lowest, highest] within the window: the decided rows' log-uniform
+        share of it, and the uniform rows' t-length of it."""
+        decided = math.log(highest / lowest) / math.log(high / low)
+        return DECISION_SHARE * decided + (1 - DECISION_SHARE) * (t_at(lowest) - t_at(highest))
+
+    middle = math.sqrt(low * high)
+    for lowest, highest, share in ((low, high, float(inside.double().mean())),
+                                   (low, middle, float((inside & (remaining < middle)).double().mean()))):
+        expected = expected_share(lowest, highest)
+        assert abs(share - expected) < 5 * math.sqrt(expected * (1 - expected) / 20_000), (lowest, highest, share, expected)
+    continuous = ob.Bridge(ob.Real(), steps=20)
+    assert torch.equal(continuous.draw_times(1000, "decisions", torch.Generator().manual_seed(5)),
+                       continuous.draw_times(1000, "continuous", torch.Generator().manual_seed(5)))
+
+
 def test_continuous_times_stop_where_s_reaches_its_floor():
     bridge = ob.Bridge(ob.Binary(), ob.schedules.Exp(3.0, 1.0), steps=10)
     t = bridge.draw_times(10, "continuous", torch.Generator().manual_seed(0))

@@ -56,7 +56,9 @@ class TabularBridge:
         learning_rate, weight, times, ema_decay: passed to ``omegabridge.Trainer``; with an
             ``ema_decay`` the moving average of the weights is the model kept and sampled.
             ``times="continuous"`` (the default) trains on every t in [0, 1), so samplers with other
-            step counts and grids than ``steps`` find a trained drift; ``"grid"`` on the ``steps`` grid times only.
+            step counts and grids than ``steps`` find a trained drift; ``"grid"`` on the ``steps`` grid times only;
+            ``"decisions"`` as continuous, with half the rows where discrete values are decided (rare values
+            come closer to their shares in short training: docs/math.md, Rare values).
         device: where training and sampling run (``"cpu"`` or a CUDA device; under
             torchrun ``"cuda"`` means each worker's own GPU).
         conditional: train the network on random known cells too (``DriftMLP(conditional=True)``), so

@@ -89,7 +89,9 @@ class Trainer:
         weight: the loss weight lambda(t): ``"none"``, ``"remaining"`` (default) or ``"remaining_squared"``.
         times: each row's training time: ``"grid"`` (the default: one of the bridge's N grid
             times) or ``"continuous"`` (t uniform on [0, 1), so the model serves any sampler's
-            grid and step count, at some cost in short runs: docs/math.md, Training); ``Bridge.draw_times``.
+            grid and step count, at some cost in short runs: docs/math.md, Training) or ``"decisions"``
+            (continuous, with half the rows where the discrete factors' values are decided: docs/math.md,
+            Rare values); ``Bridge.draw_times``.
         clip: gradient-norm clipping threshold (0: no clipping).
         ema_decay: decay of the moving average of the weights (``None``: no EMA).
             ``averaged_model`` is the EMA model when there is one.

@@ -25,6 +25,8 @@ def test_component_counts_by_hand():
         [[0, 1, 0], [1, 0, 1], [0, 1, 0]],  # a checkerboard: nine regions (4-connectivity)
     ])
     assert fm.component_counts(maps).tolist() == [3, 9]
+    # By size (three regions of 3 pixels; nine single pixels): at most 1, 2 and 3 pixels.
+    assert [fm.component_counts(maps, largest=k).tolist() for k in (1, 2, 3)] == [[0, 9], [0, 9], [3, 9]]
     assert fm.component_count_tv(maps[:1], maps[1:]) == 1.0
     assert fm.component_count_tv(maps, maps) == 0.0
 

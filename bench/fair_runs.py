@@ -1,4 +1,4 @@
-"""What the tables benchmarks share: the demo's model of a training split, and writing a result table.
+"""What the benchmarks share: the tables demo's model of a training split, and writing a result table.
 
     >>> import json, tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 from pathlib import Path
 
 import torch
 
+from fair_runs import write_results
 from omegabridge.demos import common, points, segments
 from omegabridge.fields import datasets
 
@@ -119,9 +119,7 @@ def main(argv=None) -> int:
     points_config = points.PointsConfig(**(points.POINTS_QUICK if arguments.quick else {}), **settings)
     arguments.out.mkdir(parents=True, exist_ok=True)
     result = {"segments": run_segments(segments_config), "points": run_points(points_config)}
-    (arguments.out / "few-step-demos.json").write_text(json.dumps(result, indent=1) + "\n")
-    (arguments.out / "few-step-demos.md").write_text(markdown(result, command))
-    print(markdown(result, command))
+    write_results(arguments.out, "few-step-demos", [markdown(result, command).rstrip("\n")], result)
     return 0
 
 

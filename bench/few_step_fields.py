@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 
 import omegabridge as ob
+from fair_runs import write_results
 from omegabridge.demos import digits
 
 SAMPLERS = (("euler", 100, "t"), ("bridge", 100, "t"), ("bridge", 25, "t"), ("bridge", 12, "t"),
@@ -110,9 +110,7 @@ def main(argv=None) -> int:
     given = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python bench/few_step_fields.py", *given])
     result = run(arguments.iterations, arguments.seed)
-    (arguments.out / "few-step-fields.json").write_text(json.dumps(result, indent=1) + "\n")
-    (arguments.out / "few-step-fields.md").write_text(markdown(result, command))
-    print(markdown(result, command))
+    write_results(arguments.out, "few-step-fields", [markdown(result, command).rstrip("\n")], result)
     return 0
 
 

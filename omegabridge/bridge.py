@@ -557,8 +557,8 @@ class Bridge:
 
     def _sample_batch(self, model, row_offset, rows, seed, times, device, backend, final, bar, use_graph=False,
                       solver_state: BridgeSolver | None = None, known: torch.Tensor | None = None,
-                      final_spread: str = "remaining", out: torch.Tensor | None = None) -> torch.Tensor:
-        """One batch of rows, written into ``out`` (a row block of the sample) when given, and returned."""
+                      final_spread: str = "remaining", *, out: torch.Tensor) -> None:
+        """One batch of rows, written into ``out`` (its row block of the sample)."""
         z = self._start(rows, row_offset, seed, device)
         if known is not None:
             known = KnownCells(~torch.isnan(known), torch.nan_to_num(known))
@@ -626,9 +626,8 @@ class Bridge:
                 f"model returned non-finite values, or a drift so large that the state overflowed, at some step for rows "
                 f"[{row_offset}, {row_offset + rows}) (on a GPU the check runs once per batch, so the step is not named)"
             )
-        if out is not None and x is not out:
+        if x is not out:  # the posterior spread or the known cells made a new tensor
             out.copy_(x)
-        return x if out is None else out
 
     def __repr__(self) -> str:
         grid = "" if self.grid == "t" else f", grid={self.grid!r}"

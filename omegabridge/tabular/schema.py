@@ -446,10 +446,10 @@ def _infer_column(name, series, present, dtype, missing, max_lattice_points, max
     common = dict(missing=missing, dtype=dtype)
     from omegabridge.tabular import times
 
-    text_time = _text_time_kind(present)
-    if text_time is not None:  # a CSV file's times, read as text: modelled as times of pandas' default resolution
-        dtype = common["dtype"] = f"{text_time}64[us]"
-        series = times.from_ticks(*times.ticks(series, dtype), dtype).set_axis(series.index)
+    text_times = _parsed_text_times(series, present)
+    if text_times is not None:  # a CSV file's times, read as text: modelled as times of pandas' default resolution
+        dtype, series = text_times
+        common["dtype"] = dtype
         present = series.dropna()
     if times.is_time_dtype(series.dtype):
         ticks, _ = times.ticks(present, dtype)
@@ -502,12 +502,25 @@ _TEXT_TIMES = {"datetime": r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d
                "timedelta": r"-?\d+ days?(?: [+-]?\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?)?"}
 
 
-def _text_time_kind(present) -> str | None:
-    """``"datetime"`` or ``"timedelta"`` when every value of ``present`` is text of that sort that parses, else None."""
+def _parsed_text_times(series, present):
+    """(dtype, ``series`` parsed in it) when every value of ``present`` (its non-missing cells) is text of one
+    sort of ``_TEXT_TIMES`` that parses, at pandas' default resolution; None otherwise."""
     import pandas as pd
 
     if not (pd.api.types.is_object_dtype(present.dtype) or pd.api.types.is_string_dtype(present.dtype)):
         return None
+    if not all(isinstance(value, str) for value in present):
+        return None
+    from omegabridge.tabular import times
+
+    text = present.astype(str)
+    for kind, pattern in _TEXT_TIMES.items():
+        if text.str.fullmatch(pattern).all():
+            dtype = f"{kind}64[us]"
+            ticks, missing, not_a_time = times.valid_ticks(series, dtype)
+            if not not_a_time.any():
+                return dtype, times.from_ticks(ticks, missing, dtype).set_axis(series.index)
+    return None
     if not all(isinstance(value, str) for value in present):
         return None
     from omegabridge.tabular import times

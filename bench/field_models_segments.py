@@ -27,6 +27,7 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--iterations", type=int, default=600)
 parser.add_argument("--weight", default="remaining", help="the Trainer's loss weight (training only)")
 parser.add_argument("--output-scaling", default="data", choices=("data", "preconditioned"))
+parser.add_argument("--posterior-logits", action="store_true", help="DriftUNet(posterior_logits=True)")
 parser.add_argument("--variants", default="euler:t:remaining,bridge:domain:remaining")
 parser.add_argument("--n", type=int, default=400)
 parser.add_argument("--save", default=None, help="folder for each variant's sampled maps (.npy)")
@@ -40,7 +41,8 @@ domain = ob.Categorical(classes, shape=(32, 32))
 bridge = ob.Bridge(domain, steps=50)
 data = domain.flatten(torch.nn.functional.one_hot(torch.from_numpy(train), classes).float())
 torch.manual_seed(args.seed)
-model = ob.models.for_domain(bridge, data=data, channels=(32, 64), output_scaling=args.output_scaling)
+model = ob.models.for_domain(bridge, data=data, channels=(32, 64), output_scaling=args.output_scaling,
+                              posterior_logits=args.posterior_logits)
 if os.path.exists(args.model):
     model.load_state_dict(torch.load(args.model))
 else:
@@ -59,8 +61,8 @@ def small_regions(maps: np.ndarray, most: int = 2) -> float:
 
 print(json.dumps({"variant": "held-out real", "small_regions": small_regions(test)}), flush=True)
 for variant in args.variants.split(","):
-    solver, grid, spread, *steps = variant.split(":")
-    steps = int(steps[0]) if steps else 50
+    solver, grid_name, spread, *steps = variant.split(":")
+    steps, grid = int(steps[0]) if steps else 50, grid_name
     if grid == "domain":
         grid = ob.solvers.domain_grid(domain.segment_table(), bridge.schedule, steps)
     sampling = ob.Bridge(domain, bridge.schedule, steps=steps, grid=grid)
@@ -70,10 +72,10 @@ for variant in args.variants.split(","):
                             final_spread=spread)
     assert bool(domain.contains(x).all())
     samples = domain.unflatten(x).argmax(dim=-1).numpy()
-    score = demo._score(samples, test, classes)
+    score = demo.score_maps(samples, test, classes)
     if args.save:
         os.makedirs(args.save, exist_ok=True)
         np.save(os.path.join(args.save, variant.replace(":", "_") + ".npy"), samples.astype(np.uint8))
-    print(json.dumps({"variant": variant, "grid": grid, **{k: round(float(v), 4) for k, v in score.items()},
+    print(json.dumps({"variant": variant, "grid": grid_name, **{k: round(float(v), 4) for k, v in score.items()},
                       "small_regions": round(small_regions(samples), 2),
                       "sample_s": round(time.perf_counter() - start)}), flush=True)

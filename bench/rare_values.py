@@ -8,14 +8,18 @@ own marginal law (``omegabridge.models.marginal_prior``) is the exact E[X | Z_t]
 the exact drift after (and the other way round) shows in which times the trained model's error
 makes the rare value's excess: where swapping in the exact drift removes it.
 
-``--fair`` also trains the tables demo's model on fair (the demo's settings) for each training-times
-setting of ``--times`` and seed of ``--seeds`` and scores what the rare-values target asks: every
-discrete value's share within max(0.01, 25% of it) of the training rows' (the misses counted, the
-worst named), beside the mean discrete TV and the association error against the held-out rows.
+``--fair`` also trains the tables demo's model on fair (the demo's settings) for each of ``--variants``
+(``VARIANTS``: training times, the marginal prior, posterior logits) and seed of ``--seeds`` and scores
+what the rare-values target asks: every discrete value's share within max(0.01, 25% of it) of the
+training rows' (the misses counted, the worst named), beside the mean discrete TV and the association
+error against the held-out rows. ``--mixed`` does the same with ``TabularBridge``'s defaults on a seeded
+mixed table with categories at 1-3% of the rows and missing cells (``mixed_table``), where each
+column's missing rate is scored too. ``--times`` are the toys' training times.
 
     python bench/rare_values.py                                   # about 5 minutes on one core
     python bench/rare_values.py --iterations 200 --out /tmp/rare  # a quick look
-    python bench/rare_values.py --fair --times continuous decisions --seeds 0 1   # the fair part too (+ about 6 minutes)
+    python bench/rare_values.py --fair --mixed --seeds 0 1   # the tables too (+ about 25 minutes)
+    python bench/rare_values.py --kinds --mixed --variants continuous "posterior logits"   # one table, two settings
 
 Results: ``<out>/rare-values.md`` and ``.json``.
 """
@@ -61,10 +65,11 @@ class Swapped(torch.nn.Module):
         return torch.where(late, self.second(z, t), self.first(z, t))
 
 
-def run(kind: str, iterations: int, seed: int = 0, taus=TAUS, times: str = "continuous") -> dict:
-    """The rare value's share for the trained drift (training ``times``), the exact one and every swap."""
+def run(kind: str, iterations: int, seed: int = 0, taus=TAUS, times: str = "continuous", **settings) -> dict:
+    """The rare value's share for the trained drift (training ``times``, other ``TabularBridge`` settings), the
+    exact one and every swap."""
     frame = table(kind, seed)
-    model = ob.TabularBridge(times=times, verbose=False, progress=False).fit(frame, iterations=iterations, seed=seed)
+    model = ob.TabularBridge(times=times, verbose=False, progress=False, **settings).fit(frame, iterations=iterations, seed=seed)
     bridge, trained = model.bridge, model.model.eval()
     exact = DriftMLP(bridge, hidden=1, depth=1, data=model.encoder.encode(frame), marginal_prior=True).eval()
     rare = 0 if kind == "lattice" else "a"
@@ -80,32 +85,111 @@ def run(kind: str, iterations: int, seed: int = 0, taus=TAUS, times: str = "cont
                        "exact_then_trained": share(Swapped(exact, trained, tau))} for tau in taus]}
 
 
-def fair(times: str, seed: int) -> dict:
-    """The tables demo's model of fair trained with ``times``: share misses, mean discrete TV, association error."""
-    from omegabridge.demos.common import load_fair, split_frame
-    from omegabridge.demos.tables import FAIR_SCHEMA, DemoConfig
+MISSING = "<missing>"
+
+
+def share_misses(real, synthetic, schema) -> tuple[int, float, str]:
+    """(how many shares miss max(0.01, 25% of the real share), the worst miss in multiples of its tolerance, it
+    named): every discrete column's values, missing as a value, and every other column's missing rate."""
+    misses, worst = 0, (0.0, "")
+    for column in schema.columns:
+        if column.name in schema.discrete_names():
+            real_shares = real[column.name].astype(object).fillna(MISSING).value_counts(normalize=True)
+            drawn_shares = synthetic[column.name].astype(object).fillna(MISSING).value_counts(normalize=True)
+        elif column.missing:
+            real_shares = {MISSING: float(real[column.name].isna().mean())}
+            drawn_shares = {MISSING: float(synthetic[column.name].isna().mean())}
+        else:
+            continue
+        for value, share in real_shares.items():
+            drawn = float(drawn_shares.get(value, 0.0))
+            miss = abs(drawn - share) / max(0.01, 0.25 * share)
+            misses += miss > 1
+            worst = max(worst, (miss, f"{column.name} = {value}: {drawn:.3f} for {share:.3f}"))
+    return misses, worst[0], worst[1]
+
+
+def scored(model, train, test, seed: int, **row) -> dict:
+    """``model``'s sample of as many rows as ``train``: share misses against ``train``, TV and association
+    error against ``test``."""
     from omegabridge.tabular import metrics
 
-    config = DemoConfig(seed=seed)
-    train, test, _, _ = split_frame(load_fair(), seed)
-    model = ob.TabularBridge(steps=config.steps, hidden=config.hidden, depth=config.depth, learning_rate=config.learning_rate,
-                             times=times, verbose=False, progress=False)
-    model.fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size, seed=seed)
     synthetic = model.sample(len(train), seed=seed).reset_index(drop=True)
-    misses, worst = 0, (0.0, "")
-    for name in sorted(model.schema.discrete_names()):
-        real, drawn = train[name].value_counts(normalize=True), synthetic[name].value_counts(normalize=True)
-        for value, share in real.items():
-            miss = abs(float(drawn.get(value, 0.0)) - share) / max(0.01, 0.25 * share)
-            misses += miss > 1
-            worst = max(worst, (miss, f"{name} = {value}: {float(drawn.get(value, 0.0)):.3f} for {share:.3f}"))
+    misses, worst_over_tolerance, worst = share_misses(train, synthetic, model.schema)
     summary = metrics.evaluate(test, {"synthetic": synthetic}, discrete=model.schema.discrete_names(), seed=seed)["summary"]
-    return {"times": times, "seed": seed, "misses": misses, "worst": worst[1], "worst_over_tolerance": worst[0],
+    return {**row, "seed": seed, "misses": misses, "worst": worst, "worst_over_tolerance": worst_over_tolerance,
             "discrete_tv": summary["synthetic_mean_fidelity_discrete"],
             "association_error": summary["synthetic_association_error"]}
 
 
-def markdown(results: list, command: str, fair_rows: list = ()) -> str:
+#: The settings compared on the tables (``--variants``): ``TabularBridge`` arguments by name.
+VARIANTS = {
+    "continuous": dict(times="continuous"),
+    "decisions": dict(times="decisions"),
+    "marginal prior": dict(marginal_prior=True),
+    "posterior logits": dict(posterior_logits=True),
+    "posterior logits, decisions": dict(posterior_logits=True, times="decisions"),
+}
+
+
+def fair(variant: str, seed: int) -> dict:
+    """The tables demo's model of fair with the ``variant``'s settings: share misses, mean discrete TV, association
+    error."""
+    from omegabridge.demos.common import load_fair, split_frame
+    from omegabridge.demos.tables import FAIR_SCHEMA, DemoConfig
+
+    config = DemoConfig(seed=seed)
+    train, test, _, _ = split_frame(load_fair(), seed)
+    model = ob.TabularBridge(steps=config.steps, hidden=config.hidden, depth=config.depth, learning_rate=config.learning_rate,
+                             verbose=False, progress=False, **VARIANTS[variant])
+    model.fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size, seed=seed)
+    return scored(model, train, test, seed, variant=variant)
+
+
+#: The mixed table's plans and their shares: three at 1-3% of the rows, and 2% missing.
+PLANS = {"basic": 0.40, "plus": 0.29, "family": 0.16, "pro": 0.07, "student": 0.03, "legacy": 0.02, "trial": 0.01,
+         None: 0.02}
+
+
+def mixed_table(rows: int = 6000, seed: int = 0):
+    """A seeded table of a subscription service: ``plan`` (categories at 1-3%, missing at 2%), ``rating`` (1..5,
+    its lowest two levels at about 1.5% and 3%), ``visits`` (counts, 3% missing), ``spend`` (non-negative), each
+    depending on the plan."""
+    import pandas as pd
+
+    generator = np.random.default_rng(seed)
+    names = list(PLANS)
+    plan = generator.choice(len(names), size=rows, p=list(PLANS.values()))
+    weight = np.array([1.0, 1.6, 2.2, 3.5, 0.5, 1.2, 0.3, 1.0])[plan]  # how much each plan uses the service
+    visits = generator.poisson(4.0 * weight).astype(float)
+    visits[generator.random(rows) < 0.03] = np.nan
+    spend = np.round(generator.gamma(2.0, 12.0 * weight), 2)
+    score = 0.8 * np.log(weight) + generator.normal(0.0, 0.6, rows)  # heavier users rate higher
+    rating = 1 + np.searchsorted(np.quantile(score, [0.015, 0.045, 0.25, 0.65]), score)
+    return pd.DataFrame({"plan": pd.Series([names[i] for i in plan], dtype=object), "rating": rating.astype(np.int64),
+                         "visits": pd.Series(visits).astype("Int64"), "spend": spend})
+
+
+def mixed(variant: str, seed: int, iterations: int = 6000) -> dict:
+    """``TabularBridge``'s defaults (but the ``variant``'s settings) on ``mixed_table``'s 80% (seeded split), scored
+    as ``fair``."""
+    from omegabridge.demos.common import split_frame
+
+    train, test, _, _ = split_frame(mixed_table(seed=0), seed)
+    model = ob.TabularBridge(verbose=False, progress=False, **VARIANTS[variant])
+    model.fit(train, iterations=iterations, seed=seed)
+    return scored(model, train, test, seed, variant=variant, iterations=iterations)
+
+
+def share_table(rows: list, first: str) -> list[str]:
+    """The markdown table of ``fair`` / ``mixed`` rows."""
+    lines = [f"| {first} | seed | values outside the tolerance | the worst (multiples of its tolerance) | "
+             "mean discrete TV | association error |", "| --- | --- | --- | --- | --- | --- |"]
+    return lines + [f"| {row['variant']} | {row['seed']} | {row['misses']} | {row['worst']} ({row['worst_over_tolerance']:.1f}x) | "
+                    f"{row['discrete_tv']:.4f} | {row['association_error']:.4f} |" for row in rows] + [""]
+
+
+def markdown(results: list, command: str, fair_rows: list = (), mixed_rows: list = ()) -> str:
     lines = [
         "# Where a trained model over-samples a rare value (bench/rare_values.py)", "",
         f"A value at {SHARES[0]:.1%} of {ROWS} rows (one column, 6 values: {', '.join(f'{s:g}' for s in SHARES)}); "
@@ -123,23 +207,30 @@ def markdown(results: list, command: str, fair_rows: list = ()) -> str:
                   for swap in result["swaps"]]
         lines.append("")
     if fair_rows:
-        lines += ["## fair: the tables demo's model (6000 iterations) by training times", "",
+        lines += ["## fair: the tables demo's model (6000 iterations) by setting", "",
                   "Shares against the training rows' (tolerance max(0.01, 25%)); TV and association error against the "
-                  "held-out rows.", "",
-                  "| training times | seed | values outside the tolerance | the worst (multiples of its tolerance) | "
-                  "mean discrete TV | association error |", "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {row['times']} | {row['seed']} | {row['misses']} | {row['worst']} ({row['worst_over_tolerance']:.1f}x) | "
-                  f"{row['discrete_tv']:.4f} | {row['association_error']:.4f} |" for row in fair_rows]
-        lines.append("")
+                  "held-out rows.", ""] + share_table(fair_rows, "model")
+    if mixed_rows:
+        shares = ", ".join(f"{name or 'missing'} {share:g}" for name, share in PLANS.items())
+        lines += [f"## A mixed table with rare categories: `TabularBridge` defaults ({mixed_rows[0]['iterations']} iterations) "
+                  "by setting", "",
+                  f"`mixed_table()`: {len(mixed_table())} rows of plan ({shares}), rating 1..5 (lowest two levels at about "
+                  "1.5% and 3%), visits (counts, 3% missing) and spend (non-negative), split 80/20 by seed. Shares and "
+                  "missing rates against the training rows' (tolerance max(0.01, 25%)); TV and association error against "
+                  "the held-out rows.", ""] + share_table(mixed_rows, "model")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, nargs="+", default=[2000, 8000])
-    parser.add_argument("--kinds", nargs="+", default=["lattice", "categorical"], choices=["lattice", "categorical"])
+    parser.add_argument("--kinds", nargs="*", default=["lattice", "categorical"], choices=["lattice", "categorical"])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--fair", action="store_true", help="also the tables demo's model on fair, per --times and --seeds")
+    parser.add_argument("--fair", action="store_true", help="also the tables demo's model on fair, per --variants and --seeds")
+    parser.add_argument("--mixed", action="store_true", help="also TabularBridge's defaults on mixed_table, per --variants and --seeds")
+    parser.add_argument("--mixed-iterations", type=int, default=6000, help="of the mixed table's model (fit's default)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="the settings compared on fair and the mixed table")
     parser.add_argument("--times", nargs="+", default=["continuous", "decisions"], choices=list(ob.bridge.TRAINING_TIMES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     arguments = parser.parse_args(argv)
@@ -152,16 +243,16 @@ def main(argv=None) -> int:
             for iterations in arguments.iterations:
                 results.append(run(kind, iterations, times=times))
                 print(f"{kind} {iterations} {times}: trained {results[-1]['trained']:.4f}, exact {results[-1]['exact']:.4f}", flush=True)
-    fair_rows = []
-    if arguments.fair:
-        torch.set_num_threads(2)  # this machine's two cores (the demo itself takes one thread)
-        for times in arguments.times:
-            for seed in arguments.seeds:
-                fair_rows.append(fair(times, seed))
-                print(f"fair, {times} times, seed {seed}: {fair_rows[-1]}", flush=True)
+    torch.set_num_threads(2)  # this machine's two cores for the tables (the demo itself takes one thread)
+    fair_rows = [fair(variant, seed) for variant in arguments.variants for seed in arguments.seeds] if arguments.fair else []
+    mixed_rows = [mixed(variant, seed, arguments.mixed_iterations) for variant in arguments.variants
+                  for seed in arguments.seeds] if arguments.mixed else []
+    for row in fair_rows + mixed_rows:
+        print(row, flush=True)
     arguments.out.mkdir(parents=True, exist_ok=True)
-    (arguments.out / "rare-values.json").write_text(json.dumps({"toys": results, "fair": fair_rows}, indent=1) + "\n")
-    text = markdown(results, command, fair_rows)
+    (arguments.out / "rare-values.json").write_text(json.dumps({"toys": results, "fair": fair_rows, "mixed": mixed_rows},
+                                                               indent=1) + "\n")
+    text = markdown(results, command, fair_rows, mixed_rows)
     (arguments.out / "rare-values.md").write_text(text)
     print(text)
     return 0

@@ -13,6 +13,13 @@ Covered: lattices of at most ``MAX_POINTS`` points, binaries and categorical gro
 a value of its group). Values never seen in the data keep a share of half a row, so they stay
 reachable.
 
+``offsets`` (``DriftMLP(posterior_logits=True)``) add a learned log-odds per row and value to the log
+shares: since Z_j given X_j is independent of every other factor's state, p(X_j = a | z) is
+proportional to p(z_j | X_j = a) p(X_j = a | z_-j), so the factor's own state enters only through the
+exact Gaussian term above, and the network's part, log p(X_j = a | z_-j) - log p_j(a), is smooth in z_j.
+A network that predicts the mean itself has to draw the posterior's steep step between two values
+(a width of s / spacing late in time) and draws it too smooth, which over-samples the rarer value.
+
 Example:
     >>> import torch, omegabridge as ob
     >>> bridge = ob.Bridge(ob.Product([ob.Binary(), ob.Categorical(3)]), steps=10)
@@ -40,13 +47,16 @@ class MarginalPrior(nn.Module):
     """``prior(z, c, v, m)``: ``m`` with each covered discrete factor's columns replaced by its posterior mean
     under the data's marginal law of that factor (module docstring); ``c`` and ``v`` per row."""
 
-    def __init__(self, table, data: torch.Tensor | None = None):
+    def __init__(self, table, data: torch.Tensor | None = None, cover_scalars: bool = True):
         super().__init__()
+        # cover_scalars=False: categorical groups only (a field model whose outputs hold one log-odds per category)
         # Without data (a model about to load its weights) every value gets one row: the buffers' shapes.
         data = None if data is None else data.detach().to("cpu", torch.float64)
         scalars, supports, log_shares, groups, group_log_shares = [], [], [], [], []
         for segment in table.elements:
             columns = None if data is None else data[:, segment.offset:segment.offset + segment.width]
+            if not cover_scalars and segment.kind != Kind.CATEGORICAL:
+                continue
             if segment.kind == Kind.LATTICE and segment.points <= MAX_POINTS:
                 values = segment.low + segment.step * torch.arange(segment.points, dtype=torch.float64)
                 scalars.append(segment.offset)
@@ -70,19 +80,35 @@ class MarginalPrior(nn.Module):
                                                       group_width, 0.0).long())
         self.register_buffer("group_log_share", _padded(group_log_shares, group_width, -torch.inf))
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor, v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    @property
+    def offset_count(self) -> int:
+        """How many log-odds ``forward``'s ``offsets`` hold per row: one per value of each covered factor (padded
+        to the widest factor of its kind; a padding value's offset is unused)."""
+        return (self.scalar_log_share.numel() if len(self.scalar_columns) else 0) + (
+            self.group_log_share.numel() if len(self.group_columns) else 0)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, v: torch.Tensor, m: torch.Tensor,
+                offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """``m`` with the covered factors' columns replaced by their posterior means; ``offsets`` (n,
+        ``offset_count``), when given, are added to the log shares (module docstring)."""
         base = m.clone()
         c, v = c.to(torch.float32).reshape(-1, 1, 1), v.to(torch.float32).clamp_min(1e-30).reshape(-1, 1, 1)
+        scalar_offsets = group_offsets = 0.0
+        split = self.scalar_log_share.numel() if len(self.scalar_columns) else 0
+        if offsets is not None and split:
+            scalar_offsets = offsets[:, :split].reshape(len(z), *self.scalar_log_share.shape)
+        if offsets is not None and len(self.group_columns):
+            group_offsets = offsets[:, split:].reshape(len(z), *self.group_log_share.shape)
         if len(self.scalar_columns):
             states = z[:, self.scalar_columns].unsqueeze(2)  # (n, factors, 1)
             support = self.scalar_support.to(z.dtype)
             # -(z - c a)^2 / 2v without its a-free term z^2 / 2v: at t = 0 (c = v = 0) exactly the prior, and no
             # large common term to swamp the log shares in float32
-            logits = self.scalar_log_share.to(z.dtype) + c * support * (states - 0.5 * c * support) / v
+            logits = self.scalar_log_share.to(z.dtype) + scalar_offsets + c * support * (states - 0.5 * c * support) / v
             base[:, self.scalar_columns] = (torch.softmax(logits, dim=2) * support).sum(dim=2)
         if len(self.group_columns):
             states = z[:, self.group_columns]  # (n, groups, K): -|z - c e_k|^2 / 2v = (c z_k - c^2 / 2) / v + const
-            logits = self.group_log_share.to(z.dtype) + (c * states - 0.5 * c * c) / v
+            logits = self.group_log_share.to(z.dtype) + group_offsets + (c * states - 0.5 * c * c) / v
             weights = torch.softmax(logits, dim=2)
             present = torch.isfinite(self.group_log_share)
             base[:, self.group_columns[present]] = weights[:, present]

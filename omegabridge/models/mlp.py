@@ -57,6 +57,10 @@ class DriftMLP(BridgeDrift):
             factor under its marginal law in ``data`` (``omegabridge.models.marginal_prior``) instead of
             the flat prior's m: untrained, the model samples every discrete marginal exactly, so rare
             values are not pulled toward the uniform law while the network is still learning.
+        posterior_logits: (implies ``marginal_prior``) the network's output for each covered discrete factor is
+            a log-odds per value added to its marginal log shares, and x_hat is that factor's posterior mean
+            under them with its own state's exact Gaussian term (``omegabridge.models.marginal_prior``): the
+            steep step of the posterior between two values comes from the formula, not from the network.
 
     >>> import omegabridge as ob
     >>> bridge = ob.Bridge(ob.Binary(), steps=10)
@@ -65,7 +69,7 @@ class DriftMLP(BridgeDrift):
     """
 
     def __init__(self, bridge, hidden: int = 256, depth: int = 3, data: torch.Tensor | None = None,
-                 conditional: bool = False, marginal_prior: bool = False):
+                 conditional: bool = False, marginal_prior: bool = False, posterior_logits: bool = False):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
@@ -82,14 +86,17 @@ class DriftMLP(BridgeDrift):
             layers += [nn.Linear(size, hidden), nn.SiLU()]
             size = hidden
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(size, width)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-        if not isinstance(marginal_prior, bool):
-            raise TypeError(f"marginal_prior must be True or False, got {marginal_prior!r}")
+        for name, flag in (("marginal_prior", marginal_prior), ("posterior_logits", posterior_logits)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
         # With data: the discrete factors' marginal shares; without (a model about to load weights): placeholders.
         self.marginal_prior = MarginalPrior(bridge.table, None if data is None else bridge.check_data(data)) \
-            if marginal_prior else None
+            if marginal_prior or posterior_logits else None
+        #: Log-odds outputs after the ``width`` data outputs (``posterior_logits``); 0 without.
+        self.offset_count = self.marginal_prior.offset_count if posterior_logits else 0
+        self.head = nn.Linear(size, width + self.offset_count)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     def predict(self, z: torch.Tensor, m: torch.Tensor, time_features: torch.Tensor,
                 known: torch.Tensor | None = None) -> torch.Tensor:
@@ -127,4 +134,10 @@ class DriftMLP(BridgeDrift):
         _, variance = self.state_law(s[:, 0].to(torch.float64))
         base = self.marginal_prior(states, time_features[:, 1], variance, m)
         h = self.predict(z, (base - self.data_mean) / self.data_std, time_features, known)
-        return (self.data_std * h + base - m) / s
+        if not self.offset_count:
+            return (self.data_std * h + base - m) / s
+        # the covered factors' means from their log-odds; the other columns as above (around m: base is m there)
+        width = h.shape[1] - self.offset_count
+        x_hat = self.marginal_prior(states, time_features[:, 1], variance, base + self.data_std * h[:, :width],
+                                    offsets=h[:, width:])
+        return (x_hat - m) / s

@@ -21,6 +21,7 @@ from torch import nn
 from omegabridge.core.domains import Categorical
 from omegabridge.models.base import BridgeDrift
 from omegabridge.models.field_layout import Conditioning, FieldModel, zero_initialised
+from omegabridge.models.marginal_prior import MarginalPrior
 
 __all__ = ["DriftUNet"]
 
@@ -54,10 +55,14 @@ class DriftUNet(FieldModel, BridgeDrift):
             (``BridgeDrift.output_scale``, EDM's c_out): on RGB patches it lowered the pixel-histogram
             TV, on digits it was level, on segmentation maps it was far worse, so it is not the default
             (bench/results/field-models.md).
+        posterior_logits: (a categorical map) the K outputs of a pixel are log-odds added to its classes' shares
+            in ``data``, and its prediction is its posterior mean under them with its own state's exact Gaussian
+            term (``omegabridge.models.marginal_prior``): the network gives what the neighbours say, the formula the
+            steep step between classes late in time.
     """
 
     def __init__(self, bridge, channels: tuple[int, ...] = (32, 64), data: torch.Tensor | None = None,
-                 output_scaling: str = "data"):
+                 output_scaling: str = "data", posterior_logits: bool = False):
         super().__init__(bridge, data)
         if output_scaling not in ("preconditioned", "data"):
             raise ValueError(f"output_scaling must be 'preconditioned' or 'data', got {output_scaling!r}")
@@ -88,6 +93,26 @@ class DriftUNet(FieldModel, BridgeDrift):
                                 for c, c_out in zip(channels[::-1], channels[::-1][1:] + (channels[0],)))
         self.out = zero_initialised(nn.Conv2d(channels[0], image_channels, 3, padding=1))
         self.other_head = zero_initialised(nn.Linear(channels[-1] + embedding, other)) if other else None
+        if not isinstance(posterior_logits, bool):
+            raise TypeError(f"posterior_logits must be True or False, got {posterior_logits!r}")
+        if posterior_logits and not self.categorical:
+            raise ValueError(f"posterior_logits needs a categorical map field; the image field is {self.field!r}")
+        self.marginal_prior = MarginalPrior(bridge.table, None if data is None else bridge.check_data(data), cover_scalars=False) \
+            if posterior_logits else None
+        if posterior_logits:  # each group's log-odds are the outputs at its own columns
+            self.register_buffer("offset_columns", self.marginal_prior.group_columns.flatten(), persistent=False)
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.marginal_prior is None:
+            return super().forward(z, t)
+        states = z.to(torch.float32)
+        z, m, time_features, s = self.inputs(z, t)
+        h = self.predict(z, m, time_features)
+        m = m * self.data_std + self.data_mean
+        _, variance = self.state_law(s[:, 0].to(torch.float64))
+        x_hat = self.marginal_prior(states, time_features[:, 1], variance, m + self.output_scale(t) * h,
+                                    offsets=h[:, self.offset_columns])
+        return (x_hat - m) / s
 
     def _image(self, view: torch.Tensor) -> torch.Tensor:
         if self.categorical:  # (n, H, W, K) -> (n, K, H, W)

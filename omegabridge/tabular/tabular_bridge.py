@@ -69,6 +69,9 @@ class TabularBridge:
             keeps rare categories and levels at their shares instead of pulling them toward uniform; off by
             default: on fair it halves the marginals' error but loses some of the columns' dependence
             (docs/math.md, "Rare values").
+        posterior_logits: the network gives each discrete column a log-odds per value on top of its marginal
+            shares, and its prediction is that column's posterior mean under them with the column's own state's
+            exact term (``DriftMLP(posterior_logits=True)``; docs/math.md, "Rare values").
         verbose: print the schema and a summary at ``fit``; ``log`` is the printing function.
         progress: progress bars for training and sampling.
     """
@@ -86,6 +89,7 @@ class TabularBridge:
         ema_decay: float | None = None,
         conditional: bool = True,
         marginal_prior: bool = False,
+        posterior_logits: bool = False,
         device: str = "cpu",
         verbose: bool = True,
         progress: bool = True,
@@ -106,6 +110,9 @@ class TabularBridge:
         if not isinstance(marginal_prior, bool):
             raise TypeError(f"marginal_prior must be True or False, got {marginal_prior!r}")
         self.marginal_prior = marginal_prior
+        if not isinstance(posterior_logits, bool):
+            raise TypeError(f"posterior_logits must be True or False, got {posterior_logits!r}")
+        self.posterior_logits = posterior_logits
         #: The last step's spread of continuous columns; a checkpoint from before it was recorded keeps "remaining".
         self.final_spread = FINAL_SPREAD
         self.device = distributed.device_for_rank(device)
@@ -160,7 +167,8 @@ class TabularBridge:
         self.bridge = Bridge(self.encoder.domain, self.schedule, steps=self.steps, grid="t")
         torch.manual_seed(seed)
         self.model = DriftMLP(self.bridge, hidden=self.hidden, depth=self.depth, data=x,
-                              conditional=self.conditional, marginal_prior=self.marginal_prior).to(self.device)
+                              conditional=self.conditional, marginal_prior=self.marginal_prior,
+                              posterior_logits=self.posterior_logits).to(self.device)
         if self.verbose and distributed.is_main():
             self.log(f"domain of width {self.bridge.width}: {describe_factors(self.encoder.domain)}")
         trainer = Trainer(
@@ -355,7 +363,7 @@ class TabularBridge:
                 "hidden": self.hidden, "depth": self.depth,
                 "learning_rate": self.learning_rate, "weight": self.weight, "times": self.times,
                 "ema_decay": self.ema_decay, "conditional": self.conditional, "marginal_prior": self.marginal_prior,
-                "final_spread": self.final_spread,
+                "posterior_logits": self.posterior_logits, "final_spread": self.final_spread,
             },
             "weights": self.model.state_dict(),  # write_checkpoint detaches them to the CPU
             "training": self.training,
@@ -383,6 +391,7 @@ class TabularBridge:
                 ema_decay=model_settings.get("ema_decay"),
                 conditional=bool(model_settings.get("conditional", False)),  # checkpoints from before: unconditioned
                 marginal_prior=bool(model_settings.get("marginal_prior", False)),  # and on the flat prior
+                posterior_logits=bool(model_settings.get("posterior_logits", False)),  # and predict means
                 device=device,
                 verbose=verbose,
                 progress=progress,
@@ -393,7 +402,8 @@ class TabularBridge:
                 raise ValueError(f"unknown final_spread {result.final_spread!r}")
             result.bridge = Bridge(encoder.domain, result.schedule, steps=result.steps, grid="t")
             result.model = DriftMLP(result.bridge, hidden=result.hidden, depth=result.depth,
-                                    conditional=result.conditional, marginal_prior=result.marginal_prior)
+                                    conditional=result.conditional, marginal_prior=result.marginal_prior,
+                                    posterior_logits=result.posterior_logits)
             result.model.load_state_dict(content["weights"], strict=True)
             result.model.to(result.device).eval()
             result.training = dict(content.get("training", {}))

@@ -2,8 +2,8 @@
 
 bench/solvers.py measures the samplers with exact drifts; this measures what a user sees: the
 demo's model of statsmodels' ``fair`` (the demo's settings, ``omegabridge.demos.tables``)
-trained once on the 80% split per training-times setting (``--times``: the grid times of its
-200 steps, or continuous t in [0, 1)), then sampled with each (solver, steps, grid) for as many rows
+trained once on the 80% split per model (``--models``, ``MODELS``: trained at the grid times of its
+200 steps or at continuous t in [0, 1), predicting each discrete column's mean or its log-odds), then sampled with each (solver, steps, grid) for as many rows
 as the training split, with the same seed, and scored by ``metrics.evaluate`` against the
 held-out 20%: mean total variation of the discrete columns, Kolmogorov-Smirnov of the
 continuous one (``affairs``), pairwise association error, validity, and the sampling time.
@@ -43,12 +43,20 @@ SAMPLERS = (
 )
 
 
+#: The models compared, by name: their ``TabularBridge`` settings beside the demo's.
+MODELS = {
+    "grid": dict(times="grid", posterior_logits=False),
+    "continuous": dict(times="continuous", posterior_logits=False),
+    "posterior logits": dict(times="continuous", posterior_logits=True),
+}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=DemoConfig.iterations)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--times", nargs="+", default=["grid", "continuous"], choices=["grid", "continuous"],
-                        help="training times of the models compared (one model each)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS),
+                        help="the models compared (MODELS: one model each)")
     parser.add_argument("--rows", type=int, default=None, help="rows sampled per sampler (default: the training split's)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
@@ -58,12 +66,12 @@ def main(argv=None) -> int:
     train, test, _, _ = split_frame(load_fair(), args.seed)
     rows_sampled = len(train) if args.rows is None else args.rows
     rows, train_seconds = [], {}
-    for times in args.times:
-        model = TabularBridge(steps=MODEL_STEPS, hidden=config.hidden, depth=config.depth, times=times,
+    for model_name in args.models:
+        model = TabularBridge(steps=MODEL_STEPS, hidden=config.hidden, depth=config.depth, **MODELS[model_name],
                               learning_rate=config.learning_rate, verbose=False, progress=False)
         started = time.perf_counter()
         model.fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size, seed=config.seed)
-        train_seconds[times] = time.perf_counter() - started
+        train_seconds[model_name] = time.perf_counter() - started
         frames, seconds = {"real (train)": train}, {"real (train)": 0.0}
         for solver, steps, grid in SAMPLERS:
             name = f"{solver} {steps} {grid}"
@@ -71,14 +79,14 @@ def main(argv=None) -> int:
             frames[name] = model.sample(rows_sampled, seed=args.seed, solver=solver, steps=steps,
                                         grid=grid).reset_index(drop=True)
             seconds[name] = time.perf_counter() - started
-            print(f"{times} times, {name}: {seconds[name]:.1f} s", flush=True)
+            print(f"{model_name}, {name}: {seconds[name]:.1f} s", flush=True)
         result = metrics.evaluate(test, frames, discrete=model.schema.discrete_names(), seed=args.seed)
         result = metrics.add_validity(result, model.schema, {k: v for k, v in frames.items() if k != "real (train)"})
         summary = result["summary"]
         for name in frames:
             if name == "real (train)" and rows:
                 continue  # the floor once
-            rows.append({"times": "-" if name == "real (train)" else times, "sampler": name,
+            rows.append({"model": "-" if name == "real (train)" else model_name, "sampler": name,
                          "evaluations": 0 if name == "real (train)" else int(name.split()[1]),
                          "discrete_tv": summary[f"{name}_mean_fidelity_discrete"],
                          "continuous_ks": summary[f"{name}_mean_fidelity_continuous"],
@@ -96,21 +104,22 @@ def _write(out: Path, rows: list[dict], args, argv: list[str], train_seconds: di
         "# Few-step sampling with a trained network (fair)",
         "",
         f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()} "
-        f"({torch.get_num_threads()} threads): `{command}`. One `TabularBridge` per training-times setting (the "
+        f"({torch.get_num_threads()} threads): `{command}`. One `TabularBridge` per model (the "
         f"demo's settings, {args.iterations} iterations; "
-        + ", ".join(f"{times}: {seconds:.0f} s" for times, seconds in train_seconds.items())
+        + ", ".join(f"{name}: {seconds:.0f} s" for name, seconds in train_seconds.items())
         + f") trained on {train_rows} rows of fair, sampled "
         f"{rows_sampled} rows per sampler with seed {args.seed}; every statistic against the {test_rows} held-out "
         "rows (lower is better). `real (train)` is the training split itself: the floor. Evaluations = network "
-        "evaluations per row. Training times `grid`: the 200 grid times of the model's steps; `continuous`: "
-        "t uniform on [0, 1).",
+        "evaluations per row. Models: `grid`, trained at the 200 grid times of its steps; `continuous`, at "
+        "t uniform on [0, 1), predicting each discrete column's mean; `posterior logits`, the same times, "
+        "predicting each discrete column's log-odds (`TabularBridge(posterior_logits=True)`).",
         "",
-        "| training times | sampler (solver, steps, grid) | evaluations | mean TV, discrete | KS, affairs | association error | valid rows | sampling s |",
+        "| model | sampler (solver, steps, grid) | evaluations | mean TV, discrete | KS, affairs | association error | valid rows | sampling s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         validity = "-" if row["validity"] != row["validity"] else f"{row['validity']:.0%}"
-        lines.append(f"| {row['times']} | {row['sampler']} | {row['evaluations']} | {row['discrete_tv']:.4f} | {row['continuous_ks']:.4f} | "
+        lines.append(f"| {row['model']} | {row['sampler']} | {row['evaluations']} | {row['discrete_tv']:.4f} | {row['continuous_ks']:.4f} | "
                      f"{row['association_error']:.4f} | {validity} | {row['seconds']:.1f} |")
     atomic_write(str(out / "few-step-tables.md"), lambda temporary: open(temporary, "w").write("\n".join(lines) + "\n"))
     atomic_write(str(out / "few-step-tables.json"), lambda temporary: open(temporary, "w").write(json.dumps(rows, indent=1)))

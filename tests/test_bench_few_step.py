@@ -18,13 +18,13 @@ def test_a_tiny_run_scores_every_sampler(tmp_path):
     assert few_step_tables.main(["--iterations", "5", "--rows", "150", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "few-step-tables.json").read_text())
     samplers = [f"{solver} {steps} {grid}" for solver, steps, grid in few_step_tables.SAMPLERS]
-    expected = [("-", "real (train)")] + [(times, name) for times in ("grid", "continuous") for name in samplers]
-    assert [(row["times"], row["sampler"]) for row in rows] == expected
+    expected = [("-", "real (train)")] + [(model, name) for model in few_step_tables.MODELS for name in samplers]
+    assert [(row["model"], row["sampler"]) for row in rows] == expected
     assert all(row["validity"] == 1.0 for row in rows[1:])  # every sampler keeps every row valid
     assert all(0.0 <= row["discrete_tv"] <= 1.0 and 0.0 <= row["association_error"] for row in rows)
     text = (tmp_path / "few-step-tables.md").read_text()
     assert f"`python bench/few_step_tables.py --iterations 5 --rows 150 --out {tmp_path}`" in text
-    assert "| continuous | bridge 25 s^3 | 25 |" in text
+    assert "| continuous | bridge 25 s^3 | 25 |" in text and "| posterior logits | bridge 25 s^3 | 25 |" in text
 
 
 def test_the_fields_run_scores_each_sampler_as_the_digits_demo_does(monkeypatch, tmp_path):

@@ -108,3 +108,48 @@ def test_a_tabular_bridge_with_posterior_logits_loads_back(tmp_path):
     loaded = ob.TabularBridge.load(path, progress=False)
     assert loaded.posterior_logits and loaded.model.offset_count == model.model.offset_count > 0
     pd.testing.assert_frame_equal(loaded.sample(50, seed=3), model.sample(50, seed=3))
+
+
+def _prediction(model, bridge, z, t):
+    """x_hat = m + s f: what the model predicts, from its drift."""
+    remaining = bridge.remaining_at(t.to(F64))[:, None]
+    with torch.no_grad():
+        return posterior_mean(z.to(F64), bridge.table, remaining) + remaining * model(z, t).to(F64)
+
+
+@pytest.mark.parametrize("domain", [ob.Categorical(3, shape=(4, 6)), ob.Lattice(0, 8.0, step=2.0, shape=(2, 4, 4))],
+                         ids=["categorical map", "lattice field"])
+def test_an_untrained_unet_with_posterior_logits_predicts_the_marginal_prior(domain):
+    bridge = ob.Bridge(domain, steps=20)
+    generator = torch.Generator().manual_seed(5)
+    if isinstance(domain, ob.Categorical):
+        data = domain.flatten(torch.nn.functional.one_hot(torch.randint(0, 3, (64, 4, 6), generator=generator), 3).float())
+    else:
+        data = 2.0 * torch.randint(0, 5, (64, 32), generator=generator).float()
+    unet = ob.models.DriftUNet(bridge, channels=(8,), data=data, posterior_logits=True)
+    mlp = DriftMLP(bridge, hidden=4, depth=1, data=data, marginal_prior=True)  # its untrained x_hat is the prior's
+    z, t = 3.0 * torch.randn(8, domain.width, generator=generator), torch.rand(8, generator=generator)
+    torch.testing.assert_close(_prediction(unet, bridge, z, t), _prediction(mlp, bridge, z, t), rtol=0, atol=1e-4)
+
+
+def test_each_lattice_pixel_reads_its_own_log_odds():
+    """A large bias on the output of (channel 1, value 3) makes every pixel of channel 1 predict value 3 at t = 0 (no
+    likelihood term yet), and leaves channel 0 at its marginal mean: the outputs are laid out per pixel and value."""
+    domain = ob.Lattice(0, 8.0, step=2.0, shape=(2, 4, 4))
+    bridge = ob.Bridge(domain, steps=20)
+    data = 2.0 * torch.randint(0, 5, (64, 32), generator=torch.Generator().manual_seed(6)).float()
+    unet = ob.models.DriftUNet(bridge, channels=(8,), data=data, posterior_logits=True)
+    assert unet.out.out_channels == 2 * 5
+    with torch.no_grad():
+        unet.out.bias[1 * 5 + 3] = 50.0
+    x_hat = _prediction(unet, bridge, torch.zeros(4, 32), torch.zeros(4)).reshape(4, 2, 16)
+    torch.testing.assert_close(x_hat[:, 1], torch.full((4, 16), 6.0, dtype=F64), rtol=0, atol=1e-5)
+    torch.testing.assert_close(x_hat[:, 0], data[:, :16].mean(dim=0).to(F64).expand(4, 16), rtol=0, atol=0.1)  # shares
+    # of 64 rows, half a row for unseen values: the prior's mean is the data's within 0.1
+
+
+def test_a_unet_refuses_posterior_logits_where_it_has_no_values_to_weigh():
+    with pytest.raises(ValueError, match="posterior_logits needs a categorical map or a lattice field"):
+        ob.models.DriftUNet(ob.Bridge(ob.Interval(0.0, 1.0, shape=(1, 4, 4)), steps=10), channels=(4,), posterior_logits=True)
+    with pytest.raises(TypeError, match="posterior_logits must be True or False"):
+        ob.models.DriftUNet(ob.Bridge(ob.Categorical(3, shape=(4, 4)), steps=10), channels=(4,), posterior_logits=1)

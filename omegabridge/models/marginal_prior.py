@@ -47,29 +47,29 @@ class MarginalPrior(nn.Module):
     """``prior(z, c, v, m)``: ``m`` with each covered discrete factor's columns replaced by its posterior mean
     under the data's marginal law of that factor (module docstring); ``c`` and ``v`` per row."""
 
-    def __init__(self, table, data: torch.Tensor | None = None, cover_scalars: bool = True):
+    def __init__(self, table, data: torch.Tensor | None = None, columns: range | None = None):
         super().__init__()
-        # cover_scalars=False: categorical groups only (a field model whose outputs hold one log-odds per category)
+        # columns: only the factors that start there are covered (a field model's field); None: every factor
         # Without data (a model about to load its weights) every value gets one row: the buffers' shapes.
         data = None if data is None else data.detach().to("cpu", torch.float64)
         scalars, supports, log_shares, groups, group_log_shares = [], [], [], [], []
         for segment in table.elements:
-            columns = None if data is None else data[:, segment.offset:segment.offset + segment.width]
-            if not cover_scalars and segment.kind != Kind.CATEGORICAL:
+            values_in = None if data is None else data[:, segment.offset:segment.offset + segment.width]
+            if columns is not None and segment.offset not in columns:
                 continue
             if segment.kind == Kind.LATTICE and segment.points <= MAX_POINTS:
                 values = segment.low + segment.step * torch.arange(segment.points, dtype=torch.float64)
                 scalars.append(segment.offset)
                 supports.append(values)
-                index = None if columns is None else torch.round((columns[:, 0] - segment.low) / segment.step).long()
+                index = None if values_in is None else torch.round((values_in[:, 0] - segment.low) / segment.step).long()
                 log_shares.append(_log_shares(index, segment.points))
             elif segment.kind == Kind.BINARY:
                 scalars.append(segment.offset)
                 supports.append(torch.tensor([0.0, 1.0], dtype=torch.float64))
-                log_shares.append(_log_shares(None if columns is None else columns[:, 0].round().long(), 2))
+                log_shares.append(_log_shares(None if values_in is None else values_in[:, 0].round().long(), 2))
             elif segment.kind == Kind.CATEGORICAL:
                 groups.append(list(range(segment.offset, segment.offset + segment.width)))
-                log_share = _log_shares(None if columns is None else columns.argmax(dim=1), segment.width)
+                log_share = _log_shares(None if values_in is None else values_in.argmax(dim=1), segment.width)
                 group_log_shares.append(log_share)
         width = max([len(s) for s in supports] + [1])
         self.register_buffer("scalar_columns", torch.tensor(scalars, dtype=torch.long))

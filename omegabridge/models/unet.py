@@ -21,7 +21,7 @@ from torch import nn
 from omegabridge.core.domains import Categorical
 from omegabridge.models.base import BridgeDrift
 from omegabridge.models.field_layout import Conditioning, FieldModel, zero_initialised
-from omegabridge.models.marginal_prior import MarginalPrior
+from omegabridge.models.marginal_prior import MAX_POINTS, MarginalPrior
 
 __all__ = ["DriftUNet"]
 
@@ -55,10 +55,11 @@ class DriftUNet(FieldModel, BridgeDrift):
             (``BridgeDrift.output_scale``, EDM's c_out): on RGB patches it lowered the pixel-histogram
             TV, on digits it was level, on segmentation maps it was far worse, so it is not the default
             (bench/results/field-models.md).
-        posterior_logits: (a categorical map) the K outputs of a pixel are log-odds added to its classes' shares
-            in ``data``, and its prediction is its posterior mean under them with its own state's exact Gaussian
-            term (``omegabridge.models.marginal_prior``): the network gives what the neighbours say, the formula the
-            steep step between classes late in time.
+        posterior_logits: the network gives each pixel (each channel of it) a log-odds per value, K for a
+            categorical map and one per lattice point for a lattice field of at most ``MAX_POINTS`` points, added
+            to that pixel's shares of the values in ``data``; its prediction is its posterior mean under them with
+            its own state's exact Gaussian term (``omegabridge.models.marginal_prior``): the network says what the
+            neighbours imply, the formula draws the steep step between two values late in time.
     """
 
     def __init__(self, bridge, channels: tuple[int, ...] = (32, 64), data: torch.Tensor | None = None,
@@ -91,28 +92,21 @@ class DriftUNet(FieldModel, BridgeDrift):
         self.middle = _ResidualBlock(channels[-1], channels[-1], embedding)
         self.up = nn.ModuleList(_ResidualBlock(2 * c, c_out, embedding)
                                 for c, c_out in zip(channels[::-1], channels[::-1][1:] + (channels[0],)))
-        self.out = zero_initialised(nn.Conv2d(channels[0], image_channels, 3, padding=1))
-        self.other_head = zero_initialised(nn.Linear(channels[-1] + embedding, other)) if other else None
         if not isinstance(posterior_logits, bool):
             raise TypeError(f"posterior_logits must be True or False, got {posterior_logits!r}")
-        if posterior_logits and not self.categorical:
-            raise ValueError(f"posterior_logits needs a categorical map field; the image field is {self.field!r}")
-        self.marginal_prior = MarginalPrior(bridge.table, None if data is None else bridge.check_data(data), cover_scalars=False) \
-            if posterior_logits else None
-        if posterior_logits:  # each group's log-odds are the outputs at its own columns
-            self.register_buffer("offset_columns", self.marginal_prior.group_columns.flatten(), persistent=False)
-
-    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.marginal_prior is None:
-            return super().forward(z, t)
-        states = z.to(torch.float32)
-        z, m, time_features, s = self.inputs(z, t)
-        h = self.predict(z, m, time_features)
-        m = m * self.data_std + self.data_mean
-        _, variance = self.state_law(s[:, 0].to(torch.float64))
-        x_hat = self.marginal_prior(states, time_features[:, 1], variance, m + self.output_scale(t) * h,
-                                    offsets=h[:, self.offset_columns])
-        return (x_hat - m) / s
+        #: Values per pixel channel whose log-odds the network gives (``posterior_logits``); 0: it predicts means.
+        self.logit_values = 0
+        self.marginal_prior = None
+        if posterior_logits:
+            points = self.field.categories if self.categorical else getattr(self.field, "points", None)
+            if points is None or points > MAX_POINTS:
+                raise ValueError(f"posterior_logits needs a categorical map or a lattice field of at most {MAX_POINTS} "
+                                 f"points; the image field is {self.field!r}")
+            self.logit_values = 1 if self.categorical else points  # a categorical map's K channels are its log-odds
+            self.marginal_prior = MarginalPrior(bridge.table, None if data is None else bridge.check_data(data),
+                                                columns=range(self.field_offset, self.field_offset + self.field.width))
+        self.out = zero_initialised(nn.Conv2d(channels[0], image_channels * max(1, self.logit_values), 3, padding=1))
+        self.other_head = zero_initialised(nn.Linear(channels[-1] + embedding, other)) if other else None
 
     def _image(self, view: torch.Tensor) -> torch.Tensor:
         if self.categorical:  # (n, H, W, K) -> (n, K, H, W)
@@ -120,6 +114,11 @@ class DriftUNet(FieldModel, BridgeDrift):
         return view.reshape(view.shape[0], *self.image_shape)
 
     def predict(self, z, m, time_features):
+        image, other = self._outputs(z, m, time_features)
+        return self._assemble(image, other)
+
+    def _outputs(self, z, m, time_features):
+        """(the field's outputs in its column order, per value where ``logit_values`` > 1; the other columns' h)."""
         (z_field, z_other), (m_field, m_other) = self._split(z), self._split(m)
         embedding = self.conditioning(time_features, z_other, m_other)
         x = self.stem(torch.cat([self._image(z_field), self._image(m_field)], dim=1))
@@ -139,5 +138,20 @@ class DriftUNet(FieldModel, BridgeDrift):
         image = self.out(x)
         if self.categorical:  # back to (n, H, W, K)
             image = image.permute(0, 2, 3, 1)
+        elif self.logit_values > 1:  # (n, C * values, H, W) -> (n, C, H, W, values): each pixel's values together
+            image = image.reshape(image.shape[0], -1, self.logit_values, *image.shape[2:]).permute(0, 1, 3, 4, 2)
         other = self.other_head(torch.cat([pooled, embedding], dim=1)) if self.other_head is not None else z_other
-        return self._assemble(image.contiguous(), other)
+        return image.reshape(image.shape[0], -1), other
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.marginal_prior is None:
+            return super().forward(z, t)
+        states = z.to(torch.float32)
+        z, m, time_features, s = self.inputs(z, t)
+        offsets, other = self._outputs(z, m, time_features)
+        m = m * self.data_std + self.data_mean
+        # the other columns as the mean-predicting model has them; the field's from its log-odds
+        h = self._assemble(torch.zeros(len(z), self.field.width, device=z.device, dtype=z.dtype), other)
+        _, variance = self.state_law(s[:, 0].to(torch.float64))
+        x_hat = self.marginal_prior(states, time_features[:, 1], variance, m + self.output_scale(t) * h, offsets=offsets)
+        return (x_hat - m) / s

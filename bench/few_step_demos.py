@@ -1,11 +1,13 @@
 """Few-step sampling on the segments and points demos: each demo's model trained once, sampled at
 its evaluations and at a quarter and an eighth of them.
 
-Both demos sample with 50 Euler steps on grid "t" from a model trained at those grid times
+Each demo samples 50 steps from a model trained at the grid-"t" times of 50 steps: segments by the
+bridge solver on grid "domain" (``SegmentsConfig``), points by Euler on grid "t"
 (``demos.common.FieldDemoSampler``). Here each demo's model is trained once with the demo's full
 settings (``train_segments``, ``train_points``), then sampled, as many rows as the demo samples
-with the same seed, by Euler at 50, 12 and 6 steps on grid "t" and by the bridge solver at 12 and
-6 steps on grids "t" and "domain" (``omegabridge.solvers.domain_grid``), and every sample is scored
+with the same seed, by the demo's own sampler, by Euler at 50, 12 and 6 steps on grid "t" and by the
+bridge solver at 12 and 6 steps on grids "t" and "domain" (``omegabridge.solvers.domain_grid``),
+and every sample is scored
 with the demo's own judge: segments by regions per map (real held-out maps: about 4.7) and
 co-occurrence and class-frequency TV; points by 1-NN accuracy (0.5 is ideal) and Chamfer coverage
 and fidelity. The tables and digits demos have their own few-step benches (few_step_tables.py,
@@ -31,15 +33,21 @@ from fair_runs import write_results
 from omegabridge.demos import common, points, segments
 from omegabridge.fields import datasets
 
-#: (solver, fraction of the demo's steps, grid): today's sampler, then a quarter and an eighth.
+#: (solver, fraction of the demo's steps, grid) after the demo's own sampler: all of them, a quarter and an eighth.
 SAMPLERS = (("euler", 1, "t"), ("euler", 4, "t"), ("euler", 8, "t"), ("bridge", 4, "t"), ("bridge", 8, "t"),
             ("bridge", 4, "domain"), ("bridge", 8, "domain"))
+
+
+def samplers(config) -> tuple:
+    """The demo's own sampler (``config``'s solver and grid at its steps) first, then the other ``SAMPLERS``."""
+    own = (config.solver, 1, config.sampling_grid)
+    return (own,) + tuple(sampler for sampler in SAMPLERS if sampler != own)
 
 
 def _cells(trained: common.TrainedField, config, count: int, shape_of, log) -> tuple[list, dict]:
     """Sample ``trained`` with every sampler; the cells (without scores) and the named sample sets."""
     cells, sets = [], {}
-    for solver, fraction, grid in SAMPLERS:
+    for solver, fraction, grid in samplers(config):
         steps = max(2, config.steps // fraction)  # a grid has at least 2 steps (the smoke sizes reach it)
         rows, seconds = common.sample_field(trained, count, solver=solver, steps=steps, grid=grid, seed=config.seed)
         name = f"{solver} {steps} {grid}"

@@ -14,11 +14,11 @@ what the rare-values target asks: every discrete value's share within max(0.01, 
 training rows' (the misses counted, the worst named), beside the mean discrete TV and the association
 error against the held-out rows. ``--mixed`` does the same with ``TabularBridge``'s defaults on a seeded
 mixed table with categories at 1-3% of the rows and missing cells (``mixed_table``), where each
-column's missing rate is scored too. ``--times`` are the toys' training times.
+column's missing rate is scored too. ``--toy-variants`` are the toys' settings.
 
     python bench/rare_values.py                                   # about 5 minutes on one core
     python bench/rare_values.py --iterations 200 --out /tmp/rare  # a quick look
-    python bench/rare_values.py --fair --mixed --seeds 0 1   # the tables too (+ about 25 minutes)
+    python bench/rare_values.py --fair --mixed --seeds 0 1   # the tables too (+ about 20 minutes)
     python bench/rare_values.py --kinds --mixed --variants continuous "posterior logits"   # one table, two settings
 
 Results: ``<out>/rare-values.md`` and ``.json``.
@@ -65,11 +65,10 @@ class Swapped(torch.nn.Module):
         return torch.where(late, self.second(z, t), self.first(z, t))
 
 
-def run(kind: str, iterations: int, seed: int = 0, taus=TAUS, times: str = "continuous", **settings) -> dict:
-    """The rare value's share for the trained drift (training ``times``, other ``TabularBridge`` settings), the
-    exact one and every swap."""
+def run(kind: str, iterations: int, seed: int = 0, taus=TAUS, variant: str = "continuous") -> dict:
+    """The rare value's share for the trained drift (the ``variant``'s settings), the exact one and every swap."""
     frame = table(kind, seed)
-    model = ob.TabularBridge(times=times, verbose=False, progress=False, **settings).fit(frame, iterations=iterations, seed=seed)
+    model = ob.TabularBridge(verbose=False, progress=False, **VARIANTS[variant]).fit(frame, iterations=iterations, seed=seed)
     bridge, trained = model.bridge, model.model.eval()
     exact = DriftMLP(bridge, hidden=1, depth=1, data=model.encoder.encode(frame), marginal_prior=True).eval()
     rare = 0 if kind == "lattice" else "a"
@@ -79,7 +78,7 @@ def run(kind: str, iterations: int, seed: int = 0, taus=TAUS, times: str = "cont
             rows = model.encoder.decode(bridge.sample(drift, n=SAMPLES, seed=seed + 1, progress=False))
         return float((rows["v"] == rare).mean())
 
-    return {"kind": kind, "iterations": iterations, "times": times, "domain": repr(bridge.domain), "trained": share(trained),
+    return {"kind": kind, "iterations": iterations, "variant": variant, "domain": repr(bridge.domain), "trained": share(trained),
             "exact": share(exact),
             "swaps": [{"tau": tau, "trained_then_exact": share(Swapped(trained, exact, tau)),
                        "exact_then_trained": share(Swapped(exact, trained, tau))} for tau in taus]}
@@ -124,11 +123,10 @@ def scored(model, train, test, seed: int, **row) -> dict:
 
 #: The settings compared on the tables (``--variants``): ``TabularBridge`` arguments by name.
 VARIANTS = {
-    "continuous": dict(times="continuous"),
-    "decisions": dict(times="decisions"),
-    "marginal prior": dict(marginal_prior=True),
+    "continuous": dict(times="continuous", posterior_logits=False),
+    "decisions": dict(times="decisions", posterior_logits=False),
+    "marginal prior": dict(marginal_prior=True, posterior_logits=False),
     "posterior logits": dict(posterior_logits=True),
-    "posterior logits, decisions": dict(posterior_logits=True, times="decisions"),
 }
 
 
@@ -193,14 +191,14 @@ def markdown(results: list, command: str, fair_rows: list = (), mixed_rows: list
     lines = [
         "# Where a trained model over-samples a rare value (bench/rare_values.py)", "",
         f"A value at {SHARES[0]:.1%} of {ROWS} rows (one column, 6 values: {', '.join(f'{s:g}' for s in SHARES)}); "
-        f"`TabularBridge` defaults but the training times; {SAMPLES} rows sampled per cell, seed 1 (sampling noise: sd about "
+        f"`TabularBridge` defaults but the settings named (`VARIANTS`); {SAMPLES} rows sampled per cell, seed 1 (sampling noise: sd about "
         f"{np.sqrt(SHARES[0] * (1 - SHARES[0]) / SAMPLES):.4f}). The rare value's share when sampling with the trained "
         "drift, the exact drift, and the trained drift before t = tau and the exact one after (and the reverse). "
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} ({torch.get_num_threads()} torch thread). "
         f"Command: `{command}`.", "",
     ]
     for result in results:
-        lines += [f"## {result['kind']}, {result['iterations']} iterations, {result['times']} times ({result['domain']})", "",
+        lines += [f"## {result['kind']}, {result['iterations']} iterations, {result['variant']} ({result['domain']})", "",
                   f"Trained drift: **{result['trained']:.4f}**; exact drift: {result['exact']:.4f}.", "",
                   "| tau | trained before tau, exact after | exact before tau, trained after |", "| --- | --- | --- |"]
         lines += [f"| {swap['tau']:g} | {swap['trained_then_exact']:.4f} | {swap['exact_then_trained']:.4f} |"
@@ -231,7 +229,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mixed-iterations", type=int, default=6000, help="of the mixed table's model (fit's default)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="the settings compared on fair and the mixed table")
-    parser.add_argument("--times", nargs="+", default=["continuous", "decisions"], choices=list(ob.bridge.TRAINING_TIMES))
+    parser.add_argument("--toy-variants", nargs="+", default=["continuous", "decisions", "posterior logits"],
+                        choices=list(VARIANTS), help="the settings compared on the one-column toys")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     arguments = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -239,10 +238,10 @@ def main(argv=None) -> int:
     command = " ".join(["python bench/rare_values.py", *given])
     results = []
     for kind in arguments.kinds:
-        for times in arguments.times:
+        for variant in arguments.toy_variants:
             for iterations in arguments.iterations:
-                results.append(run(kind, iterations, times=times))
-                print(f"{kind} {iterations} {times}: trained {results[-1]['trained']:.4f}, exact {results[-1]['exact']:.4f}", flush=True)
+                results.append(run(kind, iterations, variant=variant))
+                print(f"{kind} {iterations} {variant}: trained {results[-1]['trained']:.4f}, exact {results[-1]['exact']:.4f}", flush=True)
     torch.set_num_threads(2)  # this machine's two cores for the tables (the demo itself takes one thread)
     fair_rows = [fair(variant, seed) for variant in arguments.variants for seed in arguments.seeds] if arguments.fair else []
     mixed_rows = [mixed(variant, seed, arguments.mixed_iterations) for variant in arguments.variants

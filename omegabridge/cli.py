@@ -34,7 +34,7 @@ from omegabridge.tabular.table_files import MAX_PARTS
 from omegabridge.errors import UsageError
 from omegabridge.files import output_lock
 from omegabridge.bridge import TRAINING_TIMES
-from omegabridge.solvers import DEFAULT_SOLVER, SOLVERS
+from omegabridge.solvers import DEFAULT_SOLVER, SOLVERS, TABLE_GRID
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -127,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "Solvers) or euler")
     sample.add_argument("--steps", type=_integer("steps", 2), default=None, metavar="N",
                         help="time steps of the sampler (default: the model's own)")
-    sample.add_argument("--grid", default="t", metavar="GRID",
-                        help="time grid: t (default), beta, s or s^RHO (steps spaced in the remaining variance), "
-                             "or domain (the power chosen from the columns' spacings)")
+    sample.add_argument("--grid", default=TABLE_GRID, metavar="GRID",
+                        help="time grid: domain (default: the power of s chosen from the columns' spacings), t, beta, "
+                             "s or s^RHO (steps spaced in the remaining variance)")
     sample.add_argument("--condition", action="append", default=[], metavar="COLUMN=VALUE",
                         help="fix COLUMN to VALUE in every sampled row (repeatable); the other columns come from "
                              "the model given the conditions")
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     impute.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help="sampler, as for sample")
     impute.add_argument("--steps", type=_integer("steps", 2), default=None, metavar="N",
                         help="time steps of the sampler (default: the model's own)")
-    impute.add_argument("--grid", default="t", metavar="GRID", help="time grid of the sampler, as for sample")
+    impute.add_argument("--grid", default=TABLE_GRID, metavar="GRID", help="time grid of the sampler, as for sample")
     impute.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     _device(impute)
     _common(impute)

@@ -154,7 +154,7 @@ def test_an_interrupted_fit_keeps_its_state_and_the_rerun_resumes_to_the_same_mo
     assert sorted(os.listdir(tmp_path)) == ["m.ckpt", "straight.ckpt"]
     straight = torch.load(tmp_path / "straight.ckpt", weights_only=True)["weights"]
     resumed = torch.load(model, weights_only=True)["weights"]
-    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight), [k for k in straight if not torch.equal(straight[k], resumed[k])]
 
     # A partial state of other settings is named, and --restart discards it (m.ckpt exists now: --overwrite).
     argv = [*argv, "--overwrite"]

@@ -151,5 +151,27 @@ def test_each_lattice_pixel_reads_its_own_log_odds():
 def test_a_unet_refuses_posterior_logits_where_it_has_no_values_to_weigh():
     with pytest.raises(ValueError, match="posterior_logits needs a categorical map or a lattice field"):
         ob.models.DriftUNet(ob.Bridge(ob.Interval(0.0, 1.0, shape=(1, 4, 4)), steps=10), channels=(4,), posterior_logits=True)
-    with pytest.raises(TypeError, match="posterior_logits must be True or False"):
+    with pytest.raises(TypeError, match="posterior_logits must be True, False or None"):
         ob.models.DriftUNet(ob.Bridge(ob.Categorical(3, shape=(4, 4)), steps=10), channels=(4,), posterior_logits=1)
+
+
+@pytest.mark.parametrize("domain, expected", [(ob.Categorical(3, shape=(4, 4)), True), (ob.Lattice(0, 16, shape=(1, 4, 4)), True),
+                                              (ob.Lattice(0, 255, shape=(1, 4, 4)), False), (ob.Interval(0.0, 1.0, shape=(1, 4, 4)), False)])
+def test_the_unet_default_takes_log_odds_for_maps_and_small_lattices(domain, expected):
+    model = ob.models.DriftUNet(ob.Bridge(domain, steps=10), channels=(4,))
+    assert (model.marginal_prior is not None) is expected
+
+
+def test_the_moving_average_keeps_the_shares_of_factors_of_different_widths():
+    """A lattice of 6 values beside a binary pads the binary's shares; the EMA averages buffers too, and a padding of
+    -inf would turn NaN there (measured with -inf: the averaged padding was NaN)."""
+    bridge = ob.Bridge(ob.Product([ob.Lattice(0, 5.0), ob.Binary()]), steps=10)
+    data = torch.tensor([[0.0, 1.0], [3.0, 0.0], [5.0, 1.0], [2.0, 0.0]] * 8)
+    model = DriftMLP(bridge, hidden=8, depth=1, data=data, posterior_logits=True)
+    trainer = ob.Trainer(bridge, model, batch_size=8, ema_decay=0.9, progress=False)
+    trainer.fit(data, 3)
+    averaged = trainer.averaged_model
+    assert torch.equal(averaged.marginal_prior.scalar_log_share, model.marginal_prior.scalar_log_share)
+    with torch.no_grad():
+        assert torch.isfinite(averaged(torch.randn(16, 2), torch.rand(16))).all()
+    assert bridge.domain.contains(bridge.sample(averaged, 32, seed=0, progress=False)).all()

@@ -232,7 +232,8 @@ def test_the_sampler_can_be_chosen_and_every_row_stays_valid(fitted):
     assert (few["amount"].dropna() >= 0).all() and few["share"].between(0.0, 1.0).all()
     assert not few.equals(euler) and not euler.equals(default)
     # the default sampler by name is the default, and chunks of a chosen sampler equal one sample
-    pd.testing.assert_frame_equal(model.sample(200, seed=2, solver="bridge", steps=model.steps, grid="t"), default)
+    pd.testing.assert_frame_equal(model.sample(200, seed=2, solver="bridge", steps=model.steps, grid="domain"), default)
+    assert not model.sample(200, seed=2, grid="t").equals(default)  # the default grid is "domain", not "t"
     parts = pd.concat(list(model.sample_chunks(200, seed=2, chunk_rows=64, solver="bridge", steps=12, grid="s")))
     pd.testing.assert_frame_equal(parts, few)
 

@@ -41,6 +41,9 @@ __all__ = ["MAX_POINTS", "MarginalPrior"]
 
 #: Lattices with more points than this keep the flat prior's posterior mean (the cost is per point).
 MAX_POINTS = 256
+#: The log share of a padding value (a factor narrower than the widest): finite, so that the moving average of a
+#: model's buffers (``Trainer(ema_decay=...)``) keeps it (-inf would become NaN there), and far below any logit.
+PADDING_LOG_SHARE = -1e30
 
 
 class MarginalPrior(nn.Module):
@@ -74,11 +77,11 @@ class MarginalPrior(nn.Module):
         width = max([len(s) for s in supports] + [1])
         self.register_buffer("scalar_columns", torch.tensor(scalars, dtype=torch.long))
         self.register_buffer("scalar_support", _padded(supports, width, 0.0))
-        self.register_buffer("scalar_log_share", _padded(log_shares, width, -torch.inf))
+        self.register_buffer("scalar_log_share", _padded(log_shares, width, PADDING_LOG_SHARE))
         group_width = max([len(g) for g in groups] + [1])
         self.register_buffer("group_columns", _padded([torch.tensor(g, dtype=torch.float64) for g in groups],
                                                       group_width, 0.0).long())
-        self.register_buffer("group_log_share", _padded(group_log_shares, group_width, -torch.inf))
+        self.register_buffer("group_log_share", _padded(group_log_shares, group_width, PADDING_LOG_SHARE))
 
     @property
     def offset_count(self) -> int:
@@ -110,7 +113,7 @@ class MarginalPrior(nn.Module):
             states = z[:, self.group_columns]  # (n, groups, K): -|z - c e_k|^2 / 2v = (c z_k - c^2 / 2) / v + const
             logits = self.group_log_share.to(z.dtype) + group_offsets + (c * states - 0.5 * c * c) / v
             weights = torch.softmax(logits, dim=2)
-            present = torch.isfinite(self.group_log_share)
+            present = self.group_log_share > 0.5 * PADDING_LOG_SHARE
             base[:, self.group_columns[present]] = weights[:, present]
         return base
 

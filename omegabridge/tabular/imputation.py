@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from omegabridge.solvers import DEFAULT_SOLVER
+from omegabridge.solvers import DEFAULT_SOLVER, TABLE_GRID
 from omegabridge.tabular.conditions import condition_frame, known_cells
 
 __all__ = ["REDRAWS", "impute"]
@@ -39,7 +39,7 @@ REDRAWS = 16
 
 
 def impute(model, frame, seed: int = 0, *, draws: int = 1, batch_size: int = 8192, solver: str = DEFAULT_SOLVER,
-           steps: int | None = None, grid: str = "t"):
+           steps: int | None = None, grid: str = TABLE_GRID):
     """``frame`` with every missing cell filled from ``model`` (a fitted ``TabularBridge``) given the row's
     observed cells; observed cells come back unchanged, the index and column order are kept. ``solver``,
     ``steps``, ``grid`` as in ``TabularBridge.sample``. Deterministic for a given frame and seed."""

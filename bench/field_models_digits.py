@@ -6,7 +6,7 @@ thread; scored with the demo's judge (class-histogram TV from uniform, mean top 
 Frechet distance of the classifier's logits to the held-out digits) and the share of pixels at 0
 and at 16. One line of JSON (settings, scores; seconds are process CPU time).
 
-    python bench/field_models_digits.py [--seed 1] [--weight remaining_squared] [--output-scaling preconditioned] [--posterior-logits]
+    python bench/field_models_digits.py [--seed 1] [--weight remaining_squared] [--output-scaling preconditioned] [--posterior-logits off]
 """
 import argparse, json, time
 import numpy as np, torch
@@ -20,7 +20,8 @@ p.add_argument("--steps", type=int, default=25); p.add_argument("--grid", defaul
 p.add_argument("--channels", default="32,64"); p.add_argument("--seed", type=int, default=0); p.add_argument("--b", type=float, default=256.0)
 p.add_argument("--ema", type=float, default=None); p.add_argument("--spread", default="remaining"); p.add_argument("--a", type=float, default=3.0)
 p.add_argument("--output-scaling", default="data", choices=("preconditioned", "data"))
-p.add_argument("--posterior-logits", action="store_true", help="DriftUNet(posterior_logits=True)")
+p.add_argument("--posterior-logits", choices=("default", "on", "off"), default="default",
+               help="DriftUNet(posterior_logits=None / True / False); the default is on for digits")
 a = p.parse_args(); torch.set_num_threads(1)
 train, test, trl, tel = dd.load_split(0)
 domain = ob.Lattice(0, 16, shape=(1, 8, 8)); schedule = ob.schedules.Exp(a.a, a.b)
@@ -30,7 +31,7 @@ sampling = ob.Bridge(domain, schedule, steps=a.steps, grid=grid)
 data = domain.flatten(torch.from_numpy(train).float())
 torch.manual_seed(a.seed)
 model = ob.models.for_domain(bridge, data=data, channels=tuple(int(c) for c in a.channels.split(",")),
-                             output_scaling=a.output_scaling, posterior_logits=a.posterior_logits)
+                             output_scaling=a.output_scaling, posterior_logits={"default": None, "on": True, "off": False}[a.posterior_logits])
 t0 = time.process_time()
 tr = ob.Trainer(bridge, model, batch_size=a.batch, learning_rate=a.lr, weight=a.weight, times=a.times, seed=a.seed, ema_decay=a.ema, progress=False)
 tr.fit(data, a.iters); t1 = time.process_time()

@@ -27,7 +27,8 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--iterations", type=int, default=600)
 parser.add_argument("--weight", default="remaining", help="the Trainer's loss weight (training only)")
 parser.add_argument("--output-scaling", default="data", choices=("data", "preconditioned"))
-parser.add_argument("--posterior-logits", action="store_true", help="DriftUNet(posterior_logits=True)")
+parser.add_argument("--posterior-logits", choices=("default", "on", "off"), default="default",
+                    help="DriftUNet(posterior_logits=None / True / False); the default is on for a categorical map")
 parser.add_argument("--variants", default="euler:t:remaining,bridge:domain:remaining")
 parser.add_argument("--n", type=int, default=400)
 parser.add_argument("--save", default=None, help="folder for each variant's sampled maps (.npy)")
@@ -42,7 +43,7 @@ bridge = ob.Bridge(domain, steps=50)
 data = domain.flatten(torch.nn.functional.one_hot(torch.from_numpy(train), classes).float())
 torch.manual_seed(args.seed)
 model = ob.models.for_domain(bridge, data=data, channels=(32, 64), output_scaling=args.output_scaling,
-                              posterior_logits=args.posterior_logits)
+                              posterior_logits={"default": None, "on": True, "off": False}[args.posterior_logits])
 if os.path.exists(args.model):
     model.load_state_dict(torch.load(args.model))
 else:

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training times: continuous (default; the model serves any --steps and --grid at sampling) "
                           "grid (the --steps grid times only), or decisions (continuous, half the rows where discrete "
                           "values are decided)")
+    fit.add_argument("--posterior-logits", action=argparse.BooleanOptionalAction, default=True,
+                     help="the network gives each discrete column log-odds per value (default); --no-posterior-logits: "
+                          "it predicts each column's mean (docs/math.md, Rare values)")
     fit.add_argument("--ema-decay", type=_fraction("EMA decay"), default=None, metavar="D",
                      help="keep an exponential moving average of the weights (e.g. 0.999) and save it")
     _device(fit)
@@ -291,8 +294,8 @@ def _fit_locked(args) -> int:
     frame = read_table(args.data)
     workers = f" on {distributed.world_size()} workers" if distributed.is_distributed() else ""
     say(f"read {args.data}: {len(frame)} rows, {len(frame.columns)} columns{workers}")
-    model = TabularBridge(steps=args.steps, times=args.times, ema_decay=args.ema_decay, device=args.device, progress=args.progress,
-                          verbose=distributed.is_main())
+    model = TabularBridge(steps=args.steps, times=args.times, posterior_logits=args.posterior_logits, ema_decay=args.ema_decay,
+                          device=args.device, progress=args.progress, verbose=distributed.is_main())
     resume_file = args.output + PARTIAL_SUFFIX
     try:
         model.fit(frame, overrides, iterations=args.iterations, batch_size=args.batch_size, seed=args.seed,

@@ -124,6 +124,15 @@ def test_fit_prints_the_schema_and_writes_a_loadable_checkpoint(work):
     assert (schema["count"].low, schema["count"].high) == (0.0, 9.0)
     assert sorted(schema["colour"].categories) == sorted(COLOURS)
     assert model.training["iterations"] == 5 and model.steps == 5
+    assert model.posterior_logits and model.model.offset_count > 0  # the default: log-odds per discrete value
+
+
+def test_fit_can_predict_means_instead_of_log_odds(work, tmp_path, capsys):
+    out = tmp_path / "means.ckpt"
+    code, _, err = run(capsys, "fit", work.data, "-o", out, "--schema", work.schema, *FAST, "--no-posterior-logits")
+    assert code == 0, err
+    model = TabularBridge.load(str(out), progress=False)
+    assert not model.posterior_logits and model.model.offset_count == 0
 
 
 def test_an_interrupted_fit_keeps_its_state_and_the_rerun_resumes_to_the_same_model(work, tmp_path, capsys,

@@ -194,7 +194,7 @@ def markdown(results: list, command: str, fair_rows: list = (), mixed_rows: list
         f"`TabularBridge` defaults but the settings named (`VARIANTS`); {SAMPLES} rows sampled per cell, seed 1 (sampling noise: sd about "
         f"{np.sqrt(SHARES[0] * (1 - SHARES[0]) / SAMPLES):.4f}). The rare value's share when sampling with the trained "
         "drift, the exact drift, and the trained drift before t = tau and the exact one after (and the reverse). "
-        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} ({torch.get_num_threads()} torch thread). "
+        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} (toys on 1 torch thread, tables on 2). "
         f"Command: `{command}`.", "",
     ]
     for result in results:
@@ -206,7 +206,7 @@ def markdown(results: list, command: str, fair_rows: list = (), mixed_rows: list
         lines.append("")
     if fair_rows:
         lines += ["## fair: the tables demo's model (6000 iterations) by setting", "",
-                  "Shares against the training rows' (tolerance max(0.01, 25%)); TV and association error against the "
+                  "Each samples with `TabularBridge`'s default sampler (50 bridge-solver steps on grid \"domain\"). Shares against the training rows' (tolerance max(0.01, 25%)); TV and association error against the "
                   "held-out rows.", ""] + share_table(fair_rows, "model")
     if mixed_rows:
         shares = ", ".join(f"{name or 'missing'} {share:g}" for name, share in PLANS.items())

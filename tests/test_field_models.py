@@ -42,13 +42,19 @@ def randomise_outputs(model: torch.nn.Module) -> None:
 
 @pytest.mark.parametrize("name", CASES)
 def test_for_domain_picks_the_model_and_it_starts_as_the_pure_bridge(name):
+    """A mean-predicting model starts as the pure bridge (f = 0); one with log-odds (the U-Net on a map or a small
+    lattice) as the marginal prior's posterior mean, here the domain's uniform shares (no data)."""
     domain, expected = CASES[name]
     bridge = ob.Bridge(domain, steps=10)
     torch.manual_seed(0)
     model = ob.models.for_domain(bridge)
     assert type(model).__name__ == expected
     z, t = 3.0 * torch.randn(4, domain.width), torch.rand(4)
-    assert torch.equal(model(z, t), torch.zeros(4, domain.width))
+    if getattr(model, "marginal_prior", None) is None:
+        assert torch.equal(model(z, t), torch.zeros(4, domain.width))
+    else:
+        prior = ob.models.DriftMLP(bridge, hidden=4, depth=1, marginal_prior=True)  # a field alone: the same factors
+        torch.testing.assert_close(model(z, t), prior(z, t), rtol=1e-5, atol=1e-5)
     randomise_outputs(model)
     drift = model(z, t)
     assert drift.shape == (4, domain.width) and torch.isfinite(drift).all() and drift.abs().max() > 0

@@ -19,7 +19,8 @@ def _unet(output_scaling="preconditioned"):
     torch.manual_seed(0)
     bridge = ob.Bridge(ob.Lattice(0, 16, shape=(1, 4, 4)), ob.schedules.Exp(3.0, 256.0), steps=20)
     data = bridge.domain.flatten(torch.randint(0, 17, (64, 1, 4, 4)).float())
-    return DriftUNet(bridge, channels=(4,), data=data, output_scaling=output_scaling)
+    # the mean-predicting U-Net: the output scale multiplies its h (with log-odds only the other columns' h)
+    return DriftUNet(bridge, channels=(4,), data=data, output_scaling=output_scaling, posterior_logits=False)
 
 
 @pytest.mark.parametrize("t", [0.0, 0.3, 0.7, 0.95, 0.999])

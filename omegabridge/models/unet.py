@@ -125,6 +125,8 @@ class DriftUNet(FieldModel, BridgeDrift):
         return view.reshape(view.shape[0], *self.image_shape)
 
     def predict(self, z, m, time_features):
+        if self.marginal_prior is not None:
+            raise TypeError("this DriftUNet gives log-odds per value (posterior_logits), not h; call the model for its drift")
         image, other = self._outputs(z, m, time_features)
         return self._assemble(image, other)
 

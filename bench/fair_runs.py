@@ -47,9 +47,9 @@ def measured(script: str, argv, detail: str = "") -> str:
             f"`{command}`")
 
 
-def demo_model(train, *, iterations: int, seed: int, path: str | None = None, conditional: bool = True):
-    """(a ``TabularBridge`` with the tables demo's settings trained on ``train`` with fair's overrides, or the
-    checkpoint at ``path``; the seconds it took)."""
+def demo_model(train, *, iterations: int, seed: int, path: str | None = None, conditional: bool = True, **settings):
+    """(a ``TabularBridge`` with the tables demo's settings, and any other ``TabularBridge`` ``settings``, trained on
+    ``train`` with fair's overrides, or the checkpoint at ``path``; the seconds it took)."""
     from omegabridge.demos.tables import FAIR_SCHEMA, DemoConfig
     from omegabridge.tabular import TabularBridge
 
@@ -58,7 +58,7 @@ def demo_model(train, *, iterations: int, seed: int, path: str | None = None, co
         return TabularBridge.load(path, progress=False), time.perf_counter() - started
     config = DemoConfig(iterations=iterations, seed=seed)
     model = TabularBridge(steps=config.steps, hidden=config.hidden, depth=config.depth, learning_rate=config.learning_rate,
-                          conditional=conditional, verbose=False, progress=False)
+                          conditional=conditional, verbose=False, progress=False, **settings)
     model.fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size, seed=config.seed)
     return model, time.perf_counter() - started
 

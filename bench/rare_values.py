@@ -133,14 +133,12 @@ VARIANTS = {
 def fair(variant: str, seed: int) -> dict:
     """The tables demo's model of fair with the ``variant``'s settings: share misses, mean discrete TV, association
     error."""
+    from fair_runs import demo_model
     from omegabridge.demos.common import load_fair, split_frame
-    from omegabridge.demos.tables import FAIR_SCHEMA, DemoConfig
+    from omegabridge.demos.tables import DemoConfig
 
-    config = DemoConfig(seed=seed)
     train, test, _, _ = split_frame(load_fair(), seed)
-    model = ob.TabularBridge(steps=config.steps, hidden=config.hidden, depth=config.depth, learning_rate=config.learning_rate,
-                             verbose=False, progress=False, **VARIANTS[variant])
-    model.fit(train, FAIR_SCHEMA, iterations=config.iterations, batch_size=config.batch_size, seed=seed)
+    model, _ = demo_model(train, iterations=DemoConfig.iterations, seed=seed, **VARIANTS[variant])
     return scored(model, train, test, seed, variant=variant)
 
 

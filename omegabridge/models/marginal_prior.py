@@ -57,9 +57,9 @@ class MarginalPrior(nn.Module):
         data = None if data is None else data.detach().to("cpu", torch.float64)
         scalars, supports, log_shares, groups, group_log_shares = [], [], [], [], []
         for segment in table.elements:
-            values_in = None if data is None else data[:, segment.offset:segment.offset + segment.width]
             if columns is not None and segment.offset not in columns:
                 continue
+            values_in = None if data is None else data[:, segment.offset:segment.offset + segment.width]
             if segment.kind == Kind.LATTICE and segment.points <= MAX_POINTS:
                 values = segment.low + segment.step * torch.arange(segment.points, dtype=torch.float64)
                 scalars.append(segment.offset)

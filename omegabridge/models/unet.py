@@ -100,8 +100,8 @@ class DriftUNet(FieldModel, BridgeDrift):
         self.middle = _ResidualBlock(channels[-1], channels[-1], embedding)
         self.up = nn.ModuleList(_ResidualBlock(2 * c, c_out, embedding)
                                 for c, c_out in zip(channels[::-1], channels[::-1][1:] + (channels[0],)))
+        points = self.field.categories if self.categorical else getattr(self.field, "points", None)  # values per pixel
         if posterior_logits is None:
-            points = self.field.categories if self.categorical else getattr(self.field, "points", None)
             posterior_logits = points is not None and (self.categorical or points <= LOGIT_POINTS)
         if not isinstance(posterior_logits, bool):
             raise TypeError(f"posterior_logits must be True, False or None, got {posterior_logits!r}")
@@ -109,7 +109,6 @@ class DriftUNet(FieldModel, BridgeDrift):
         self.logit_values = 0
         self.marginal_prior = None
         if posterior_logits:
-            points = self.field.categories if self.categorical else getattr(self.field, "points", None)
             if points is None or points > MAX_POINTS:
                 raise ValueError(f"posterior_logits needs a categorical map or a lattice field of at most {MAX_POINTS} "
                                  f"points; the image field is {self.field!r}")

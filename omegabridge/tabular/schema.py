@@ -521,15 +521,6 @@ def _parsed_text_times(series, present):
             if not not_a_time.any():
                 return dtype, times.from_ticks(ticks, missing, dtype).set_axis(series.index)
     return None
-    if not all(isinstance(value, str) for value in present):
-        return None
-    from omegabridge.tabular import times
-
-    text = present.astype(str)
-    for kind, pattern in _TEXT_TIMES.items():
-        if text.str.fullmatch(pattern).all() and not times.valid_ticks(present, f"{kind}64[us]")[2].any():
-            return kind
-    return None
 
 
 def _fill_parameters(name: str, entry: dict, present) -> None:

@@ -71,8 +71,8 @@ class TabularBridge:
         posterior_logits: the network gives each discrete column a log-odds per value on top of its marginal
             shares, and its prediction is that column's posterior mean under them with the column's own state's
             exact term (``DriftMLP(posterior_logits=True)``): the default, which keeps rare values at their shares
-            and the columns' dependence (on fair, association error 0.018 against 0.032 predicting means;
-            docs/math.md, "Rare values"). False: the network predicts each column's mean.
+            and the columns' dependence (on fair, association error 0.020 against 0.038 predicting means;
+            bench/results/rare-values.md, docs/math.md "Rare values"). False: the network predicts each column's mean.
         verbose: print the schema and a summary at ``fit``; ``log`` is the printing function.
         progress: progress bars for training and sampling.
     """

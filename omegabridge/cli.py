@@ -195,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_integer("seed", 0, 2**63), metavar="N", help=f"seed (default {defaults.seed})")
     demo.add_argument("--steps", type=_integer("steps", 2), metavar="N", help=f"time steps (default {defaults.steps})")
     demo.add_argument("--only", choices=("fair", "digits"), help="run one data set only")
-    demo.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests and smoke runs, not quality)")
+    sizes = demo.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests and smoke runs, not quality)")
+    sizes.add_argument("--paper", action="store_true",
+                       help="a field demo at paper scale: more data, larger networks, 10-30x the training (the GPU "
+                       "recipe, with --device cuda; docs/benchmarks.md)")
+    _device(demo)
     _common(demo, threads_default=defaults.threads)
     return parser
 
@@ -441,6 +446,9 @@ def _demo(args) -> int:
 
     if args.name is not None:
         return _field_demo(args)
+    if args.paper or args.device != "cpu":
+        raise UsageError("--paper and --device are for the field demos (demo digits|segments|points); "
+                         "the tables demo runs on the CPU")
     demo.require_demo_dependencies()
     _threads(args.threads)
     values = dict(demo.QUICK) if args.quick else {}
@@ -454,27 +462,28 @@ def _demo(args) -> int:
 
 
 def _field_demo_parts(name: str):
-    """(quick sizes, config class, run function) of the field demo ``name``."""
+    """(quick sizes, paper sizes, config class, run function) of the field demo ``name``."""
     if name == "points":
         from omegabridge.demos import points as point_demo
 
-        return point_demo.POINTS_QUICK, point_demo.PointsConfig, point_demo.run_points
+        return point_demo.POINTS_QUICK, point_demo.POINTS_PAPER, point_demo.PointsConfig, point_demo.run_points
     if name == "digits":
         from omegabridge.demos import digits as digit_demo
 
-        return digit_demo.DIGITS_QUICK, digit_demo.DigitsConfig, digit_demo.run_digits
+        return digit_demo.DIGITS_QUICK, digit_demo.DIGITS_PAPER, digit_demo.DigitsConfig, digit_demo.run_digits
     from omegabridge.demos import segments as field_demos
 
-    return field_demos.SEGMENTS_QUICK, field_demos.SegmentsConfig, field_demos.run_segments
+    return (field_demos.SEGMENTS_QUICK, field_demos.SEGMENTS_PAPER, field_demos.SegmentsConfig,
+            field_demos.run_segments)
 
 
 def _field_demo(args) -> int:
     if args.only:
         tables_digits = " (the tables demo's flat digits: 'omegabridge demo --only digits')" if args.name == "digits" else ""
         raise UsageError(f"--only chooses a data set of the tables demo; 'demo {args.name}' has one{tables_digits}")
-    quick, config, run = _field_demo_parts(args.name)
-    values = dict(quick) if args.quick else {}
-    values.update(output=args.output, progress=args.progress, threads=args.threads)
+    quick, paper, config, run = _field_demo_parts(args.name)
+    values = dict(quick) if args.quick else dict(paper) if args.paper else {}
+    values.update(output=args.output, progress=args.progress, threads=args.threads, device=args.device)
     for name in ("iterations", "seed", "steps"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)

@@ -163,14 +163,16 @@ def independent_pixels(images, count: int, seed: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FieldDemoSampler:
-    """The sampler and training times of a field demo: Euler on grid t and a model trained at the
-    grid times, what the segments and points figures were measured with (the library's defaults,
-    the bridge solver and continuous times, are not yet measured on them). The digits demo
-    overrides them with its measured few-step sampler (``DigitsConfig``)."""
+    """The sampler, training times and device of a field demo: Euler on grid t and a model trained at
+    the grid times, what the points figures were measured with (the library's defaults, the bridge
+    solver and continuous times, are not yet measured on them). The digits and segments demos
+    override them with their measured few-step samplers. ``device``: where the models train and
+    sample (``"cuda"`` for the GPU recipe, the ``*_PAPER`` sizes); the scores are computed on the CPU."""
 
     solver: str = "euler"
     sampling_grid: str = "t"
     times: str = "grid"
+    device: str = "cpu"
 
 
 @dataclass
@@ -205,7 +207,9 @@ def sample_field(trained: TrainedField, n: int, *, solver: str, steps: int, grid
     import omegabridge as ob
 
     bridge = ob.Bridge(trained.domain, trained.schedule, steps=steps, grid=grid)
+    device = "cpu" if trained.model is None else next(trained.model.parameters()).device  # where it was trained
     mark = time.perf_counter()
     with torch.no_grad():
-        rows = bridge.sample(trained.model, n=n, seed=seed, batch_size=256, progress=progress, solver=solver)
+        rows = bridge.sample(trained.model, n=n, seed=seed, batch_size=256, progress=progress, solver=solver,
+                             device=device).cpu()
     return rows, time.perf_counter() - mark

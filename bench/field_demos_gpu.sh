@@ -12,12 +12,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=${1:-${OUT:-field-demos-gpu}}
+PYTHON=${PYTHON:-python3}
 mkdir -p "$out"
-python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'field_demos_gpu.sh: no CUDA GPU here (torch.cuda.is_available() is False)')"
-python -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)" | tee "$out/summary.md"
+"$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'field_demos_gpu.sh: no CUDA GPU here (torch.cuda.is_available() is False)')"
+"$PYTHON" -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)" | tee "$out/summary.md"
 for name in ${DEMOS:-digits segments points}; do
   start=$(date +%s)
-  python -m omegabridge demo "$name" --paper --device cuda --no-progress -o "$out" 2>&1 | tee "$out/$name.log"
+  "$PYTHON" -m omegabridge demo "$name" --paper --device cuda --no-progress -o "$out" 2>&1 | tee "$out/$name.log"
   { echo; echo "## $name ($(( $(date +%s) - start )) s): python -m omegabridge demo $name --paper --device cuda";
     echo '```'; tail -n 12 "$out/$name.log"; echo '```'; } >> "$out/summary.md"  # the demo's score table
 done

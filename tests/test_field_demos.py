@@ -72,3 +72,17 @@ def test_the_quick_points_demo_on_an_explicit_cpu_device_records_it(tmp_path):
     assert cli.main(["demo", "points", "--quick", "--device", "cpu", "--no-progress", "-o", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "points_metrics.json").read_text())
     assert metrics["config"]["device"] == "cpu" and metrics["valid"] == 1.0
+
+
+def test_the_gpu_recipe_says_plainly_when_there_is_no_gpu(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "field_demos_gpu.sh"
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the recipe would run at paper scale")
+    done = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True,
+                          env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert done.returncode != 0 and "no CUDA GPU here" in done.stderr
+    assert list((tmp_path / "out").iterdir()) == []

@@ -60,13 +60,14 @@ def test_for_domain_picks_the_model_and_it_starts_as_the_pure_bridge(name):
     assert drift.shape == (4, domain.width) and torch.isfinite(drift).all() and drift.abs().max() > 0
 
 
+@pytest.mark.parametrize("logits", [False, True], ids=["means", "posterior logits"])
 @pytest.mark.parametrize("with_data", [False, True])
-def test_the_set_network_is_permutation_equivariant(with_data):
+def test_the_set_network_is_permutation_equivariant(with_data, logits):
     domain = ob.Product([ob.Lattice(0, 63, shape=(16, 3)), ob.Categorical(4)])
     bridge = ob.Bridge(domain, steps=10)
     data = bridge.sample(None, n=64, seed=2, progress=False) if with_data else None
     torch.manual_seed(0)
-    model = DriftSetNetwork(bridge, hidden=32, depth=2, data=data)
+    model = DriftSetNetwork(bridge, hidden=32, depth=2, data=data, posterior_logits=logits)
     randomise_outputs(model)
     z, t = 20.0 * torch.rand(5, domain.width), torch.rand(5)
     order = torch.randperm(16, generator=torch.Generator().manual_seed(3))

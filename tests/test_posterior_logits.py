@@ -175,3 +175,59 @@ def test_the_moving_average_keeps_the_shares_of_factors_of_different_widths():
     with torch.no_grad():
         assert torch.isfinite(averaged(torch.randn(16, 2), torch.rand(16))).all()
     assert bridge.domain.contains(bridge.sample(averaged, 32, seed=0, progress=False)).all()
+
+
+def test_an_untrained_set_network_with_posterior_logits_predicts_each_coordinates_pooled_marginal():
+    """Every point of a cloud shares one law per coordinate: clouds whose points all sit at one place give every
+    column the same shares, so the pooled prior is the MLP's per-column prior (at any state and time)."""
+    domain = ob.Lattice(0, 15, shape=(6, 2))
+    bridge = ob.Bridge(domain, steps=20)
+    generator = torch.Generator().manual_seed(7)
+    place = torch.randint(0, 16, (64, 1, 2), generator=generator).float()
+    data = place.expand(64, 6, 2).reshape(64, 12)
+    model = ob.models.DriftSetNetwork(bridge, hidden=8, depth=1, neighbours=3, data=data, posterior_logits=True)
+    assert model.logit_values == 16 and model.out.out_features == 2 * 16
+    mlp = DriftMLP(bridge, hidden=4, depth=1, data=data, marginal_prior=True)
+    z, t = 8.0 + 5.0 * torch.randn(8, 12, generator=generator), torch.rand(8, generator=generator)
+    torch.testing.assert_close(_prediction(model, bridge, z, t), _prediction(mlp, bridge, z, t), rtol=0, atol=1e-4)
+
+
+def test_the_set_network_pools_the_shares_over_points_and_reads_each_coordinates_log_odds():
+    """At t = 0 (no likelihood term) the untrained prediction is each coordinate's pooled share-weighted mean, the
+    same for every point, computed here from the counts; a large bias on (coordinate 1, value 3) moves coordinate 1
+    of every point to 3 and leaves coordinate 0 where it was."""
+    domain = ob.Lattice(0, 7, shape=(5, 2))
+    bridge = ob.Bridge(domain, steps=20)
+    data = torch.randint(0, 8, (40, 5, 2), generator=torch.Generator().manual_seed(8)).float()
+    model = ob.models.DriftSetNetwork(bridge, hidden=8, depth=1, neighbours=2, data=data.reshape(40, 10),
+                                      posterior_logits=True)
+    expected = torch.empty(2, dtype=F64)
+    for coordinate in range(2):
+        shares = []
+        for point in range(5):
+            counts = torch.bincount(data[:, point, coordinate].long(), minlength=8).to(F64)
+            counts = counts + 0.5 * (counts == 0)
+            shares.append(counts / counts.sum())
+        expected[coordinate] = (torch.stack(shares).mean(dim=0) * torch.arange(8, dtype=F64)).sum()
+    x_hat = _prediction(model, bridge, torch.zeros(3, 10), torch.zeros(3)).reshape(3, 5, 2)
+    torch.testing.assert_close(x_hat, expected.expand(3, 5, 2), rtol=0, atol=1e-5)
+    with torch.no_grad():
+        model.out.bias[1 * 8 + 3] = 50.0
+    moved = _prediction(model, bridge, torch.zeros(3, 10), torch.zeros(3)).reshape(3, 5, 2)
+    torch.testing.assert_close(moved[..., 1], torch.full((3, 5), 3.0, dtype=F64), rtol=0, atol=1e-5)
+    torch.testing.assert_close(moved[..., 0], x_hat[..., 0], rtol=0, atol=1e-6)
+
+
+def test_the_set_network_refuses_posterior_logits_without_a_lattice_and_takes_them_only_when_asked():
+    with pytest.raises(ValueError, match="posterior_logits needs a lattice point field"):
+        ob.models.DriftSetNetwork(ob.Bridge(ob.Interval(0.0, 1.0, shape=(8, 3)), steps=10), hidden=4,
+                                  posterior_logits=True)
+    with pytest.raises(TypeError, match="posterior_logits must be True, False or None"):
+        ob.models.DriftSetNetwork(ob.Bridge(ob.Lattice(0, 63, shape=(8, 3)), steps=10), hidden=4, posterior_logits="on")
+    small, wide = ob.Bridge(ob.Lattice(0, 63, shape=(8, 3)), steps=10), ob.Bridge(ob.Lattice(0, 255, shape=(8, 3)), steps=10)
+    assert ob.models.DriftSetNetwork(small, hidden=4).marginal_prior is None  # the default: means (measured better)
+    model = ob.models.DriftSetNetwork(small, hidden=4, posterior_logits=None)  # None: on up to LOGIT_POINTS values
+    assert model.marginal_prior is not None
+    with pytest.raises(TypeError, match="gives log-odds per value"):
+        model.predict(torch.zeros(1, 24), torch.zeros(1, 24), torch.zeros(1, 3))
+    assert ob.models.DriftSetNetwork(wide, hidden=4, posterior_logits=None).marginal_prior is None

@@ -71,6 +71,9 @@ class PointsConfig(common.FieldDemoSampler):
     iterations with neighbours gave 0.803 in 335 s (seed 0, one run each;
     bench/results/field-models.md).
 
+    ``posterior_logits``: the set network's log-odds per lattice value (``DriftSetNetwork``); off, as
+    measured: 1-NN accuracy 0.910 with them against 0.745, Chamfer fidelity 41.3 against 36.2.
+
     >>> PointsConfig().points, PointsConfig(**POINTS_QUICK).points
     (512, 64)
     """
@@ -88,6 +91,7 @@ class PointsConfig(common.FieldDemoSampler):
     hidden: int = 64
     depth: int = 3
     neighbours: int = 16
+    posterior_logits: bool = False
     schedule_a: float = 10.0
     schedule_b: float | None = None
     seed: int = 0
@@ -226,7 +230,7 @@ def train_points(config: PointsConfig, log: Callable[[str], None] = print) -> co
         f"{config.steps} steps ==")
     torch.manual_seed(config.seed)
     model = ob.models.for_domain(bridge, data=data, hidden=config.hidden, depth=config.depth,
-                                 neighbours=config.neighbours).to(config.device)
+                                 neighbours=config.neighbours, posterior_logits=config.posterior_logits).to(config.device)
     log(f"model: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters")
     mark = time.perf_counter()
     trainer = ob.Trainer(bridge, model, batch_size=config.batch_size, learning_rate=config.learning_rate,

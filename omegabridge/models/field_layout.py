@@ -83,6 +83,19 @@ class FieldModel:
         field = x[:, self.field_offset:self.field_offset + self.field.width]
         return self.field.unflatten(field), x[:, self.other_columns]
 
+    def _posterior_logit_drift(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The drift of a model whose field outputs are log-odds per value (``self.marginal_prior``, filled by
+        ``_outputs``): x_hat is the posterior mean under them with each element's own exact Gaussian term
+        (``omegabridge.models.marginal_prior``); the other columns are predicted as a mean-predicting model does."""
+        states = z.to(torch.float32)
+        z, m, time_features, s = self.inputs(z, t)
+        offsets, other = self._outputs(z, m, time_features)
+        m = m * self.data_std + self.data_mean
+        h = self._assemble(torch.zeros(len(z), self.field.width, device=z.device, dtype=z.dtype), other)
+        _, variance = self.state_law(s[:, 0].to(torch.float64))
+        x_hat = self.marginal_prior(states, time_features[:, 1], variance, m + self.output_scale(t) * h, offsets=offsets)
+        return (x_hat - m) / s
+
     def _assemble(self, field_output: torch.Tensor, other_output: torch.Tensor) -> torch.Tensor:
         rows = field_output.shape[0]
         h = field_output.new_empty(rows, self.bridge.width)

@@ -37,10 +37,13 @@ from torch import nn
 
 from omegabridge.core.segments import Kind
 
-__all__ = ["MAX_POINTS", "MarginalPrior"]
+__all__ = ["MAX_POINTS", "LOGIT_POINTS", "MarginalPrior"]
 
 #: Lattices with more points than this keep the flat prior's posterior mean (the cost is per point).
 MAX_POINTS = 256
+#: The field models (``DriftUNet``, ``DriftSetNetwork``) take log-odds by default on lattice fields of at most this
+#: many points (an 8-bit field would need 256 outputs per element).
+LOGIT_POINTS = 64
 #: The log share of a padding value (a factor narrower than the widest): finite, so that the moving average of a
 #: model's buffers (``Trainer(ema_decay=...)``) keeps it (-inf would become NaN there), and far below any logit.
 PADDING_LOG_SHARE = -1e30

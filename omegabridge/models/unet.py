@@ -21,7 +21,7 @@ from torch import nn
 from omegabridge.core.domains import Categorical
 from omegabridge.models.base import BridgeDrift
 from omegabridge.models.field_layout import Conditioning, FieldModel, zero_initialised
-from omegabridge.models.marginal_prior import MAX_POINTS, MarginalPrior
+from omegabridge.models.marginal_prior import LOGIT_POINTS, MAX_POINTS, MarginalPrior
 
 __all__ = ["DriftUNet"]
 
@@ -41,10 +41,6 @@ class _ResidualBlock(nn.Module):
         h = h + self.shift(embedding)[:, :, None, None]
         h = self.conv_out(nn.functional.silu(self.norm_out(h)))
         return h + self.skip(x)
-
-
-#: ``DriftUNet(posterior_logits=None)`` turns log-odds on for lattice fields of at most this many points.
-LOGIT_POINTS = 64
 
 
 class DriftUNet(FieldModel, BridgeDrift):
@@ -158,12 +154,4 @@ class DriftUNet(FieldModel, BridgeDrift):
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.marginal_prior is None:
             return super().forward(z, t)
-        states = z.to(torch.float32)
-        z, m, time_features, s = self.inputs(z, t)
-        offsets, other = self._outputs(z, m, time_features)
-        m = m * self.data_std + self.data_mean
-        # the other columns as the mean-predicting model has them; the field's from its log-odds
-        h = self._assemble(torch.zeros(len(z), self.field.width, device=z.device, dtype=z.dtype), other)
-        _, variance = self.state_law(s[:, 0].to(torch.float64))
-        x_hat = self.marginal_prior(states, time_features[:, 1], variance, m + self.output_scale(t) * h, offsets=offsets)
-        return (x_hat - m) / s
+        return self._posterior_logit_drift(z, t)

@@ -86,7 +86,7 @@ def markdown(result: dict, command: str) -> str:
     segments_result, points_result = result["segments"], result["points"]
     lines = [
         "# Few-step sampling on the segments and points demos (bench/few_step_demos.py)", "",
-        "Each demo's model trained once with the demo's settings (grid times of its 50 steps, seed 0) and sampled, as "
+        f"Each demo's model trained once with the demo's settings ({result['times']} times, seed 0) and sampled, as "
         "many rows as the demo samples with the same seed, by each sampler; scored with the demo's judge. Measured "
         f"{datetime.date.today().isoformat()} on {platform.machine()} ({torch.get_num_threads()} torch thread). "
         f"Command: `{command}`.", "",
@@ -118,15 +118,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the demos' smoke sizes (seconds; quality is not the point)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as the demos)")
+    parser.add_argument("--times", choices=("grid", "continuous"), help="the models' training times (default: each "
+                        "demo's own, the grid times of its 50 steps)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     arguments = parser.parse_args(argv)
     given = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python bench/few_step_demos.py", *given])
     settings = dict(progress=False, threads=arguments.threads)
+    if arguments.times is not None:
+        settings["times"] = arguments.times
     segments_config = segments.SegmentsConfig(**(segments.SEGMENTS_QUICK if arguments.quick else {}), **settings)
     points_config = points.PointsConfig(**(points.POINTS_QUICK if arguments.quick else {}), **settings)
     arguments.out.mkdir(parents=True, exist_ok=True)
-    result = {"segments": run_segments(segments_config), "points": run_points(points_config)}
+    times = "the grid times of its 50 steps" if points_config.times == "grid" else f"{points_config.times} training"
+    result = {"times": times, "segments": run_segments(segments_config), "points": run_points(points_config)}
     write_results(arguments.out, "few-step-demos", [markdown(result, command).rstrip("\n")], result)
     return 0
 

@@ -8,7 +8,7 @@ iterations; --n samples scored against the held-out patches: pixel-histogram TV 
 16 levels, and the correlation of horizontally neighbouring pixels. One line of JSON (the
 settings, then the scores; seconds are process CPU time).
 
-    python bench/field_models_rgb.py --size 16 --iters 300 [--weight remaining_squared] [--output-scaling preconditioned]
+    python bench/field_models_rgb.py --size 16 --iters 300 [--weight remaining] [--output-scaling preconditioned] [--posterior-logits on]
 """
 import sys, time, json, argparse
 import numpy as np, torch
@@ -17,7 +17,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--iters", type=int, default=300)
 p.add_argument("--batch", type=int, default=64)
 p.add_argument("--lr", type=float, default=3e-3)
-p.add_argument("--weight", default="remaining")
+p.add_argument("--weight", default=None, help="the Trainer's loss weight (default: the model's own, Trainer(weight=None))")
 p.add_argument("--times", default="grid")
 p.add_argument("--steps", type=int, default=100)
 p.add_argument("--solver", default=None)
@@ -29,6 +29,8 @@ p.add_argument("--seed", type=int, default=0)
 p.add_argument("--schedule", default=None)
 p.add_argument("--spread", default="remaining")
 p.add_argument("--output-scaling", default="data", choices=("preconditioned", "data"))
+p.add_argument("--posterior-logits", choices=("default", "on", "off"), default="default",
+               help="DriftUNet(posterior_logits=None / True / False); the default is off for 8-bit fields")
 p.add_argument("--n", type=int, default=400)
 p.add_argument("--threads", type=int, default=1)
 a = p.parse_args()
@@ -50,7 +52,7 @@ bridge = ob.Bridge(domain, sched, steps=a.steps, grid=a.grid)
 data = domain.flatten(torch.from_numpy(train).float())
 torch.manual_seed(a.seed)
 model = ob.models.for_domain(bridge, data=data, channels=tuple(int(c) for c in a.channels.split(",")),
-                             output_scaling=a.output_scaling)
+                             output_scaling=a.output_scaling, posterior_logits={"default": None, "on": True, "off": False}[a.posterior_logits])
 t0 = time.process_time()
 tr = ob.Trainer(bridge, model, batch_size=a.batch, learning_rate=a.lr, weight=a.weight, times=a.times, seed=a.seed, ema_decay=a.ema, progress=False)
 losses = tr.fit(data, a.iters)
@@ -63,4 +65,4 @@ def ncorr(v):
     v = v.astype(float); a_ = v[..., :, :-1].ravel(); b_ = v[..., :, 1:].ravel(); return np.corrcoef(a_, b_)[0,1]
 tv = 0.5*np.abs(hist(s)-hist(test)).sum()
 res = dict(tv=round(tv,3), corr=round(ncorr(s),3), real_corr=round(ncorr(test),3), below16=round((s<16).mean(),3), real_below16=round((test<16).mean(),3), above224=round((s>=224).mean(),3), real_above224=round((test>=224).mean(),3), train_s=round(t1-t0), sample_s=round(t2-t1), loss=float(np.mean(losses[-30:])))
-print(json.dumps({k:v for k,v in vars(a).items()}), json.dumps(res), flush=True)
+print(json.dumps({**vars(a), "weight": tr.weight}), json.dumps(res), flush=True)

@@ -189,3 +189,39 @@ def test_fit_rejects_data_of_the_wrong_width(small):
     bridge, model, data = small
     with pytest.raises(ValueError, match="shape"):
         ob.fit(bridge, model, data[:, :3], iterations=1, progress=False)
+
+
+@pytest.mark.parametrize("domain, model_options, expected", [
+    (ob.Lattice(0, 255, shape=(1, 4, 4)), {}, "remaining_squared"),  # the U-Net predicting means
+    (ob.Categorical(3, shape=(4, 4)), {}, "remaining"),  # the U-Net with log-odds
+    (ob.Lattice(0, 63, shape=(8, 3)), {"hidden": 8}, "remaining_squared"),  # the set network
+    (ob.Product([ob.Lattice(0, 4), ob.Categorical(3)]), {"hidden": 8}, "remaining"),  # DriftMLP
+], ids=["8-bit image", "categorical map", "point cloud", "table"])
+def test_the_trainer_takes_the_models_own_loss_weight_by_default(domain, model_options, expected):
+    """weight=None resolves to the model's loss_weight, and training with it is bit for bit training with that weight
+    named (two models built alike, two iterations each)."""
+    bridge = ob.Bridge(domain, steps=10)
+    data = bridge.sample(None, n=16, seed=1, progress=False)
+    def build():
+        torch.manual_seed(0)
+        return ob.models.for_domain(bridge, data=data, **model_options)
+
+    implicit, explicit = build(), build()
+    trainer = ob.Trainer(bridge, implicit, batch_size=8, progress=False)
+    assert trainer.weight == expected
+    trainer.fit(data, 2)
+    assert trainer.settings()["weight"] == expected  # what a checkpoint records and a resume must match
+    ob.Trainer(bridge, explicit, batch_size=8, weight=expected, progress=False).fit(data, 2)
+    for (name, a), b in zip(implicit.state_dict().items(), explicit.state_dict().values()):
+        assert torch.equal(a, b), name
+    other = "remaining" if expected == "remaining_squared" else "remaining_squared"
+    assert ob.Trainer(bridge, build(), weight=other, progress=False).weight == other  # a named one wins
+
+
+def test_a_plain_module_trains_with_lambda_s_and_a_bad_model_weight_is_named():
+    bridge = ob.Bridge(ob.Lattice(0, 4), steps=10)
+    assert ob.Trainer(bridge, torch.nn.Linear(1, 1), progress=False).weight == "remaining"
+    model = torch.nn.Linear(1, 1)
+    model.loss_weight = "squared"
+    with pytest.raises(ValueError, match="weight must be one of"):
+        ob.Trainer(bridge, model, progress=False)

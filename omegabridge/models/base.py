@@ -97,6 +97,10 @@ class BridgeDrift(nn.Module):
         """h, of z's shape, from the standardised inputs (subclasses)."""
         raise NotImplementedError
 
+    #: The loss weight lambda(t) that ``Trainer`` and ``fit`` use for this model when given ``weight=None`` (their
+    #: default): ``"remaining"`` (lambda = s) here; the mean-predicting field models take plain x-prediction MSE.
+    loss_weight = "remaining"
+
     #: How the output h becomes x_hat - m: ``"data"`` (sigma_data h, at every time) or ``"preconditioned"``
     #: (``output_scale``: EDM's c_out, which shrinks with the state's noise late in time).
     output_scaling = "data"

@@ -147,6 +147,10 @@ class DriftSetNetwork(FieldModel, BridgeDrift):
     0.0
     """
 
+    #: Plain x-prediction MSE by default (``Trainer(weight=None)``): on the points demo 1-NN accuracy 0.93 against
+    #: 0.97 for lambda = s after 600 iterations (``PointsConfig``).
+    loss_weight = "remaining_squared"
+
     def __init__(self, bridge, hidden: int = 128, depth: int = 3, data: torch.Tensor | None = None,
                  neighbours: int = 16, positions: str = "mean", pool: str = "max",
                  posterior_logits: bool | None = False):

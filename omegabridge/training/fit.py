@@ -26,7 +26,7 @@ def fit(
     iterations: int = 2000,
     batch_size: int = 512,
     learning_rate: float = 5e-3,
-    weight: str = "remaining",
+    weight: str | None = None,
     times: str = "grid",
     clip: float = 1.0,
     seed: int = 0,
@@ -41,8 +41,9 @@ def fit(
     clipping off), and the learning rate decays from ``learning_rate`` to 0 on a cosine.
     Every draw derives from ``seed`` and the iteration, so a run is repeatable.
 
-    ``weight="remaining"`` (lambda = s) is the default because, for exponential
-    schedules (g(t) = a (s + beta(T) e^{-a} / (1 - e^{-a}))), it is close to the
+    ``weight=None`` takes the model's own (``Trainer``'s default: ``"remaining"`` for ``DriftMLP``,
+    plain x-prediction MSE for the mean-predicting field models). ``"remaining"`` (lambda = s) is the
+    tables' because, for exponential schedules (g(t) = a (s + beta(T) e^{-a} / (1 - e^{-a}))), it is close to the
     path-space KL divergence between the learned and the ideal process, which
     bounds the sample's error. On a lattice + categorical toy ``DriftMLP`` reached
     lattice TV ~0.03 with it, ~0.05 with ``"none"`` (categorical TV 0.03) and only

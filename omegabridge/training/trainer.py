@@ -46,7 +46,7 @@ from omegabridge.checksums import state_sha256
 from omegabridge.files import atomic_write, output_lock, remove_temporaries
 from omegabridge.errors import TrainingCheckpointError
 
-__all__ = ["Trainer", "TrainingRecord", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["Trainer", "TrainingRecord", "FORMAT", "FORMAT_VERSION", "default_loss_weight"]
 
 FORMAT = "omegabridge.training"
 FORMAT_VERSION = 2  # 2: a "sha256" entry, the checksum of the rest (version 1 files still resume)
@@ -76,6 +76,17 @@ class TrainingRecord:
     rows_per_second: float
 
 
+def default_loss_weight(model: torch.nn.Module) -> str:
+    """The loss weight ``model`` trains with when none is given: its ``loss_weight`` (``BridgeDrift``'s), else
+    ``"remaining"``.
+
+    >>> import omegabridge as ob
+    >>> default_loss_weight(torch.nn.Linear(2, 2)), default_loss_weight(ob.models.for_domain(ob.Lattice(0, 255, shape=(1, 4, 4))))
+    ('remaining', 'remaining_squared')
+    """
+    return getattr(model, "loss_weight", "remaining")
+
+
 class Trainer:
     """Train ``model`` (any ``torch.nn.Module`` with ``model(z, t) -> drift``) for ``bridge``.
 
@@ -86,7 +97,10 @@ class Trainer:
             ``batch_size / K`` of its rows (so it must divide by K).
         learning_rate: Adam's peak learning rate.
         warmup: iterations of linear warmup from 0; then a cosine decay to 0 at the end.
-        weight: the loss weight lambda(t): ``"none"``, ``"remaining"`` (default) or ``"remaining_squared"``.
+        weight: the loss weight lambda(t): ``"none"``, ``"remaining"`` or ``"remaining_squared"``; ``None`` (the
+            default): the model's own ``loss_weight`` (``BridgeDrift.loss_weight``: ``"remaining"`` for
+            ``DriftMLP`` and log-odds models, ``"remaining_squared"`` for the mean-predicting U-Net and the set
+            network), ``"remaining"`` for a model without one.
         times: each row's training time: ``"grid"`` (the default: one of the bridge's N grid
             times) or ``"continuous"`` (t uniform on [0, 1), so the model serves any sampler's
             grid and step count, at some cost in short runs: docs/math.md, Training) or ``"decisions"``
@@ -115,7 +129,7 @@ class Trainer:
         batch_size: int = 512,
         learning_rate: float = 3e-3,
         warmup: int = 0,
-        weight: str = "remaining",
+        weight: str | None = None,
         times: str = "grid",
         clip: float = 1.0,
         ema_decay: float | None = None,
@@ -147,6 +161,8 @@ class Trainer:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if weight is None:
+            weight = default_loss_weight(model)
         check_loss_weight(weight)
         check_training_times(times)
         for hook in hooks:

@@ -18,9 +18,16 @@ the share of the step spent outside the MLP.
 and each ``--remaining`` s, and writes ``bench/results/final-step-cpu.md``; ``--max-ratio R``
 makes the run fail when a layout's last step costs more than R steps.
 
+``--bridge-step`` times the bridge solver's fused step (``ops.bridge_step`` with the multistep term: reads z, f
+and the previous prediction, writes z in place and the new prediction into a reused buffer, as
+``solvers.BridgeSolver`` runs it) against the Euler step (``ops.step``) of the same backend on the same inputs,
+per element, for every layout, and writes ``bench/results/bridge-step-cpu.md``; ``--min-ratio R`` makes the run
+fail when a layout's bridge step runs at less than R times the Euler step's elements per second.
+
     python bench/run.py                 # full sizes (about 10 minutes on 2 cores)
     python bench/run.py --scale 0.05    # quick look
     python bench/run.py --final-step --max-ratio 3   # the last step against the step (about 2 minutes)
+    python bench/run.py --bridge-step --min-ratio 0.8  # the bridge solver's step against the Euler step
 """
 
 from __future__ import annotations
@@ -132,6 +139,70 @@ def final_versus_step(name: str, domain, rows: int, backend: str, remaining: flo
             "ratio": final_seconds / step_seconds, "fresh_ratio": statistics.median(fresh_samples) / step_seconds}
 
 
+def bridge_versus_step(name: str, domain, rows: int, backend: str, repeats: int) -> dict:
+    """Seconds per element of the bridge solver's step and of the Euler step on the same z and f, timed
+    alternately (as final_versus_step) at s = 0.5 and delta = 0.01, each in place."""
+    table = domain.segment_table()
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(rows, domain.width, generator=generator)
+    f = torch.randn(rows, domain.width, generator=generator)
+    previous = torch.randn(rows, domain.width, generator=generator)
+    euler_state, bridge_state, prediction = z.clone(), z.clone(), torch.empty_like(z)
+    spread = torch.full((domain.width,), 0.1)
+    euler = lambda: dispatch.step(euler_state, f, table, remaining=0.5, increment=0.01, seed=1, step_index=3, backend=backend, out=euler_state)  # noqa: E731
+    bridge = lambda: dispatch.bridge_step(bridge_state, f, previous, table, remaining=0.5, fraction=0.02, weight=0.3, spread=spread,  # noqa: E731
+                                          seed=1, step_index=3, backend=backend, out=bridge_state, prediction=prediction)
+    euler(), bridge()  # warm-up
+    euler_samples, bridge_samples = [], []
+    for _ in range(repeats):
+        for function, samples in ((euler, euler_samples), (bridge, bridge_samples)):
+            start = time.perf_counter()
+            function()
+            samples.append(time.perf_counter() - start)
+    elements = rows * domain.width
+    euler_seconds, bridge_seconds = statistics.median(euler_samples), statistics.median(bridge_samples)
+    return {"layout": name, "backend": backend, "rows": rows, "width": domain.width,
+            "euler_ns_per_element": 1e9 * euler_seconds / elements, "bridge_ns_per_element": 1e9 * bridge_seconds / elements,
+            "ratio": euler_seconds / bridge_seconds}
+
+
+def bridge_step_table(args) -> int:
+    """--bridge-step: the bridge solver's step against the Euler step per layout; exit status 1 when a ratio of
+    elements per second falls below --min-ratio."""
+    results = []
+    for name, (domain, count) in layouts(args.scale).items():
+        r = bridge_versus_step(name, domain, count, "cpu", args.repeats)
+        results.append(r)
+        print(f"{name:>40}: Euler step {r['euler_ns_per_element']:.2f} ns/el, bridge step {r['bridge_ns_per_element']:.2f} "
+              f"ns/el, {r['ratio']:.0%} of the Euler step's elements per second", flush=True)
+    command = (f"python bench/run.py --bridge-step --scale {args.scale} --repeats {args.repeats}"
+               + (f" --min-ratio {args.min_ratio:g}" if args.min_ratio else "") + (f" --threads {args.threads}" if args.threads else ""))
+    lines = ["# The bridge solver's fused step against the Euler step on CPU (backend='cpu')", "",
+             f"{datetime.date.today()}, omegabridge {ob.__version__}. Device: {machine()}.", "",
+             f"Command: `{command}`", "",
+             "Per element, the median of the repeats, both timed alternately on the same z and f (standard normal), s = 0.5. "
+             "The Euler step (`ops.step`) reads z and f and writes z; the bridge step (`ops.bridge_step`, as "
+             "`solvers.BridgeSolver` runs it, with the multistep term) reads z, f and the previous prediction and writes z "
+             "and the new prediction (20 bytes per element against 12).", "",
+             "| layout | rows x width | Euler step ns/element | bridge step ns/element | bridge step elements/s, share of Euler's |",
+             "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['layout']} | {r['rows']} x {r['width']} | {r['euler_ns_per_element']:.2f} | {r['bridge_ns_per_element']:.2f} | "
+              f"{r['ratio']:.0%} |" for r in results]
+    text = "\n".join(lines)
+    print("\n" + text)
+    path = Path(args.output) if args.output != str(RESULTS / "cpu") else RESULTS / "bridge-step-cpu.md"
+    path = path.with_suffix(".md")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    print(f"\nwrote {path}")
+    worst = min(results, key=lambda r: r["ratio"])
+    if args.min_ratio and worst["ratio"] < args.min_ratio:
+        print(f"FAIL: the bridge step runs at {worst['ratio']:.0%} of the Euler step's elements per second on "
+              f"{worst['layout']}, below --min-ratio {args.min_ratio:g}")
+        return 1
+    return 0
+
+
 def final_step_table(args) -> int:
     """--final-step: the last step against the step per layout; exit status 1 when a ratio exceeds --max-ratio."""
     results = []
@@ -230,12 +301,18 @@ def main(argv=None) -> int:
     parser.add_argument("--final-step", action="store_true", help="time ops.final_step against ops.step instead (cpu backend)")
     parser.add_argument("--remaining", type=float, nargs="+", default=[0.5], help="--final-step: the s of both ops")
     parser.add_argument("--max-ratio", type=float, default=0.0, help="--final-step: fail above this last step / step ratio")
+    parser.add_argument("--bridge-step", action="store_true", help="time ops.bridge_step against ops.step instead (cpu backend)")
+    parser.add_argument("--min-ratio", type=float, default=0.0, help="--bridge-step: fail below this share of the Euler step's elements/s")
     parser.add_argument("--threads", type=int, default=0, help="torch (and kernel) threads; 0: torch's default")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.final_step and args.bridge_step:
+        parser.error("--final-step and --bridge-step are separate runs; give one")
     if args.final_step:
         return final_step_table(args)
+    if args.bridge_step:
+        return bridge_step_table(args)
 
     backends = args.backends.split(",")
     for backend in backends:

@@ -51,3 +51,22 @@ def test_the_end_to_end_sampling_bench_runs_every_cpu_variant_and_they_agree(tmp
     report = json.loads((tmp_path / "sampling-cpu.json").read_text())
     assert set(report["step_parts_ms"]) == {"mlp", "cpu", "reference"}
     assert "| per-column |" in (tmp_path / "sampling-cpu.md").read_text()
+
+
+def test_the_bridge_step_bench_times_every_layout_and_fails_below_its_ratio(tmp_path):
+    """bench/run.py --bridge-step at a tiny size: one line per layout of bench/layouts.py with both ops' times, and
+    the exit status 1 once a layout runs below --min-ratio (a ratio above any attainable one)."""
+    from native_helpers import require_extension
+
+    require_extension()
+    from layouts import layouts
+    from run import main as run_main
+
+    output = tmp_path / "bridge-step"
+    assert run_main(["--bridge-step", "--scale", "0.001", "--repeats", "1", "--output", str(output)]) == 0
+    text = output.with_suffix(".md").read_text()
+    for name in layouts(0.001):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        euler, bridge, share = (cell.strip() for cell in row.split("|")[3:6])
+        assert float(euler) > 0 and float(bridge) > 0 and share.endswith("%")
+    assert run_main(["--bridge-step", "--scale", "0.001", "--repeats", "1", "--output", str(output), "--min-ratio", "1000"]) == 1

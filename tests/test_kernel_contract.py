@@ -290,6 +290,23 @@ def test_bridge_step_matches_reference(backend, name, rows, drift, open_kernels,
         assert torch.equal(out, again), "reduced f != its float32 copy"
 
 
+@pytest.mark.parametrize("with_drift", [True, False], ids=["drift without previous", "previous without drift"])
+@pytest.mark.parametrize("backend", list(SPECS))
+def test_bridge_step_with_one_of_drift_and_previous(backend, with_drift, open_kernels, generator):
+    """The two cases the test above leaves out: a drift and no multistep term (the solver's first step), and the
+    multistep term with no drift (model=None); each a separate path of the kernels."""
+    kernels = open_kernels(backend)
+    domain, table, z = _mixed(kernels, generator)
+    f = (torch.randn(z.shape, generator=generator) * 3) if with_drift else None
+    previous = None if with_drift else z + torch.randn(z.shape, generator=generator)
+    weight = 0.0 if with_drift else 0.3
+    spread = 0.5 * torch.rand(table.width, generator=generator)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    out, prediction = kernels.bridge_step(table, z, f, previous, 0.37, 0.2, weight, spread, seed, 11, row_offset=5)
+    check_bridge_step(out, prediction, z, f, previous, table, 0.37, 0.2, weight, spread, seed, 11, 5,
+                      f"bridge step on the mixed layout, {'drift' if with_drift else 'previous'} only")
+
+
 @pytest.mark.parametrize("backend", list(SPECS))
 def test_bridge_step_in_place_equals_out_of_place(backend, open_kernels, generator):
     kernels = open_kernels(backend)

@@ -376,22 +376,29 @@ OB_INLINE void run_tile(const Call& call, std::int64_t first, std::int64_t count
       const float s = call.remaining, fraction = call.fraction, weight = call.weight;
       const float* __restrict spread = call.spread;
       float* __restrict prediction = call.target + row * width;
-      if (input != nullptr) {
-        const Input* __restrict f = input + row * width;
-        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE { prediction[c] = m[c] + s * load(f, c); });
-      } else {
-        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE { prediction[c] = m[c]; });
-      }
-      if (call.previous != nullptr) {
-        const float* __restrict previous = call.previous + row * width;
+      const Input* __restrict f = input != nullptr ? input + row * width : nullptr;
+      const float* __restrict previous = call.previous != nullptr ? call.previous + row * width : nullptr;
+      // One pass per (drift, previous) case: each element's prediction is used as it is written, not read back.
+      const auto finish = [&](std::int64_t c, float predicted, float moved) OB_LAMBDA_INLINE {
+        prediction[c] = predicted;
+        out[c] = z[c] + fraction * (moved - z[c]) + spread[c] * noise[c];
+      };
+      if (f != nullptr && previous != nullptr) {
         for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE {
-          const float moved = prediction[c] + weight * (prediction[c] - previous[c]);
-          out[c] = z[c] + fraction * (moved - z[c]) + spread[c] * noise[c];
+          const float predicted = m[c] + s * load(f, c);
+          finish(c, predicted, predicted + weight * (predicted - previous[c]));
+        });
+      } else if (f != nullptr) {
+        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE {
+          const float predicted = m[c] + s * load(f, c);
+          finish(c, predicted, predicted);
+        });
+      } else if (previous != nullptr) {
+        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE {
+          finish(c, m[c], m[c] + weight * (m[c] - previous[c]));
         });
       } else {
-        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE {
-          out[c] = z[c] + fraction * (prediction[c] - z[c]) + spread[c] * noise[c];
-        });
+        for_columns(0, width, [&](std::int64_t c) OB_LAMBDA_INLINE { finish(c, m[c], m[c]); });
       }
     } else if (op == Op::kTarget) {
       const float s = call.remaining_rows[row];

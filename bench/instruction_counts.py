@@ -60,7 +60,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 
 import sass  # noqa: E402
 from omegabridge.kernels import bridge  # noqa: E402
-from omegabridge.kernels.plan import TILE_WIDTHS, WIDE_GROUP_CLASS, build_plan  # noqa: E402
+from omegabridge.kernels.plan import FIRST_SMALL_GROUP_CLASS_INDEX, TILE_WIDTHS, WIDE_GROUP_CLASS, build_plan, small_group_rows  # noqa: E402
 from run_gpu import gpu_layouts  # noqa: E402
 from triton_resources import _bridge_signature, compile_variant  # noqa: E402
 
@@ -166,7 +166,10 @@ def triton_counts(table, mode_name: str, arch: int) -> dict:
         program = _program(cubin)
         all_loops = sass.loops(program)
         body = sass.count_loop(program, all_loops[0], all_loops)  # the row loop: the outermost
-        trip_rows = _sub_rows(TILE_WIDTHS.value[item_class], tile, rows_per_program)
+        if item_class >= FIRST_SMALL_GROUP_CLASS_INDEX:  # a row per lane (kernels/bridge.py, _small_group_item)
+            trip_rows = small_group_rows(tile, rows_per_program)
+        else:
+            trip_rows = _sub_rows(TILE_WIDTHS.value[item_class], tile, rows_per_program)
         per_row += body.instructions * threads / trip_rows
         items.append({"kind": kind, "columns": (start, end), "class": item_class,
                       "per_row": body.instructions * threads / trip_rows})

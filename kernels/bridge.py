@@ -3,7 +3,7 @@
 One kernel, four modes (``MEAN``, ``STEP``, ``BRIDGE_STEP``, ``TARGET``). The grid is (work items) x (row
 blocks), work item fastest, so the programs running together read the same rows and share
 their cache lines. Each program handles one item (see kernels/plan.py) for ``ROWS_PER_PROGRAM``
-rows, in tiles of ``TILE`` elements:
+rows, in tiles of ``TILE`` elements (a small categorical group: a row per lane, column by column):
 
 * STEP:   out = z + db [(m(z, s) - z)/s + f] + sqrt(db) xi, xi from stream 0 (in place allowed);
 * BRIDGE_STEP: x_hat = m(z, s) + s f into ``target``, and out = z + fraction (x_hat + w (x_hat - previous) - z)
@@ -25,7 +25,8 @@ from omegabridge.core.noise import NoiseAddress
 from . import philox, posterior, special
 from .philox import STREAM_STEP, STREAM_TRAIN
 from .special import NEGATIVE_HUGE
-from .plan import FIRST_ALIGNED_CLASS, FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, program_item
+from .plan import (FIRST_ALIGNED_CLASS, FIRST_GROUP_CLASS, FIRST_SMALL_GROUP_CLASS, SMALL_GROUP_CLASSES,
+                   SMALL_GROUP_GPU_ROWS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, program_item)
 
 
 MEAN = tl.constexpr(0)
@@ -59,14 +60,25 @@ def _row_scale(s_ptr, remaining, rows, row_mask, MODE: tl.constexpr):
 
 
 @triton.jit
-def _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, row_low, row_high,
-           seed_low, seed_high, step_index, first_column, MODE: tl.constexpr, BLOCK: tl.constexpr,
-           WIDE_OFFSETS: tl.constexpr):
+def _tile_noise(seed_low, seed_high, step_index, row_low, row_high, first_column, MODE: tl.constexpr, BLOCK: tl.constexpr):
+    """The mode's normals for a tile: eps of the training stream (TARGET), xi of the step's stream (STEP,
+    BRIDGE_STEP); MEAN draws none (a zero)."""
+    if MODE == TARGET:
+        noise = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_TRAIN, first_column, BLOCK)
+    elif MODE == MEAN:
+        noise = 0.0
+    else:
+        noise = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP, first_column, BLOCK)
+    return noise
+
+
+@triton.jit
+def _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, eps,
+           MODE: tl.constexpr, WIDE_OFFSETS: tl.constexpr):
     """(v, x): the state the mean is taken at (z, or z_t = c x + sigma_t eps) and the data x (TARGET)."""
     values = tl.load(_element_pointers(input_ptr, input_stride, rows, row0, columns, WIDE_OFFSETS), mask=mask,
                      other=0.0).to(tl.float32)
     if MODE == TARGET:
-        eps = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_TRAIN, first_column, BLOCK)
         c = tl.load(c_ptr + rows, mask=row_mask, other=0.0)
         noise_scale = tl.load(noise_scale_ptr + rows, mask=row_mask, other=0.0)
         return c * values + noise_scale * eps, values
@@ -74,19 +86,16 @@ def _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns,
 
 
 @triton.jit
-def _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
+def _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, xi, out_ptr, out_stride, target_ptr, target_stride,
             drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight,
-            seed_low, seed_high, step_index, first_column,
-            MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, BLOCK: tl.constexpr,
-            WIDE_OFFSETS: tl.constexpr):
-    """Write the mode's outputs for one tile."""
+            MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, WIDE_OFFSETS: tl.constexpr):
+    """Write the mode's outputs for one tile (``xi``: the step's normals, STEP and BRIDGE_STEP)."""
     if MODE == MEAN:
         tl.store(_element_pointers(out_ptr, out_stride, rows, row0, columns, WIDE_OFFSETS), m, mask=mask)
     elif MODE == STEP:
         velocity = (m - v) * inverse_s
         if HAS_DRIFT:
             velocity += tl.load(_element_pointers(drift_ptr, drift_stride, rows, row0, columns, WIDE_OFFSETS), mask=mask, other=0.0).to(tl.float32)
-        xi = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP, first_column, BLOCK)
         tl.store(_element_pointers(out_ptr, out_stride, rows, row0, columns, WIDE_OFFSETS), v + increment * velocity + tl.sqrt_rn(increment) * xi, mask=mask)
     elif MODE == BRIDGE_STEP:  # increment carries the fraction delta / s
         prediction = m
@@ -97,7 +106,6 @@ def _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, row_low, row_high,
             previous = tl.load(_element_pointers(previous_ptr, previous_stride, rows, row0, columns, WIDE_OFFSETS), mask=mask, other=0.0)
             moved = prediction + weight * (prediction - previous)
         spread = tl.load(spread_ptr + columns + 0 * rows, mask=mask, other=0.0)
-        xi = philox.normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP, first_column, BLOCK)
         tl.store(_element_pointers(target_ptr, target_stride, rows, row0, columns, WIDE_OFFSETS), prediction, mask=mask)
         tl.store(_element_pointers(out_ptr, out_stride, rows, row0, columns, WIDE_OFFSETS), v + increment * (moved - v) + spread * xi, mask=mask)
     else:
@@ -141,15 +149,21 @@ def _tile_item(kind, start, end, first_row, rows_total,
         mask = row_mask & column_mask
         row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
         s, sigma, inverse_s = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
-        v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, row_low, row_high,
-                      seed_low, seed_high, step_index, first_column, MODE, BLOCK, WIDE_OFFSETS)
+        # TARGET's eps before the mean (the state needs it), the step's xi after it (fewer registers live).
+        eps = _tile_noise(seed_low, seed_high, step_index, row_low, row_high, first_column, TARGET if MODE == TARGET else MEAN,
+                          BLOCK)
+        v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, eps, MODE,
+                      WIDE_OFFSETS)
         if IS_GROUP:
-            m = posterior.group_mean(kind, v, s, mask, (end - start).to(tl.float32), KINDS)
+            m = posterior.group_mean(kind, v, s, inverse_s, mask, (end - start).to(tl.float32), KINDS)
         else:
-            m = posterior.elementwise_mean(kind, v, low, high, step, inverse_step, last, s, sigma, mask, quadrature_ptr, KINDS)
-        _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
+            m = posterior.elementwise_mean(kind, v, low, high, step, inverse_step, last, s, sigma, inverse_s, mask,
+                                           quadrature_ptr, KINDS)
+        xi = _tile_noise(seed_low, seed_high, step_index, row_low, row_high, first_column, MEAN if MODE == TARGET else MODE,
+                         BLOCK)
+        _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, xi, out_ptr, out_stride, target_ptr, target_stride,
                 drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight,
-                seed_low, seed_high, step_index, first_column, MODE, HAS_DRIFT, HAS_PREVIOUS, BLOCK, WIDE_OFFSETS)
+                MODE, HAS_DRIFT, HAS_PREVIOUS, WIDE_OFFSETS)
 
 
 @triton.jit
@@ -175,27 +189,135 @@ def _wide_group_item(kind, start, end, first_row, rows_total,
         for chunk in range(first_column, end, BLOCK):
             columns = chunk + tl.arange(0, BLOCK)[None, :]
             mask = row_mask & (columns >= start) & (columns < end)
-            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, row_low,
-                          row_high, seed_low, seed_high, step_index, chunk, MODE, BLOCK, WIDE_OFFSETS)
+            eps = _tile_noise(seed_low, seed_high, step_index, row_low, row_high, chunk, TARGET if MODE == TARGET else MEAN, BLOCK)
+            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, eps, MODE,
+                          WIDE_OFFSETS)
             if kind == posterior.CATEGORICAL:
                 new_top = tl.maximum(top, tl.max(tl.where(mask, v, NEGATIVE_HUGE), axis=1)[:, None])
-                weights = tl.where(mask, special.exp2_flushing_subnormals((v - new_top) * (posterior.LOG2E / s)), 0.0)
-                total = total * special.exp2_flushing_subnormals((top - new_top) * (posterior.LOG2E / s)) + tl.sum(weights, axis=1)[:, None]
+                weights = tl.where(mask, special.exp2_flushing_subnormals((v - new_top) * (posterior.LOG2E * inverse_s)), 0.0)
+                total = total * special.exp2_flushing_subnormals((top - new_top) * (posterior.LOG2E * inverse_s)) + tl.sum(weights, axis=1)[:, None]
                 top = new_top
             else:
                 total += tl.sum(tl.where(mask, v * v, 0.0), axis=1)[:, None]
         for chunk in range(first_column, end, BLOCK):
             columns = chunk + tl.arange(0, BLOCK)[None, :]
             mask = row_mask & (columns >= start) & (columns < end)
-            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, row_low,
-                          row_high, seed_low, seed_high, step_index, chunk, MODE, BLOCK, WIDE_OFFSETS)
+            eps = _tile_noise(seed_low, seed_high, step_index, row_low, row_high, chunk, TARGET if MODE == TARGET else MEAN, BLOCK)
+            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, eps, MODE,
+                          WIDE_OFFSETS)
             if kind == posterior.CATEGORICAL:
-                m = special.exp2_flushing_subnormals((v - top) * (posterior.LOG2E / s)) * (1.0 / total)
+                m = special.exp2_flushing_subnormals((v - top) * (posterior.LOG2E * inverse_s)) * special.reciprocal_of_normal(total)
             else:
                 m = posterior.sphere_mean(v, s, (end - start).to(tl.float32), total)
-            _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, row_low, row_high, out_ptr, out_stride, target_ptr, target_stride,
+            xi = _tile_noise(seed_low, seed_high, step_index, row_low, row_high, chunk, MEAN if MODE == TARGET else MODE, BLOCK)
+            _finish(v, x, m, s, inverse_s, rows, row0, columns, mask, xi, out_ptr, out_stride, target_ptr, target_stride,
                     drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight,
-                    seed_low, seed_high, step_index, chunk, MODE, HAS_DRIFT, HAS_PREVIOUS, BLOCK, WIDE_OFFSETS)
+                    MODE, HAS_DRIFT, HAS_PREVIOUS, WIDE_OFFSETS)
+
+
+@triton.jit
+def _small_group_state(input_ptr, input_stride, out_ptr, out_stride, c, noise_scale, eps, rows, row0, column, row_mask, top,
+                       MODE: tl.constexpr, WIDE_OFFSETS: tl.constexpr):
+    """Pass 1 of ``_small_group_item`` for one column: its state (TARGET: z_t, written to ``out``) and the running max."""
+    v = tl.load(_element_pointers(input_ptr, input_stride, rows, row0, column, WIDE_OFFSETS), mask=row_mask,
+                other=0.0).to(tl.float32)
+    if MODE == TARGET:
+        v = c * v + noise_scale * eps
+        tl.store(_element_pointers(out_ptr, out_stride, rows, row0, column, WIDE_OFFSETS), v, mask=row_mask)
+    return tl.maximum(top, v)
+
+
+@triton.jit
+def _small_group_output(v, top, scale, inverse_total, s, inverse_s, input_ptr, input_stride, rows, row0, column, row_mask,
+                        xi, out_ptr, out_stride, target_ptr, target_stride, drift_ptr, drift_stride, previous_ptr,
+                        previous_stride, spread_ptr, increment, weight, MODE: tl.constexpr, HAS_DRIFT: tl.constexpr,
+                        HAS_PREVIOUS: tl.constexpr, WIDE_OFFSETS: tl.constexpr):
+    """Pass 3 of ``_small_group_item`` for one column: its mean and the mode's outputs."""
+    m = special.exp2_flushing_subnormals((v - top) * scale) * inverse_total
+    if MODE == TARGET:
+        x = tl.load(_element_pointers(input_ptr, input_stride, rows, row0, column, WIDE_OFFSETS), mask=row_mask,
+                    other=0.0).to(tl.float32)
+        tl.store(_element_pointers(target_ptr, target_stride, rows, row0, column, WIDE_OFFSETS), (x - m) * inverse_s,
+                 mask=row_mask)
+    else:
+        _finish(v, v, m, s, inverse_s, rows, row0, column, row_mask, xi, out_ptr, out_stride, target_ptr, target_stride,
+                drift_ptr, drift_stride, previous_ptr, previous_stride, spread_ptr, increment, weight, MODE, HAS_DRIFT,
+                HAS_PREVIOUS, WIDE_OFFSETS)
+
+
+@triton.jit
+def _small_group_item(start, first_row, rows_total,
+                      input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out_stride, target_ptr, target_stride,
+                      previous_ptr, previous_stride, spread_ptr, s_ptr, c_ptr, noise_scale_ptr,
+                      remaining, increment, weight, seed_low, seed_high, step_index, offset_low, offset_high,
+                      MODE: tl.constexpr, HAS_DRIFT: tl.constexpr, HAS_PREVIOUS: tl.constexpr, WIDTH: tl.constexpr,
+                      OFFSET: tl.constexpr, ROWS_PER_PROGRAM: tl.constexpr, TILE: tl.constexpr, WIDE_OFFSETS: tl.constexpr):
+    """A categorical group of WIDTH columns from ``start`` (start % 4 == OFFSET), a row per lane (kernels/plan.py).
+
+    Each column is a (rows x 1) vector, so the group's max and sum are taken across those vectors in
+    registers and no lane works on a column outside the group. The loops run over the Philox blocks the
+    group touches and the four words of each, so each block's normals are drawn once and each column's
+    word is known when the kernel is compiled. Three passes (the max; the sum of the weights; the
+    outputs) read each column again rather than hold it; TARGET writes z_t in the first pass and reads it
+    back from ``out``."""
+    # One row per thread on a GPU (GPU_SETTINGS: 4 warps), so the up to 12 normals a row holds stay in registers; the
+    # interpreter's large tiles take a quarter of TILE rows (kernels/plan.py, small_group_rows).
+    TRIP: tl.constexpr = SMALL_GROUP_GPU_ROWS if TILE <= 1024 else TILE // 4
+    SUB_ROWS: tl.constexpr = TRIP if TRIP < ROWS_PER_PROGRAM else ROWS_PER_PROGRAM
+    BLOCKS: tl.constexpr = (OFFSET + WIDTH + 3) // 4
+    first_block = start // 4
+    last_row = tl.minimum(first_row + ROWS_PER_PROGRAM, rows_total)
+    if MODE == TARGET:
+        states_ptr, states_stride = out_ptr, out_stride
+    else:
+        states_ptr, states_stride = input_ptr, input_stride
+    for row0 in range(first_row, last_row, SUB_ROWS):
+        rows = row0 + tl.arange(0, SUB_ROWS)[:, None]
+        row_mask = rows < last_row
+        row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
+        s, sigma, inverse_s = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
+        scale = posterior.LOG2E * inverse_s
+        c, noise_scale = 0.0, 0.0
+        if MODE == TARGET:
+            c = tl.load(c_ptr + rows, mask=row_mask, other=0.0)
+            noise_scale = tl.load(noise_scale_ptr + rows, mask=row_mask, other=0.0)
+        # Pass 1: each column's state and the group's max.
+        top = tl.full((SUB_ROWS, 1), NEGATIVE_HUGE, tl.float32)
+        for block in tl.static_range(BLOCKS):
+            n0, n1, n2, n3 = 0.0, 0.0, 0.0, 0.0
+            if MODE == TARGET:
+                n0, n1, n2, n3 = philox.block_normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_TRAIN,
+                                                      first_block + block)
+            for word in tl.static_range(4):
+                if 4 * block + word >= OFFSET:
+                    if 4 * block + word < OFFSET + WIDTH:
+                        column = (first_block + block) * 4 + word
+                        top = _small_group_state(input_ptr, input_stride, out_ptr, out_stride, c, noise_scale,
+                                                 philox.word_of(word, n0, n1, n2, n3), rows, row0, column, row_mask, top,
+                                                 MODE, WIDE_OFFSETS)
+        # Pass 2: the sum of the weights (>= 1: the largest is 1).
+        total = tl.zeros((SUB_ROWS, 1), tl.float32)
+        for j in tl.static_range(WIDTH):
+            v = tl.load(_element_pointers(states_ptr, states_stride, rows, row0, start + j, WIDE_OFFSETS), mask=row_mask,
+                        other=0.0).to(tl.float32)
+            total += special.exp2_flushing_subnormals((v - top) * scale)
+        inverse_total = special.reciprocal_of_normal(total)
+        # Pass 3: the mode's outputs.
+        for block in tl.static_range(BLOCKS):
+            n0, n1, n2, n3 = 0.0, 0.0, 0.0, 0.0
+            if MODE == STEP or MODE == BRIDGE_STEP:
+                n0, n1, n2, n3 = philox.block_normals(seed_low, seed_high, step_index, row_low, row_high, STREAM_STEP,
+                                                      first_block + block)
+            for word in tl.static_range(4):
+                if 4 * block + word >= OFFSET:
+                    if 4 * block + word < OFFSET + WIDTH:
+                        column = (first_block + block) * 4 + word
+                        v = tl.load(_element_pointers(states_ptr, states_stride, rows, row0, column, WIDE_OFFSETS),
+                                    mask=row_mask, other=0.0).to(tl.float32)
+                        _small_group_output(v, top, scale, inverse_total, s, inverse_s, input_ptr, input_stride, rows, row0,
+                                            column, row_mask, philox.word_of(word, n0, n1, n2, n3), out_ptr, out_stride,
+                                            target_ptr, target_stride, drift_ptr, drift_stride, previous_ptr, previous_stride,
+                                            spread_ptr, increment, weight, MODE, HAS_DRIFT, HAS_PREVIOUS, WIDE_OFFSETS)
 
 
 @triton.jit(do_not_specialize=["rows_total", "item_count", "seed_low", "seed_high", "step_index", "offset_low", "offset_high"])
@@ -220,6 +342,15 @@ def bridge_kernel(input_ptr, input_stride, drift_ptr, drift_stride, out_ptr, out
                            offset_low, offset_high, MODE, HAS_DRIFT, HAS_PREVIOUS, KINDS, index >= FIRST_GROUP_CLASS.value,
                            FIRST_ALIGNED_CLASS.value <= index < FIRST_GROUP_CLASS.value, TILE_WIDTHS[index],
                            ROWS_PER_PROGRAM, TILE, WIDE_OFFSETS)
+    # One branch per small categorical group class present: its width and first column % 4 (kernels/plan.py).
+    for index in tl.static_range(SMALL_GROUP_CLASSES):
+        if (CLASSES >> (FIRST_SMALL_GROUP_CLASS.value + index)) & 1:
+            if item_class == FIRST_SMALL_GROUP_CLASS + index:
+                _small_group_item(start, first_row, rows_total, input_ptr, input_stride, drift_ptr, drift_stride,
+                                  out_ptr, out_stride, target_ptr, target_stride, previous_ptr, previous_stride,
+                                  spread_ptr, s_ptr, c_ptr, noise_scale_ptr, remaining, increment, weight, seed_low,
+                                  seed_high, step_index, offset_low, offset_high, MODE, HAS_DRIFT, HAS_PREVIOUS,
+                                  index // 4 + 1, index % 4, ROWS_PER_PROGRAM, TILE, WIDE_OFFSETS)
     if (CLASSES >> WIDE_CLASS.value) & 1:
         if item_class == WIDE_CLASS:
             _wide_group_item(kind, start, end, first_row, rows_total,

@@ -19,7 +19,8 @@ from . import philox, posterior, special
 from .bridge import address_words, launch_grid
 from .philox import STREAM_FINAL_UNIFORM, STREAM_SPHERE_DIRECTION, STREAM_STEP, STREAM_VMF_FIRST
 from .special import NEGATIVE_HUGE
-from .plan import FIRST_GROUP_CLASS, TILE_WIDTHS, WIDE_CLASS, WIDE_TILE, Plan, program_item
+from .plan import (FIRST_GROUP_CLASS, FIRST_SMALL_GROUP_CLASS, SMALL_GROUP_CLASSES, SMALL_GROUP_FINAL_TILE, TILE_WIDTHS,
+                   WIDE_CLASS, WIDE_TILE, Plan, program_item)
 
 
 VMF_MAX_ATTEMPTS = tl.constexpr(64)
@@ -336,6 +337,13 @@ def final_step_kernel(z_ptr, z_stride, drift_ptr, drift_stride, out_ptr, out_str
                            out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
                            seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, index >= FIRST_GROUP_CLASS.value,
                            4 if TILE_WIDTHS[index] < 4 else TILE_WIDTHS[index], ROWS_PER_PROGRAM, TILE)  # a lone column: its block of 4
+    if (CLASSES >> FIRST_SMALL_GROUP_CLASS.value) != 0:
+        # The step's small categorical groups (one class per width and first column % 4): one tile for all here.
+        if item_class >= FIRST_SMALL_GROUP_CLASS and item_class < FIRST_SMALL_GROUP_CLASS + SMALL_GROUP_CLASSES:
+            _tile_item(kind, start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride, out_ptr,
+                       out_stride, parameters_ptr, parameters_stride, lattice_ptr, lattice_stride, remaining,
+                       seed_low, seed_high, step_index, offset_low, offset_high, HAS_DRIFT, KINDS, True,
+                       SMALL_GROUP_FINAL_TILE, ROWS_PER_PROGRAM, TILE)
     if (CLASSES >> WIDE_CLASS.value) & 1:
         if item_class == WIDE_CLASS:
             _wide_categorical_item(start, end, first_row, rows_total, z_ptr, z_stride, drift_ptr, drift_stride,

@@ -109,6 +109,32 @@ def _column_normal(seed_low, seed_high, step, row_low, row_high, stream, column)
 
 
 @triton.jit
+def block_normals(seed_low, seed_high, step, row_low, row_high, stream, block):
+    """The four normals of Philox call ``block`` (columns 4 block .. 4 block + 3), each of shape rows x 1: the
+    same numbers ``normals`` gives those columns, for kernels that walk a row's columns one at a time."""
+    w0, w1, w2, w3 = words(seed_low, seed_high, step, row_low, row_high, stream, block * 4, 4)
+    radius_a = square_root(-2.0 * noise_log(uniform(w0)))
+    sin_a, cos_a = noise_sincos_two_pi(uniform(w1))
+    radius_b = square_root(-2.0 * noise_log(uniform(w2)))
+    sin_b, cos_b = noise_sincos_two_pi(uniform(w3))
+    return radius_a * cos_a, radius_a * sin_a, radius_b * cos_b, radius_b * sin_b
+
+
+@triton.jit
+def word_of(WORD: tl.constexpr, first, second, third, fourth):
+    """The one of four values that WORD (0..3, known when the kernel is compiled) names."""
+    if WORD == 0:
+        value = first
+    elif WORD == 1:
+        value = second
+    elif WORD == 2:
+        value = third
+    else:
+        value = fourth
+    return value
+
+
+@triton.jit
 def normals(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK: tl.constexpr):
     """Box-Muller normals of the tile, rows x BLOCK: column 2j gets r cos(2 pi u_{2j+1}), 2j+1 gets r sin.
 

@@ -6,14 +6,16 @@ half-line, lattice, binary), cut into pieces of at most 16 columns, or one categ
 sphere group. Each item has a *class*, the power-of-two tile width its kernel branch uses: the
 tile starts at the item's first column rounded down to a multiple of 4 (so each Philox call
 serves four neighbouring columns) and masks the columns outside the item. Groups wider than
-the largest tile are processed in chunks (an online softmax over chunks).
+the largest tile are processed in chunks (an online softmax over chunks). A categorical group
+of at most 8 columns that does not fill whole blocks of four takes a class of its own width and
+first column % 4 instead, and is walked column by column with a row per lane (no lane outside it).
 
 Example:
     >>> import omegabridge as ob
     >>> from omegabridge.kernels.plan import build_plan
     >>> plan = build_plan(ob.Product([ob.HalfLine(low=0.0), ob.Categorical(3)]).segment_table(), "cpu")
     >>> plan.items.tolist()
-    [[2, 0, 1, 0], [6, 1, 4, 5]]
+    [[2, 0, 1, 0], [6, 1, 4, 21]]
 """
 
 from __future__ import annotations
@@ -38,12 +40,27 @@ GROUP_BLOCKS = (8, 16, 32, 64, 256, 1024)  # classes 5..10
 FIRST_ALIGNED_CLASS_INDEX = len(ELEMENTWISE_BLOCKS)
 WIDE_GROUP_CLASS = len(ELEMENTWISE_BLOCKS) + len(ALIGNED_BLOCKS) + len(GROUP_BLOCKS)  # class 11: chunks of WIDE_CHUNK
 WIDE_CHUNK = 1024
+# Classes 12..43: a categorical group of at most SMALL_GROUP_WIDTH columns that does not fill whole Philox
+# blocks (uses_small_group_class), walked column by column with a row per lane (kernels/bridge.py,
+# _small_group_item); one class per (width, first column % 4), so that the kernel knows when it is compiled
+# which Philox block and word each column takes. In a tile of whole Philox blocks such a group takes 8 or 16
+# lanes, most of them outside it (a group of 2 at column 63: lanes 60..67), and its max and sum cross lanes;
+# here each column costs its own work only (bench/results/instructions-sm90.md). The last step keeps the tile.
+FIRST_SMALL_GROUP_CLASS_INDEX = WIDE_GROUP_CLASS + 1
+SMALL_GROUP_WIDTH = 8
+SMALL_GROUP_CLASS_COUNT = 4 * SMALL_GROUP_WIDTH
+FINAL_TILE_OF_SMALL_GROUP = 16  # start % 4 + 8 <= 11 lanes of whole Philox blocks
+SMALL_GROUP_GPU_ROWS_VALUE = 128  # the threads of a program on a GPU (kernels/bridge.py, GPU_SETTINGS: 4 warps)
 # The same, as constexprs for the kernels' class branches.
 TILE_WIDTHS = tl.constexpr(ELEMENTWISE_BLOCKS + ALIGNED_BLOCKS + GROUP_BLOCKS)
 FIRST_ALIGNED_CLASS = tl.constexpr(FIRST_ALIGNED_CLASS_INDEX)
 FIRST_GROUP_CLASS = tl.constexpr(len(ELEMENTWISE_BLOCKS) + len(ALIGNED_BLOCKS))
 WIDE_CLASS = tl.constexpr(WIDE_GROUP_CLASS)
 WIDE_TILE = tl.constexpr(WIDE_CHUNK)
+FIRST_SMALL_GROUP_CLASS = tl.constexpr(FIRST_SMALL_GROUP_CLASS_INDEX)
+SMALL_GROUP_CLASSES = tl.constexpr(SMALL_GROUP_CLASS_COUNT)
+SMALL_GROUP_FINAL_TILE = tl.constexpr(FINAL_TILE_OF_SMALL_GROUP)
+SMALL_GROUP_GPU_ROWS = tl.constexpr(SMALL_GROUP_GPU_ROWS_VALUE)
 GROUP_KINDS = (Kind.CATEGORICAL, Kind.SPHERE)
 # Per-column float32 parameters, one row each of Plan.parameters.
 LOW, HIGH, STEP, INVERSE_STEP, LAST = range(5)
@@ -60,6 +77,24 @@ QUADRATURE_WEIGHTS = (
     6.396909767e-02, 6.291872817e-02, 6.083523646e-02, 5.775283403e-02, 5.372213506e-02, 4.880932605e-02,
     4.309508077e-02, 3.667324071e-02, 2.964929246e-02, 2.213871941e-02, 1.426569431e-02, 6.170614900e-03,
 )
+
+
+def small_group_rows(tile: int, rows_per_program: int) -> int:
+    """Rows per trip of a small group's loop (``SUB_ROWS`` of kernels/bridge.py's ``_small_group_item``): a row per
+    thread on a GPU, a quarter of the tile in the interpreter."""
+    return min(SMALL_GROUP_GPU_ROWS_VALUE if tile <= 1024 else tile // 4, rows_per_program)
+
+
+def uses_small_group_class(kind: Kind, begin: int, end: int) -> bool:
+    """Whether a group [begin, end) takes a small-group class: a categorical group of at most SMALL_GROUP_WIDTH
+    columns that does not fill whole Philox blocks (a tile holds those without a lane to spare)."""
+    width = end - begin
+    return kind == Kind.CATEGORICAL and width <= SMALL_GROUP_WIDTH and not (begin % 4 == 0 and width % 4 == 0)
+
+
+def small_group_class(begin: int, end: int) -> int:
+    """The class of a categorical group [begin, end) of at most SMALL_GROUP_WIDTH columns."""
+    return FIRST_SMALL_GROUP_CLASS_INDEX + 4 * (end - begin - 1) + begin % 4
 
 
 @triton.jit
@@ -135,6 +170,8 @@ def _items(table: SegmentTable) -> list[tuple[int, int, int, int]]:
             run_kind = None
             begin, end = segment.offset, segment.offset + segment.width
             group_class = _class_of(begin, end, GROUP_BLOCKS, FIRST_GROUP_CLASS.value)
+            if uses_small_group_class(segment.kind, begin, end):
+                group_class = small_group_class(begin, end)
             items.append((int(segment.kind), begin, end, WIDE_GROUP_CLASS if group_class is None else group_class))
         elif segment.kind == run_kind and segment.offset == run_end:
             run_end += segment.width

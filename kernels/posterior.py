@@ -80,7 +80,13 @@ def interval_mean(z, low, high, sigma, valid, quadrature_ptr):
 @triton.jit
 def binary_mean(z, s):
     """{0, 1}: logistic((z - 1/2)/s)."""
-    return 1.0 / (1.0 + tl.exp2((0.5 - z) * (LOG2E / s)))  # LOG2E / s: once per row
+    return binary_mean_scaled(z, LOG2E / s)
+
+
+@triton.jit
+def binary_mean_scaled(z, log2e_over_s):
+    """``binary_mean`` with log2(e) / s given (once per row or per program, not per element)."""
+    return 1.0 / (1.0 + tl.exp2((0.5 - z) * log2e_over_s))
 
 
 @triton.jit
@@ -204,8 +210,10 @@ def lattice_euler_maclaurin_mean(z, low, step, last, sigma, valid, quadrature_pt
 
 
 @triton.jit
-def elementwise_mean(kind, z, low, high, step, inverse_step, last, s, sigma, valid, quadrature_ptr, KINDS: tl.constexpr):
-    """m for a tile of one element-wise kind (``kind`` uniform over the tile); KINDS masks the kinds compiled in."""
+def elementwise_mean(kind, z, low, high, step, inverse_step, last, s, sigma, inverse_s, valid, quadrature_ptr,
+                     KINDS: tl.constexpr):
+    """m for a tile of one element-wise kind (``kind`` uniform over the tile); KINDS masks the kinds compiled in.
+    ``sigma`` and ``inverse_s`` are sqrt(s) and 1/s, computed once per row (or per program) by the caller."""
     m = z
     if (KINDS >> INTERVAL.value) & 1:
         if kind == INTERVAL:
@@ -221,17 +229,17 @@ def elementwise_mean(kind, z, low, high, step, inverse_step, last, s, sigma, val
             m = lattice_mean(z, low, step, inverse_step, last, s, sigma, valid, quadrature_ptr)
     if (KINDS >> BINARY.value) & 1:
         if kind == BINARY:
-            m = binary_mean(z, s)
+            m = binary_mean_scaled(z, LOG2E * inverse_s)
     return m
 
 
 @triton.jit
-def categorical_mean(z, s, valid):
-    """softmax(z / s) over each row of the tile (one group), the max subtracted first."""
+def categorical_mean(z, inverse_s, valid):
+    """softmax(z / s) over each row of the tile (one group), the max subtracted first; ``inverse_s`` is 1/s."""
     logits = tl.where(valid, z, float("-inf"))
     top = tl.max(logits, axis=1)[:, None]
-    # exp2(-inf) = 0 for the masked columns (a row with none valid is not stored); LOG2E / s once per row.
-    weights = special.exp2_flushing_subnormals((logits - top) * (LOG2E / s))
+    # exp2(-inf) = 0 for the masked columns (a row with none valid is not stored); log2(e) / s once per row.
+    weights = special.exp2_flushing_subnormals((logits - top) * (LOG2E * inverse_s))
     return weights * special.reciprocal_of_normal(tl.sum(weights, axis=1)[:, None])  # the sum is >= 1
 
 
@@ -243,12 +251,12 @@ def sphere_mean(z, s, dimension, squared_norm):
 
 
 @triton.jit
-def group_mean(kind, z, s, valid, dimension, KINDS: tl.constexpr):
-    """m for a tile holding one categorical or sphere group per row."""
+def group_mean(kind, z, s, inverse_s, valid, dimension, KINDS: tl.constexpr):
+    """m for a tile holding one categorical or sphere group per row (``inverse_s``: 1/s, once per row)."""
     m = z
     if (KINDS >> CATEGORICAL.value) & 1:
         if kind == CATEGORICAL:
-            m = categorical_mean(z, s, valid)
+            m = categorical_mean(z, inverse_s, valid)
     if (KINDS >> SPHERE.value) & 1:
         if kind == SPHERE:
             squared = tl.sum(tl.where(valid, z * z, 0.0), axis=1)[:, None]

@@ -34,6 +34,9 @@ DOMAINS = {
     "sphere3": ob.Sphere(3),
     "sphere5": ob.Sphere(5),
     "many-halflines": ob.Product([ob.HalfLine(low=0.0)] * 37),
+    # Categorical groups of every width 2..8, each at two or three of the four positions in a Philox block of
+    # four columns (the Triton kernels' small-group classes: kernels/plan.py).
+    "small-groups": ob.Product([ob.Categorical(k) for k in (3, 8, 4, 5, 2, 6, 3, 7, 8, 4, 2, 5, 6, 7, 3, 2, 8, 3, 4, 7)]),
     "mixed": ob.Product(
         [
             ob.HalfLine(low=0.0), ob.Interval(0.0, 1.0), ob.HalfLine(low=0.0), ob.Interval(-1.0, 1.0), ob.HalfLine(high=2.0),

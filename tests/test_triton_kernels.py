@@ -33,7 +33,9 @@ from omegabridge.core import noise
 from omegabridge.ops.backends import triton as triton_backend
 from omegabridge.errors import BackendUnavailableError  # noqa: E402
 from omegabridge.kernels import bridge, final_step, philox, special  # noqa: E402
-from omegabridge.kernels.plan import FIRST_ALIGNED_CLASS, FIRST_GROUP_CLASS, SINGLE_COLUMN_CLASS, TILE_WIDTHS, build_plan  # noqa: E402
+from omegabridge.core.segments import Kind  # noqa: E402
+from omegabridge.kernels.plan import (FIRST_ALIGNED_CLASS, FIRST_GROUP_CLASS, FIRST_SMALL_GROUP_CLASS_INDEX,  # noqa: E402
+                                      SINGLE_COLUMN_CLASS, SMALL_GROUP_WIDTH, TILE_WIDTHS, build_plan, small_group_class)
 
 NAN = float("nan")
 
@@ -244,6 +246,12 @@ def test_plan_covers_every_column_once():
             covered[start:end] += 1
             if item_class == SINGLE_COLUMN_CLASS:
                 assert end - start == 1, f"{name}: item {start}..{end} in the lone-column class"
+            elif item_class >= FIRST_SMALL_GROUP_CLASS_INDEX:  # the class names the width and the first column % 4
+                assert kind == int(Kind.CATEGORICAL) and 1 <= end - start <= SMALL_GROUP_WIDTH, name
+                assert not (start % 4 == 0 and (end - start) % 4 == 0), f"{name}: whole Philox blocks in a small class"
+                assert item_class == small_group_class(start, end), name
+                assert (item_class - FIRST_SMALL_GROUP_CLASS_INDEX) // 4 + 1 == end - start, name
+                assert (item_class - FIRST_SMALL_GROUP_CLASS_INDEX) % 4 == start % 4, name
             else:
                 assert end - (start - start % 4) <= (TILE_WIDTHS.value + (10**9,))[item_class], name
             if FIRST_ALIGNED_CLASS.value <= item_class < FIRST_GROUP_CLASS.value:  # vector loads assume this

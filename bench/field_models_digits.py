@@ -16,6 +16,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--iters", type=int, default=2000); p.add_argument("--batch", type=int, default=64)
 p.add_argument("--lr", type=float, default=2e-3); p.add_argument("--weight", default="remaining")
 p.add_argument("--times", default="grid"); p.add_argument("--train_steps", type=int, default=100)
+p.add_argument("--train-on-sampling-grid", action="store_true", help="train at the sampling grid's times (its --steps on --grid) instead of --train_steps on grid t")
 p.add_argument("--steps", type=int, default=25); p.add_argument("--grid", default="domain"); p.add_argument("--solver", default="bridge")
 p.add_argument("--channels", default="32,64"); p.add_argument("--seed", type=int, default=0); p.add_argument("--b", type=float, default=256.0)
 p.add_argument("--ema", type=float, default=None); p.add_argument("--spread", default="remaining"); p.add_argument("--a", type=float, default=3.0)
@@ -28,6 +29,8 @@ domain = ob.Lattice(0, 16, shape=(1, 8, 8)); schedule = ob.schedules.Exp(a.a, a.
 bridge = ob.Bridge(domain, schedule, steps=a.train_steps)
 grid = ob.solvers.domain_grid(domain.segment_table(), schedule, a.steps) if a.grid == "domain" else a.grid
 sampling = ob.Bridge(domain, schedule, steps=a.steps, grid=grid)
+if a.train_on_sampling_grid:
+    bridge = sampling
 data = domain.flatten(torch.from_numpy(train).float())
 torch.manual_seed(a.seed)
 model = ob.models.for_domain(bridge, data=data, channels=tuple(int(c) for c in a.channels.split(",")),

@@ -25,6 +25,10 @@ def test_a_tiny_conditions_run_scores_every_condition_with_enough_rows(tmp_path)
     for row in rows:
         for name in conditions.SUMMARIES:
             assert 0.0 <= row[f"{name}_mean"] <= row[f"{name}_max"] <= 1.0
+            per_column = row[f"{name}_columns"]
+            assert max(per_column.values()) == row[f"{name}_max"] and row["condition"].split(" = ")[0] not in per_column
+            # the columns over the bar: TV above 0.05 for the discrete ones, KS above 0.1 for affairs
+            assert row[f"{name}_over"] == sorted(c for c, v in per_column.items() if v > (0.10 if c == "affairs" else 0.05))
     text = (tmp_path / "conditions-fair.md").read_text()
     assert "| religious = 3 | 1953 |" in text and "Conditioned cells exact in 6 of 6 conditions" in text
 

@@ -1,9 +1,9 @@
 """Few-step sampling on the segments and points demos: each demo's model trained once, sampled at
 its evaluations and at a quarter and an eighth of them.
 
-Each demo samples 50 steps from a model trained at the grid-"t" times of 50 steps: segments by the
-bridge solver on grid "domain" (``SegmentsConfig``), points by Euler on grid "t"
-(``demos.common.FieldDemoSampler``). Here each demo's model is trained once with the demo's full
+Each demo samples 50 steps from a model trained at the grid-"t" times of 50 steps, by the bridge
+solver on grid "domain" (``SegmentsConfig``, ``PointsConfig``; the points demo sampled 50 Euler
+steps on grid "t" when bench/results/few-step-demos.md was measured). Here each demo's model is trained once with the demo's full
 settings (``train_segments``, ``train_points``), then sampled, as many rows as the demo samples
 with the same seed, by the demo's own sampler, by Euler at 50, 12 and 6 steps on grid "t" and by the
 bridge solver at 12 and 6 steps on grids "t" and "domain" (``omegabridge.solvers.domain_grid``),

@@ -139,6 +139,17 @@ def final_versus_step(name: str, domain, rows: int, backend: str, remaining: flo
             "ratio": final_seconds / step_seconds, "fresh_ratio": statistics.median(fresh_samples) / step_seconds}
 
 
+def _write_table(lines: list[str], args, default_name: str) -> None:
+    """Print a comparison table and write it to ``--output`` (.md), or to bench/results/``default_name``."""
+    text = "\n".join(lines)
+    print("\n" + text)
+    path = Path(args.output) if args.output != str(RESULTS / "cpu") else RESULTS / default_name
+    path = path.with_suffix(".md")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    print(f"\nwrote {path}")
+
+
 def bridge_versus_step(name: str, domain, rows: int, backend: str, repeats: int) -> dict:
     """Seconds per element of the bridge solver's step and of the Euler step on the same z and f, timed
     alternately (as final_versus_step) at s = 0.5 and delta = 0.01, each in place."""
@@ -188,13 +199,7 @@ def bridge_step_table(args) -> int:
              "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['layout']} | {r['rows']} x {r['width']} | {r['euler_ns_per_element']:.2f} | {r['bridge_ns_per_element']:.2f} | "
               f"{r['ratio']:.0%} |" for r in results]
-    text = "\n".join(lines)
-    print("\n" + text)
-    path = Path(args.output) if args.output != str(RESULTS / "cpu") else RESULTS / "bridge-step-cpu.md"
-    path = path.with_suffix(".md")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
-    print(f"\nwrote {path}")
+    _write_table(lines, args, "bridge-step-cpu.md")
     worst = min(results, key=lambda r: r["ratio"])
     if args.min_ratio and worst["ratio"] < args.min_ratio:
         print(f"FAIL: the bridge step runs at {worst['ratio']:.0%} of the Euler step's elements per second on "
@@ -226,13 +231,7 @@ def final_step_table(args) -> int:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['layout']} | {r['rows']} x {r['width']} | {r['remaining']:g} | {r['step_ns_per_element']:.2f} | "
               f"{r['final_ns_per_element']:.2f} | {r['ratio']:.2f}x | {r['fresh_ratio']:.2f}x |" for r in results]
-    text = "\n".join(lines)
-    print("\n" + text)
-    path = Path(args.output) if args.output != str(RESULTS / "cpu") else RESULTS / "final-step-cpu.md"
-    path = path.with_suffix(".md")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
-    print(f"\nwrote {path}")
+    _write_table(lines, args, "final-step-cpu.md")
     worst = max(results, key=lambda r: r["ratio"])
     if args.max_ratio and worst["ratio"] > args.max_ratio:
         print(f"FAIL: the last step costs {worst['ratio']:.2f} steps on {worst['layout']} (s={worst['remaining']:g}), "

@@ -164,9 +164,8 @@ def independent_pixels(images, count: int, seed: int) -> np.ndarray:
 @dataclass(frozen=True)
 class FieldDemoSampler:
     """The sampler, training times and device of a field demo: Euler on grid t and a model trained at
-    the grid times, what the points figures were measured with (the library's defaults, the bridge
-    solver and continuous times, are not yet measured on them). The digits and segments demos
-    override them with their measured few-step samplers. ``device``: where the models train and
+    the grid times. Each demo overrides the sampler with the one measured on it (digits, segments
+    and points: the bridge solver on the "domain" grid). ``device``: where the models train and
     sample (``"cuda"`` for the GPU recipe, the ``*_PAPER`` sizes); the scores are computed on the CPU."""
 
     solver: str = "euler"

@@ -113,6 +113,12 @@ def block_normals(seed_low, seed_high, step, row_low, row_high, stream, block):
     """The four normals of Philox call ``block`` (columns 4 block .. 4 block + 3), each of shape rows x 1: the
     same numbers ``normals`` gives those columns, for kernels that walk a row's columns one at a time."""
     w0, w1, w2, w3 = words(seed_low, seed_high, step, row_low, row_high, stream, block * 4, 4)
+    return _box_muller(w0, w1, w2, w3)
+
+
+@triton.jit
+def _box_muller(w0, w1, w2, w3):
+    """The four normals of one Philox call's words, in column order: r_a cos, r_a sin (pair w0, w1), r_b cos, r_b sin."""
     radius_a = square_root(-2.0 * noise_log(uniform(w0)))
     sin_a, cos_a = noise_sincos_two_pi(uniform(w1))
     radius_b = square_root(-2.0 * noise_log(uniform(w2)))
@@ -143,9 +149,6 @@ def normals(seed_low, seed_high, step, row_low, row_high, stream, first_column, 
         result = _column_normal(seed_low, seed_high, step, row_low, row_high, stream, first_column)
     else:
         w0, w1, w2, w3 = words(seed_low, seed_high, step, row_low, row_high, stream, first_column, BLOCK)
-        radius_a = square_root(-2.0 * noise_log(uniform(w0)))
-        sin_a, cos_a = noise_sincos_two_pi(uniform(w1))
-        radius_b = square_root(-2.0 * noise_log(uniform(w2)))
-        sin_b, cos_b = noise_sincos_two_pi(uniform(w3))
-        result = interleave(radius_a * cos_a, radius_a * sin_a, radius_b * cos_b, radius_b * sin_b, BLOCK)
+        a, b, c, d = _box_muller(w0, w1, w2, w3)
+        result = interleave(a, b, c, d, BLOCK)
     return result

@@ -107,7 +107,7 @@ def disassemble(cubin: bytes) -> str:
     with tempfile.NamedTemporaryFile(suffix=".cubin") as handle:
         handle.write(cubin)
         handle.flush()
-        return subprocess.run([str(TOOLS / "nvdisasm"), "-c", "-g", handle.name], capture_output=True, text=True,
+        return subprocess.run([str(TOOLS / "nvdisasm"), "-c", "-gi", handle.name], capture_output=True, text=True,
                               check=True).stdout
 
 

@@ -10,7 +10,9 @@ body is counted as it runs in the common case:
   left out, their test and branch counted;
 * a forward branch over code that comes mostly from *rare lines* (source lines the caller
   names: in csrc/cuda/kernels.cu, those marked ``// rare path``, such as the scalar fallback
-  for rows that are not 16-byte aligned) is taken as skipped, its test and branch counted;
+  for rows that are not 16-byte aligned) is taken as skipped, its test and branch counted. An
+  instruction comes from a rare line when that line is anywhere in its chain of inlined calls
+  (listings from ``nvdisasm -gi``): a helper inlined into a rare line runs only as rarely;
 * loops nested in the body (a lattice window, a quadrature) are left out and reported
   separately with their own body sizes, since their trip counts depend on the data.
 
@@ -50,6 +52,8 @@ class Instruction:
     address: int
     text: str
     source: tuple[str, int] | None  # (file, line) of the most recent line marker
+    # The whole chain of inlined calls, innermost first (``nvdisasm -gi``); (source,) otherwise.
+    frames: tuple[tuple[str, int], ...] = ()
 
     @property
     def opcode(self) -> str:
@@ -88,22 +92,27 @@ class LoopCount:
 
 
 def parse(listing: str) -> Program:
-    """The instructions and labels of one function's nvdisasm listing (``nvdisasm -c -g``)."""
+    """The instructions and labels of one function's nvdisasm listing (``nvdisasm -c -g`` or ``-gi``:
+    there a line marker is followed by one marker per caller it is inlined into)."""
     instructions: list[Instruction] = []
     labels: dict[str, int] = {}
-    source = None
+    frames: tuple[tuple[str, int], ...] = ()
+    chain_open = False  # the previous line was a marker: a marker now names a caller
     for line in listing.splitlines():
         marker = _SOURCE.search(line)
         if marker:
-            source = (marker.group(1), int(marker.group(2)))
+            frame = (marker.group(1), int(marker.group(2)))
+            frames = frames + (frame,) if chain_open else (frame,)
+            chain_open = True
             continue
+        chain_open = False
         label = _LABEL.match(line.strip())
         if label:
             labels[label.group(1)] = len(instructions)
             continue
         match = _INSTRUCTION.match(line)
         if match:
-            instructions.append(Instruction(int(match.group(1), 16), match.group(2), source))
+            instructions.append(Instruction(int(match.group(1), 16), match.group(2), frames[0] if frames else None, frames))
     return Program(instructions, labels)
 
 
@@ -136,9 +145,11 @@ def loops(program: Program) -> list[Loop]:
 
 
 def _rare(region: list[Instruction], rare_lines: frozenset) -> bool:
-    """Whether most of a region's instructions from the caller's own sources come from rare lines."""
-    own = [item for item in region if item.source is not None and item.source[0] in {path for path, _ in rare_lines}]
-    return bool(own) and 2 * sum(item.source in rare_lines for item in own) >= len(own)
+    """Whether most of a region's instructions from the caller's own sources come from rare lines
+    (a rare line anywhere in an instruction's chain of inlined calls)."""
+    paths = {path for path, _ in rare_lines}
+    own = [item for item in region if any(path in paths for path, _ in item.frames)]
+    return bool(own) and 2 * sum(any(frame in rare_lines for frame in item.frames) for item in own) >= len(own)
 
 
 def _slow_paths(program: Program, first: int, last: int, rare_lines: frozenset = frozenset()) -> list[tuple[int, int]]:

@@ -47,16 +47,27 @@ def _element_pointers(pointer, stride, rows, row0, columns, WIDE_OFFSETS: tl.con
 
 
 @triton.jit
-def _row_scale(s_ptr, remaining, rows, row_mask, MODE: tl.constexpr):
-    """(s, sigma, 1/s): the scalar of the step, or the per-row column (TILE rows x 1) of the other modes."""
+def _row_inputs(s_ptr, c_ptr, noise_scale_ptr, remaining, rows, last_row, MODE: tl.constexpr):
+    """(s, sigma, 1/s, c, sigma_t): the scalar s of the step, or the per-row columns (TILE rows x 1) of the
+    other modes; c and sigma_t of z_t = c x + sigma_t eps (TARGET, else 0)."""
+    c = 0.0
+    noise_scale = 0.0
     if MODE == STEP or MODE == BRIDGE_STEP:
         s = remaining + tl.zeros(rows.shape, tl.float32)  # checked on the host
     else:
-        s = tl.load(s_ptr + rows, mask=row_mask, other=1.0)
+        # Rows past the end read the last row, unmasked (a masked load costs a move per row and
+        # per column loaded); their outputs are masked off.
+        present = tl.minimum(rows, last_row - 1)
+        s = tl.load(s_ptr + present)
         # Per-row s is not checked on the host for GPU tensors (that would synchronise every
-        # call): a row whose s is not finite and > 0 gets NaN in every output that depends on s.
-        s = tl.where((s > 0.0) & (s < float("inf")), s, float("nan"))
-    return s, special.square_root(s), special.reciprocal_of_normal(s)
+        # call): a row whose s is not a positive normal float (0 < s < inf and not subnormal, as
+        # reciprocal_of_normal needs) gets NaN in every output that depends on s. One unsigned
+        # compare on the bits: the two float compares took 8 instructions a row on sm_90.
+        s = tl.where(s.to(tl.uint32, bitcast=True) - 0x00800000 < 0x7F000000, s, float("nan"))
+        if MODE == TARGET:
+            c = tl.load(c_ptr + present)
+            noise_scale = tl.load(noise_scale_ptr + present)
+    return s, special.square_root(s), special.reciprocal_of_normal(s), c, noise_scale
 
 
 @triton.jit
@@ -73,14 +84,12 @@ def _tile_noise(seed_low, seed_high, step_index, row_low, row_high, first_column
 
 
 @triton.jit
-def _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, eps,
+def _state(input_ptr, input_stride, c, noise_scale, rows, row0, columns, mask, eps,
            MODE: tl.constexpr, WIDE_OFFSETS: tl.constexpr):
     """(v, x): the state the mean is taken at (z, or z_t = c x + sigma_t eps) and the data x (TARGET)."""
     values = tl.load(_element_pointers(input_ptr, input_stride, rows, row0, columns, WIDE_OFFSETS), mask=mask,
                      other=0.0).to(tl.float32)
     if MODE == TARGET:
-        c = tl.load(c_ptr + rows, mask=row_mask, other=0.0)
-        noise_scale = tl.load(noise_scale_ptr + rows, mask=row_mask, other=0.0)
         return c * values + noise_scale * eps, values
     return values, values
 
@@ -148,11 +157,11 @@ def _tile_item(kind, start, end, first_row, rows_total,
         row_mask = rows < last_row
         mask = row_mask & column_mask
         row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
-        s, sigma, inverse_s = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
+        s, sigma, inverse_s, c, noise_scale = _row_inputs(s_ptr, c_ptr, noise_scale_ptr, remaining, rows, last_row, MODE)
         # TARGET's eps before the mean (the state needs it), the step's xi after it (fewer registers live).
         eps = _tile_noise(seed_low, seed_high, step_index, row_low, row_high, first_column, TARGET if MODE == TARGET else MEAN,
                           BLOCK)
-        v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, eps, MODE,
+        v, x = _state(input_ptr, input_stride, c, noise_scale, rows, row0, columns, mask, eps, MODE,
                       WIDE_OFFSETS)
         if IS_GROUP:
             m = posterior.group_mean(kind, v, s, inverse_s, mask, (end - start).to(tl.float32), KINDS)
@@ -183,14 +192,14 @@ def _wide_group_item(kind, start, end, first_row, rows_total,
         rows = row0 + tl.arange(0, SUB_ROWS)[:, None]
         row_mask = rows < last_row
         row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
-        s, sigma, inverse_s = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
+        s, sigma, inverse_s, c, noise_scale = _row_inputs(s_ptr, c_ptr, noise_scale_ptr, remaining, rows, last_row, MODE)
         top = tl.full((SUB_ROWS, 1), NEGATIVE_HUGE, tl.float32)
         total = tl.zeros((SUB_ROWS, 1), tl.float32)
         for chunk in range(first_column, end, BLOCK):
             columns = chunk + tl.arange(0, BLOCK)[None, :]
             mask = row_mask & (columns >= start) & (columns < end)
             eps = _tile_noise(seed_low, seed_high, step_index, row_low, row_high, chunk, TARGET if MODE == TARGET else MEAN, BLOCK)
-            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, eps, MODE,
+            v, x = _state(input_ptr, input_stride, c, noise_scale, rows, row0, columns, mask, eps, MODE,
                           WIDE_OFFSETS)
             if kind == posterior.CATEGORICAL:
                 new_top = tl.maximum(top, tl.max(tl.where(mask, v, NEGATIVE_HUGE), axis=1)[:, None])
@@ -203,7 +212,7 @@ def _wide_group_item(kind, start, end, first_row, rows_total,
             columns = chunk + tl.arange(0, BLOCK)[None, :]
             mask = row_mask & (columns >= start) & (columns < end)
             eps = _tile_noise(seed_low, seed_high, step_index, row_low, row_high, chunk, TARGET if MODE == TARGET else MEAN, BLOCK)
-            v, x = _state(input_ptr, input_stride, c_ptr, noise_scale_ptr, rows, row0, columns, mask, row_mask, eps, MODE,
+            v, x = _state(input_ptr, input_stride, c, noise_scale, rows, row0, columns, mask, eps, MODE,
                           WIDE_OFFSETS)
             if kind == posterior.CATEGORICAL:
                 m = special.exp2_flushing_subnormals((v - top) * (posterior.LOG2E * inverse_s)) * special.reciprocal_of_normal(total)
@@ -275,12 +284,8 @@ def _small_group_item(start, first_row, rows_total,
         rows = row0 + tl.arange(0, SUB_ROWS)[:, None]
         row_mask = rows < last_row
         row_low, row_high = philox.global_rows(rows, offset_low, offset_high)
-        s, sigma, inverse_s = _row_scale(s_ptr, remaining, rows, row_mask, MODE)
+        s, sigma, inverse_s, c, noise_scale = _row_inputs(s_ptr, c_ptr, noise_scale_ptr, remaining, rows, last_row, MODE)
         scale = posterior.LOG2E * inverse_s
-        c, noise_scale = 0.0, 0.0
-        if MODE == TARGET:
-            c = tl.load(c_ptr + rows, mask=row_mask, other=0.0)
-            noise_scale = tl.load(noise_scale_ptr + rows, mask=row_mask, other=0.0)
         # Pass 1: each column's state and the group's max.
         top = tl.full((SUB_ROWS, 1), NEGATIVE_HUGE, tl.float32)
         for block in tl.static_range(BLOCKS):

@@ -61,6 +61,42 @@ def test_the_usual_path_leaves_out_slow_paths_rare_lines_and_nested_loops():
     assert rare.by_source[("/src/kernel.cu", 7)] == 1 and rare.by_source[("/src/kernel.cu", 9)] == 2
 
 
+# nvdisasm -gi: a helper (line 3) inlined into a rare line (7) and into an ordinary one (9).
+INLINED_LISTING = """
+.L_x_0:
+	//## File "/src/kernel.cu", line 5
+        /*0000*/              @P2 BRA `(.L_x_1) ;
+	//## File "/src/kernel.cu", line 7
+        /*0010*/                   MOV R4, RZ ;
+	//## File "/src/kernel.cu", line 3 inlined at "/src/kernel.cu", line 7
+	//## File "/src/kernel.cu", line 7 inlined at "/src/kernel.cu", line 20
+	//## File "/src/kernel.cu", line 20
+        /*0020*/                   LDG.E R5, [R6] ;
+        /*0030*/                   LDG.E R7, [R8] ;
+.L_x_1:
+	//## File "/src/kernel.cu", line 3 inlined at "/src/kernel.cu", line 9
+	//## File "/src/kernel.cu", line 9
+        /*0040*/                   LDG.E R9, [R10] ;
+	//## File "/src/kernel.cu", line 5
+        /*0050*/              @!P0 BRA `(.L_x_0) ;
+"""
+
+
+def test_a_helper_inlined_into_a_rare_line_is_rare():
+    program = sass.parse(INLINED_LISTING)
+    assert program.instructions[1].frames == (("/src/kernel.cu", 7),)
+    assert program.instructions[2].source == ("/src/kernel.cu", 3)
+    assert program.instructions[2].frames == (("/src/kernel.cu", 3), ("/src/kernel.cu", 7), ("/src/kernel.cu", 20))
+    assert program.instructions[4].frames == (("/src/kernel.cu", 3), ("/src/kernel.cu", 9))
+    (loop,) = sass.loops(program)
+    assert sass.count_loop(program, loop).instructions == 6
+    # Line 7 rare: the branch skips its MOV and both loads inlined there; the load inlined at line 9 counts.
+    rare = sass.count_loop(program, loop, rare_lines=frozenset({("/src/kernel.cu", 7)}))
+    assert rare.instructions == 3 and rare.by_source[("/src/kernel.cu", 3)] == 1
+    # A rare line further out in the chain (line 20, which line 7 is inlined into) counts as well.
+    assert sass.count_loop(program, loop, rare_lines=frozenset({("/src/kernel.cu", 20)})).instructions == 3
+
+
 def _offline_tools_missing() -> str:
     try:
         import triton  # noqa: F401

@@ -561,7 +561,7 @@ def test_scheduled_step_equals_the_step_with_host_scalars(backend, open_kernels,
 # ----------------------------------------------------------------------------------------
 # Invalid rows, whole samples
 # ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("bad", [0.0, -0.5, float("inf"), float("nan")])
+@pytest.mark.parametrize("bad", [0.0, -0.5, float("inf"), float("nan"), 1e-40])  # 1e-40: subnormal
 @pytest.mark.parametrize("backend", ["triton", "cuda-emulated", "cuda"])
 def test_a_row_with_an_invalid_s_gets_nan_not_finite_numbers(backend, bad, open_kernels, generator):
     """The GPU kernels do not check per-row s (that would synchronise with the host): they mark the row

@@ -12,7 +12,8 @@ ops that declare what they mutate (``step_out``, ``bridge_target_out``).
 Per-row s is checked on the host in eager mode (``omegabridge.ops.functional``); inside a compiled
 region that check would need the data, so the kernels' own rule applies instead, as on a GPU: a
 row whose s is not finite and > 0 gets NaN in every output that depends on s (CPU tensors are
-handled here; the GPU kernels do it themselves).
+handled here; the GPU kernels do it themselves, and treat a subnormal s, below 1.2e-38, as
+invalid too: it is one compare of the bits).
 
 Example:
     >>> import torch, omegabridge as ob

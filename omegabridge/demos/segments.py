@@ -32,10 +32,11 @@ class SegmentsConfig(common.FieldDemoSampler):
     """Everything the segments demo depends on; the defaults are the full run.
 
     The U-Net takes log-odds per class (``DriftUNet``'s default for a categorical map), is trained
-    with the Trainer's default loss weight and sampled by 50 bridge-solver steps on the "domain"
-    grid: on seed 0, 7.1 connected regions per map (real 4.7) and co-occurrence TV 0.021, against
-    9.4 and 0.020 with plain x-prediction MSE (``loss_weight="remaining_squared"``) and 15.5 and 0.046
-    for the mean-predicting U-Net with that MSE and 50 Euler steps on grid "t"
+    for 1200 iterations with the Trainer's default loss weight and sampled by 50 bridge-solver steps
+    on the "domain" grid: 5.9 and 5.4 connected regions per map (real 4.7) and co-occurrence TV
+    0.016 and 0.024 on seeds 0 and 1. At 600 iterations: 7.1 and 0.021 on seed 0, against 9.4 and
+    0.020 with plain x-prediction MSE (``loss_weight="remaining_squared"``) and 15.5 and 0.046 for
+    the mean-predicting U-Net with that MSE and 50 Euler steps on grid "t"
     (bench/field_models_segments.py, bench/results/field-models.md).
 
     >>> SegmentsConfig().loss_weight, SegmentsConfig().solver
@@ -47,7 +48,7 @@ class SegmentsConfig(common.FieldDemoSampler):
     test_maps: int = 400
     size: int = 32
     steps: int = 50
-    iterations: int = 600
+    iterations: int = 1200
     batch_size: int = 32
     learning_rate: float = 2e-3
     loss_weight: str = "remaining"

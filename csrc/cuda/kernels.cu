@@ -280,8 +280,9 @@ __device__ __noinline__ GroupMean group_mean(const float* values, std::int64_t o
 }
 
 // A per-row s that is not a positive normal float (0 < s < inf, and not subnormal: no schedule
-// leaves 1e-38 of time, and the approximate reciprocal flushes it to 0) gives NaN wherever m depends on s, as the Triton kernels do: on a GPU dispatch does not
-// check s on the host (that would synchronise every call). One unsigned compare on the bits.
+// leaves 1e-38 of time, and the approximate reciprocal flushes it to 0) gives NaN wherever m
+// depends on s, as the Triton kernels do: on a GPU dispatch does not check s on the host (that
+// would synchronise every call). One unsigned compare on the bits.
 __device__ __forceinline__ float checked_remaining(float s) {
   return bits_of(s) - 0x00800000u < 0x7F000000u ? s : NAN;
 }

@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("data", metavar="DATA", help="a .csv or .parquet file")
     fit.add_argument("-o", "--output", metavar="MODEL.ckpt", required=True, help="checkpoint to write (atomically)")
     fit.add_argument("--schema", metavar="FILE", help="JSON overrides of the inferred schema")
-    fit.add_argument("--iterations", type=_integer("iterations", 1), default=6000, metavar="N", help="training iterations (default 6000)")
+    fit.add_argument("--iterations", type=_integer("iterations", 1), default=None, metavar="N",
+                     help="training iterations (default: about 1000 passes over the rows, 2000 to 20000)")
     fit.add_argument("--batch-size", type=_integer("batch size", 1), default=512, metavar="N", help="rows per iteration (default 512)")
     fit.add_argument("--steps", type=_integer("steps", 2), default=50, metavar="N", help="time steps of the sampler (default 50)")
     fit.add_argument("--seed", type=_integer("seed", 0, 2**63), default=0, metavar="N", help="seed (default 0)")

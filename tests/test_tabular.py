@@ -391,6 +391,23 @@ def test_fit_rejects_a_non_dataframe_and_bad_steps():
         ob.TabularBridge(steps=1)
 
 
+def test_the_default_training_budget_follows_the_table_size(monkeypatch):
+    """fit without iterations trains for default_iterations(rows, batch_size): about 1000 passes, 2000 to 20000."""
+    from omegabridge.tabular import tabular_bridge
+
+    assert [tabular_bridge.default_iterations(rows) for rows in (1, 275, 1024, 5093, 10**7)] == [2000, 2000, 2000, 9948, 20000]
+    assert tabular_bridge.default_iterations(5093, batch_size=256) == 19895
+    asked = []
+
+    def tiny_budget(rows, batch_size):
+        asked.append((rows, batch_size))
+        return 3
+
+    monkeypatch.setattr(tabular_bridge, "default_iterations", tiny_budget)
+    model = ob.TabularBridge(**TINY).fit(mixed_frame(rows=40), batch_size=16)
+    assert asked == [(40, 16)] and model.training["iterations"] == 3 and len(model.losses) == 3
+
+
 def test_missing_rates_and_category_shares_are_learned():
     """After a short training the sample reproduces each column's missing rate and a skewed categorical."""
     rng = np.random.default_rng(1)

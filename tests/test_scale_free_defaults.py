@@ -44,6 +44,27 @@ def _two_modes(count: int, generator) -> torch.Tensor:
     return torch.where(near_50, 50 + offset, 200 + offset).float()[:, None]
 
 
+@pytest.mark.parametrize(
+    "domain, start_std",
+    [
+        (ob.Lattice(0, 255, step=1, shape=(3, 2, 2)), (256**2 - 1) ** 0.5 / 12**0.5),  # 8-bit pixels: the uniform sd
+        (ob.Lattice(0, 510, step=2, shape=(2, 2)), 2 * (256**2 - 1) ** 0.5 / 12**0.5),
+        (ob.Lattice(0, 63, shape=(2, 2)), 0.0),  # 64 points: an image field, but a short lattice
+        (ob.Lattice(0, 16, shape=(1, 8, 8)), 0.0),  # digits
+        (ob.Lattice(0, 255), 0.0),  # not a field
+        (ob.Product([ob.Lattice(0, 255, shape=(2, 2)), ob.Binary()]), 0.0),  # not one field alone
+        (ob.Categorical(19, shape=(4, 4)), 0.0),
+        (ob.Interval(0.0, 1.0, shape=(2, 2)), 0.0),
+    ],
+)
+def test_an_8_bit_field_starts_spread_over_its_range_and_the_rest_at_zeros(domain, start_std):
+    bridge = ob.Bridge(domain, steps=10)
+    assert bridge.start_std == pytest.approx(start_std, rel=1e-12)
+    assert ob.Bridge(domain, steps=10, start_std=0.0).start_std == 0.0  # an explicit start is kept
+    start = bridge._start(2000, 0, 0, "cpu")
+    assert float(start.std()) == pytest.approx(start_std, rel=0.05) if start_std else bool((start == 0).all())
+
+
 def test_an_8_bit_lattice_trains_and_samples_with_no_tuning(one_torch_thread):
     data = _two_modes(4000, torch.Generator().manual_seed(0))
     x = _fit_and_sample(ob.Lattice(0, 255, step=1), data)

@@ -66,7 +66,7 @@ def default_start_std(domain: Domain) -> float:
 
     From one point every sample begins the same, and a briefly trained network draws them back toward it:
     16 x 16 RGB patches after 300 iterations came out too dark (pixel-histogram TV 0.133 / 0.178 on seeds
-    0 / 1, patch means short of the bright ones); started spread over the range, TV 0.064 / 0.099 (bench/results/
+    0 / 1, patch means short of the bright ones); with this start, TV 0.077 / 0.097 (bench/results/
     field-models.md).
 
     >>> import omegabridge as ob
@@ -76,6 +76,8 @@ def default_start_std(domain: Domain) -> float:
     if isinstance(domain, Lattice) and len(domain.shape) >= 2 and domain.points > SPREAD_START_POINTS:
         return float(domain.step) * math.sqrt((domain.points**2 - 1) / 12.0)
     return 0.0
+
+
 #: Steps and grid of a ``Bridge`` made without them: with the default ``"bridge"`` solver, 250 steps on grid
 #: ``"t"`` reach with exact drifts what 1000 Euler steps did on lattice targets, not on continuous ones (W1
 #: 0.021 against 0.012 in an interval; bench/results/solvers-defaults/solvers.md), where grid ``"domain"``

@@ -60,6 +60,7 @@ def default_iterations(rows: int, batch_size: int = 512) -> int:
     passes = -(-DEFAULT_PASSES * rows // batch_size)  # ceiling division
     return max(MIN_DEFAULT_ITERATIONS, min(MAX_DEFAULT_ITERATIONS, passes))
 
+
 #: The last step's spread of continuous columns (``Bridge.sample``'s ``final_spread``): the posterior's, so a
 #: narrow continuous column is not widened to the remaining variance of a 50-step grid (randhie, bench/results/
 #: sdv-comparison.md: column shapes 0.910 -> 0.940, fair unchanged).

@@ -6,8 +6,12 @@ loop over rows (or over a thread's work items) divided by the elements one trip 
 body is counted as it runs in the common case:
 
 * the slow paths of IEEE division and square root (a predicated branch around a call to a
-  ``__internal_..._slowpath`` routine, taken only for subnormal, huge or special inputs) are
-  left out, their test and branch counted;
+  ``__internal_..._slowpath`` routine, or to ``__internal_..._div_rn_f64_full`` for a double
+  division, taken only for subnormal, huge or special inputs) are left out, their test and
+  branch counted;
+* a call to a function of the same listing (a ``__noinline__`` helper such as the CUDA
+  kernels' ``lattice_mean``) that the usual path makes counts the call and the callee's own
+  usual path, counted by the same rules, once per call site;
 * a forward branch over code that comes mostly from *rare lines* (source lines the caller
   names: in csrc/cuda/kernels.cu, those marked ``// rare path``, such as the scalar fallback
   for rows that are not 16-byte aligned) is taken as skipped, its test and branch counted. An
@@ -44,6 +48,10 @@ _INSTRUCTION = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 _LABEL = re.compile(r"^(\.L_\w+):")
 _SOURCE = re.compile(r'//## File "([^"]+)", line (\d+)')
 _TARGET = re.compile(r"`\((\.L_\w+)\)")
+_CALLEE = re.compile(r"`\((\$[^)\s]+)\)")
+_FUNCTION = re.compile(r"^\s*\.type\s+(\S+),\s*@function")
+# Routines of the CUDA math library that run only for inputs outside the fast path's range.
+_SLOW_PATH_ROUTINE = re.compile(r"^\$__internal_\S*(?:slowpath|div_rn_f64_full)$")
 SLOW_PATH_LENGTH = 8
 
 
@@ -70,11 +78,20 @@ class Instruction:
     def conditional(self) -> bool:
         return self.text.startswith("@")
 
+    @property
+    def callee(self) -> str | None:
+        """The function a CALL names (``$name`` as in the listing's ``.type`` lines), else None."""
+        match = _CALLEE.search(self.text)
+        return match.group(1) if match and self.opcode.startswith("CALL") else None
+
 
 @dataclass
 class Program:
     instructions: list[Instruction]
     labels: dict[str, int]  # label -> index of the instruction it names
+    # name -> (first, end) indices of each function of the listing (``.type name,@function``):
+    # a kernel's listing holds the kernel and, after it, the subroutines it calls.
+    functions: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,9 +113,14 @@ def parse(listing: str) -> Program:
     there a line marker is followed by one marker per caller it is inlined into)."""
     instructions: list[Instruction] = []
     labels: dict[str, int] = {}
+    starts: list[tuple[str, int]] = []
     frames: tuple[tuple[str, int], ...] = ()
     chain_open = False  # the previous line was a marker: a marker now names a caller
     for line in listing.splitlines():
+        function = _FUNCTION.match(line)
+        if function:
+            starts.append((function.group(1), len(instructions)))
+            continue
         marker = _SOURCE.search(line)
         if marker:
             frame = (marker.group(1), int(marker.group(2)))
@@ -113,7 +135,8 @@ def parse(listing: str) -> Program:
         match = _INSTRUCTION.match(line)
         if match:
             instructions.append(Instruction(int(match.group(1), 16), match.group(2), frames[0] if frames else None, frames))
-    return Program(instructions, labels)
+    ends = [start for _, start in starts[1:]] + [len(instructions)]
+    return Program(instructions, labels, {name: (start, end) for (name, start), end in zip(starts, ends)})
 
 
 def split_functions(listing: str) -> dict[str, str]:
@@ -131,16 +154,21 @@ def split_functions(listing: str) -> dict[str, str]:
     return {name: "\n".join(lines) for name, lines in parts.items()}
 
 
+def _padding(program: Program, index: int) -> bool:
+    """Whether an instruction is the ``BRA`` to itself that pads the end of a listing (never reached)."""
+    instruction = program.instructions[index]
+    return instruction.text.startswith("BRA") and program.labels.get(instruction.target or "") == index
+
+
 def loops(program: Program) -> list[Loop]:
     """Every loop, from its backward branches, outermost first (larger range first)."""
     found = set()
     for index, instruction in enumerate(program.instructions):
         target = instruction.target
         if target is not None and target in program.labels and program.labels[target] <= index:
-            head = program.labels[target]
-            if instruction.text.endswith(f"BRA `({target})") and head == index:
-                continue  # the `BRA self` that pads the end of a function
-            found.add(Loop(head, index))
+            if _padding(program, index):
+                continue
+            found.add(Loop(program.labels[target], index))
     return sorted(found, key=lambda loop: (loop.head - loop.back, loop.head))
 
 
@@ -167,7 +195,7 @@ def _slow_paths(program: Program, first: int, last: int, rare_lines: frozenset =
             continue
         region = program.instructions[index + 1:end]
         # Only the call and its few moves: a longer region is ordinary code that happens to hold a slow path.
-        if len(region) <= SLOW_PATH_LENGTH and any("CALL" in item.opcode and "slowpath" in item.text for item in region):
+        if len(region) <= SLOW_PATH_LENGTH and any(_SLOW_PATH_ROUTINE.search(item.callee or "") for item in region):
             ranges.append((index + 1, end))
         elif rare_lines and _rare(region, rare_lines):
             ranges.append((index + 1, end))
@@ -179,6 +207,26 @@ def count_loop(program: Program, loop: Loop, all_loops: list[Loop] | None = None
     """The usual path's instructions of one trip through ``loop`` (see the module docstring);
     ``rare_lines``: (file, line) pairs of code that runs only in rare cases."""
     all_loops = loops(program) if all_loops is None else all_loops
+    return _count_range(program, loop, all_loops, rare_lines, ())
+
+
+def count_function(program: Program, name: str, rare_lines: frozenset = frozenset()) -> LoopCount:
+    """The usual path's instructions of one call of function ``name`` of the listing: its whole
+    body, by the rules of ``count_loop`` (its own loops are nested loops here)."""
+    return _count_range(program, _function_range(program, name), loops(program), rare_lines, ())
+
+
+def _function_range(program: Program, name: str) -> Loop:
+    if name not in program.functions:
+        raise KeyError(f"{name} is not a function of the listing (calls into other listings are not counted)")
+    first, end = program.functions[name]
+    return Loop(first, end - 1)
+
+
+def _count_range(program: Program, loop: Loop, all_loops: list[Loop], rare_lines: frozenset,
+                 callers: tuple[str, ...]) -> LoopCount:
+    """count_loop on instructions loop.head .. loop.back; ``callers``: the functions whose calls led
+    here (a recursive call cannot be counted: its depth is data)."""
     excluded = set()
     nested = []
     for inner in all_loops:
@@ -193,8 +241,16 @@ def count_loop(program: Program, loop: Loop, all_loops: list[Loop] | None = None
         if index in excluded:
             continue
         instruction = program.instructions[index]
-        if instruction.opcode == "NOP":
+        if instruction.opcode == "NOP" or _padding(program, index):
             continue
         result.instructions += 1
         result.by_source[instruction.source] += 1
+        callee = instruction.callee
+        if callee is not None:
+            if callee in callers:
+                raise ValueError(f"recursive call of {callee}: its path depends on the data")
+            inner = _count_range(program, _function_range(program, callee), all_loops, rare_lines, callers + (callee,))
+            result.instructions += inner.instructions
+            result.by_source.update(inner.by_source)
+            result.nested.extend(inner.nested)
     return result

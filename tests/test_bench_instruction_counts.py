@@ -97,6 +97,53 @@ def test_a_helper_inlined_into_a_rare_line_is_rare():
     assert sass.count_loop(program, loop, rare_lines=frozenset({("/src/kernel.cu", 20)})).instructions == 3
 
 
+# A kernel whose loop calls a helper of the same listing twice; the helper has a loop of its own, a
+# double division's slow path (its call to the full routine) and ends in RET; the listing ends in the
+# BRA-to-itself padding.
+CALLING_LISTING = """
+        .type           kernel,@function
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+.L_x_0:
+        /*0010*/                   LDG.E R2, [R4] ;
+        /*0020*/                   CALL.REL.NOINC `($kernel$helper) ;
+        /*0030*/                   CALL.REL.NOINC `($kernel$helper) ;
+        /*0040*/              @!P0 BRA `(.L_x_0) ;
+        /*0050*/                   EXIT ;
+        .type           $kernel$helper,@function
+        /*0060*/                   FMUL R3, R2, R2 ;
+.L_x_1:
+        /*0070*/                   FADD R3, R3, 1 ;
+        /*0080*/              @P1 BRA `(.L_x_1) ;
+        /*0090*/              @P2 BRA `(.L_x_2) ;
+        /*00a0*/                   MOV R6, 0x1f80 ;
+        /*00b0*/                   CALL.REL.NOINC `($__internal_0_$__cuda_sm20_div_rn_f64_full) ;
+.L_x_2:
+        /*00c0*/                   RET.REL.NODEC R20 `(kernel) ;
+        .type           $__internal_0_$__cuda_sm20_div_rn_f64_full,@function
+        /*00d0*/                   DFMA R8, R8, R10, R12 ;
+        /*00e0*/                   RET.REL.NODEC R6 `(kernel) ;
+.L_x_3:
+        /*00f0*/                   BRA `(.L_x_3);
+"""
+
+
+def test_a_call_counts_the_callees_usual_path_once_per_call():
+    program = sass.parse(CALLING_LISTING)
+    assert program.functions == {"kernel": (0, 6), "$kernel$helper": (6, 13), "$__internal_0_$__cuda_sm20_div_rn_f64_full": (13, 16)}
+    outer = next(loop for loop in sass.loops(program) if loop.head == 1)
+    # The helper: FMUL, the branch around the slow path, RET (3); its loop (FADD, BRA) and the slow
+    # path's MOV and CALL are left out. The padding BRA is no loop and never counted.
+    assert sass.count_function(program, "$kernel$helper").instructions == 3
+    assert len(sass.loops(program)) == 2
+    # The trip: LDG, two CALLs, the back branch (4), plus the helper twice; the helper's loop reported twice.
+    count = sass.count_loop(program, outer)
+    assert count.instructions == 4 + 2 * 3 and count.nested == [2, 2]
+    # A call into another listing cannot be counted: it fails rather than count one instruction.
+    with pytest.raises(KeyError):
+        sass.count_loop(sass.parse(CALLING_LISTING.replace("$kernel$helper) ;\n        /*0040", "$elsewhere) ;\n        /*0040")),
+                        outer)
+
+
 def _offline_tools_missing() -> str:
     try:
         import triton  # noqa: F401

@@ -202,11 +202,36 @@ __device__ __noinline__ float lattice_mean(ColumnParams p, double step, std::int
   return (p.low + position * d) + moment / weight_sum;  // x_n from the lattice, as the CPU kernel
 }
 
-// The kernels are compiled for every kind set (kAllKinds) and, for layouts of one element-wise
-// kind, for that kind alone (kKinds = its bit): then the kind is a compile-time constant, the
-// switch below and the kernel's group code vanish, and a real column reads no parameters.
+// The kernels are compiled for every kind set (kAllKinds) and, for layouts of one kind (an
+// element-wise kind or categorical groups), for that kind alone (kKinds = its bit): then the kind
+// is a compile-time constant, the switch below and the kernel's group code (or, for groups, its
+// block-item code and the sphere's pass) vanish, and a real column reads no parameters.
 constexpr unsigned kAllKinds = 0xFFu;
 constexpr unsigned kGroupKinds = (1u << pm::kCategorical) | (1u << pm::kSphere);
+
+// Whether a work item is a block item: a compile-time constant for a kernel of group kinds only
+// (a layout of categorical groups alone has no element-wise column, so no block item).
+template <unsigned kKinds>
+__device__ __forceinline__ bool is_block_item(const WorkItem& item) {
+  if constexpr ((kKinds & ~kGroupKinds) == 0) {
+    return false;
+  } else {
+    return item.kind == kBlockItem;
+  }
+}
+
+// Whether a group is categorical (else a sphere): a compile-time constant where the kernel's kind
+// set holds one group kind, so that the other's pass is not compiled in.
+template <unsigned kKinds>
+__device__ __forceinline__ bool is_categorical(std::int32_t kind) {
+  if constexpr ((kKinds & kGroupKinds) == (1u << pm::kCategorical)) {
+    return true;
+  } else if constexpr ((kKinds & kGroupKinds) == (1u << pm::kSphere)) {
+    return false;
+  } else {
+    return kind == pm::kCategorical;
+  }
+}
 
 template <unsigned kKinds>
 __host__ __device__ constexpr int single_kind() {
@@ -255,10 +280,11 @@ struct GroupMean {
 };
 
 // `values` may be the call's own output (the target's z_t), so it is read with plain loads.
+template <unsigned kKinds>
 __device__ __noinline__ GroupMean group_mean(const float* values, std::int64_t offset, std::int64_t width,
-                                             bool categorical, float s, float inverse_s) {
+                                             std::int32_t kind, float s, float inverse_s) {
   const std::int64_t end = offset + width;
-  if (!categorical) {
+  if (!is_categorical<kKinds>(kind)) {
     float squared = 0.0f;
     for (std::int64_t c = offset; c < end; ++c) squared += values[c] * values[c];
     const float kappa = sqrtf(squared) / s;
@@ -365,7 +391,7 @@ __device__ __forceinline__ void block_item(const Args& a, const WorkItem& item, 
   store_four(op == Op::kTarget ? a.target : a.out, base, mask, a.aligned, out);
 }
 
-template <Op op, int kStorage>
+template <Op op, int kStorage, unsigned kKinds>
 __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, std::int64_t row,
                                            const Scale& k, std::uint32_t step, const StepScalars& scalars) {
   const std::int64_t width = a.layout.width;
@@ -383,7 +409,8 @@ __device__ __forceinline__ void group_item(const Args& a, const WorkItem& item, 
       out_row[c] = scale * load_one<kStorage>(a.input, row * width + c) + spread * pick(n, static_cast<unsigned>(c & 3));
     }
   }
-  const GroupMean mean = group_mean(values, begin, item.width, item.kind == pm::kCategorical, k.s, k.inverse_s);
+  GroupMean mean = group_mean<kKinds>(values, begin, item.width, item.kind, k.s, k.inverse_s);
+  mean.categorical = is_categorical<kKinds>(item.kind);  // the same value, but a constant where the kernel has one group kind
   if (op == Op::kMean) {
     for (std::int64_t c = begin; c < end; ++c) out_row[c] = mean(values[c]);
   } else if (op == Op::kTarget) {
@@ -443,14 +470,14 @@ __global__ void __launch_bounds__(kThreads, 3) bridge_kernel(Args a) {
     } else {
       k = scale_of(checked_remaining(a.remaining_rows[row]));
     }
-    if (item.kind == kBlockItem) {
+    if (is_block_item<kKinds>(item)) {
       if constexpr (op == Op::kBridgeStep) {
         bridge_block_item<kStorage, kKinds>(a, item, row, k, step);
       } else {
         block_item<op, kStorage, kKinds>(a, item, row, k, step, scalars);
       }
     } else if constexpr ((kKinds & kGroupKinds) != 0) {
-      group_item<op, kStorage>(a, item, row, k, step, scalars);
+      group_item<op, kStorage, kKinds>(a, item, row, k, step, scalars);
     }
     row += row_stride;
     item_index += item_stride;
@@ -664,8 +691,9 @@ Status launch(Kernel kernel, std::int64_t work, void* stream, Params... params) 
   return error == cudaSuccess ? Status{} : failed("cudaLaunchKernel", error);
 }
 
-// The kernel specialised for a layout of one element-wise kind (float32 inputs), else the general one.
-// Not for the lattice: its mean is a call (lattice_mean), and four of them in a row spill registers.
+// The kernel specialised for a layout of one kind (float32 inputs), else the general one. The
+// lattice's (four calls of lattice_mean per block item) holds 80 registers without spilling on
+// sm_80 and sm_90 under bridge_kernel's launch bounds.
 template <Op op>
 Status launch_float32(const Args& args, std::int64_t work, void* stream) {
   switch (args.layout.kinds) {
@@ -679,6 +707,10 @@ Status launch_float32(const Args& args, std::int64_t work, void* stream) {
       return launch(bridge_kernel<op, 0, 1u << pm::kHalfLineUpper>, work, stream, args);
     case 1u << pm::kBinary:
       return launch(bridge_kernel<op, 0, 1u << pm::kBinary>, work, stream, args);
+    case 1u << pm::kCategorical:
+      return launch(bridge_kernel<op, 0, 1u << pm::kCategorical>, work, stream, args);
+    case 1u << pm::kLattice:
+      return launch(bridge_kernel<op, 0, 1u << pm::kLattice>, work, stream, args);
     default:
       return launch(bridge_kernel<op, 0>, work, stream, args);
   }

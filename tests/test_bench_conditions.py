@@ -33,6 +33,24 @@ def test_a_tiny_conditions_run_scores_every_condition_with_enough_rows(tmp_path)
     assert "| religious = 3 | 1953 |" in text and "Conditioned cells exact in 6 of 6 conditions" in text
 
 
+def test_the_floor_is_the_sampling_noise_of_the_reference_itself():
+    import numpy as np
+    import pandas as pd
+
+    generator = np.random.default_rng(0)
+    frame = lambda rows: pd.DataFrame({"condition": 1, "constant": 3, "coin": generator.integers(0, 2, rows),
+                                       "level": generator.integers(0, 6, rows), "amount": generator.exponential(1.0, rows)})
+    small, large = (conditions.floor_distances(frame(rows), 2000, "condition", {"constant", "coin", "level"}, 0)
+                    for rows in (200, 5000))
+    assert set(small) == {"constant", "coin", "level", "amount"} and small["constant"] == 0.0
+    # A fair coin: E|p_hat - 1/2| over 200 and 2000 draws is sqrt((1/200 + 1/2000) / 4 * 2 / pi) = 0.030 (TV of two
+    # binary laws is |p - q|); at 5000 reference rows, 0.011. Within 25% (a mean of 20 draws).
+    assert abs(small["coin"] - 0.030) < 0.0075 and abs(large["coin"] - 0.011) < 0.0027
+    for column in ("level", "amount"):  # six levels spread more than two; every column shrinks with the reference
+        assert large[column] < small[column] / 1.5
+    assert small["level"] > small["coin"]
+
+
 def test_a_tiny_imputation_run_scores_every_method(tmp_path):
     pytest.importorskip("sklearn")
     assert imputation.main(["--iterations", "5", "--draws", "3", "--out", str(tmp_path)]) == 0

@@ -16,7 +16,7 @@ import omegabridge as ob
 from omegabridge.demos import common, digits as dd
 p = argparse.ArgumentParser()
 p.add_argument("--iters", type=int, default=2000); p.add_argument("--batch", type=int, default=64)
-p.add_argument("--lr", type=float, default=2e-3); p.add_argument("--weight", default="remaining")
+p.add_argument("--lr", type=float, default=2e-3); p.add_argument("--weight", default=None, help="the Trainer's (default: the model's)")
 p.add_argument("--times", default="grid"); p.add_argument("--train_steps", type=int, default=100)
 p.add_argument("--train-on-sampling-grid", action="store_true", help="train at the sampling grid's times (its --steps on --grid) instead of --train_steps on grid t")
 p.add_argument("--steps", type=int, default=25); p.add_argument("--grid", default="domain"); p.add_argument("--solver", default="bridge")
@@ -31,6 +31,8 @@ p.add_argument("--posterior-logits", choices=("default", "on", "off"), default="
 p.add_argument("--floor", type=int, default=0, metavar="DRAWS",
                help="instead of training: score DRAWS sets of as many training digits drawn with replacement (a "
                     "perfect sampler of the training split) and print their spread")
+p.add_argument("--value-loss", choices=("default", "squared", "cross_entropy"), default="default",
+               help="DriftUNet(value_loss=None / ...): how the log-odds are trained")
 p.add_argument("--load", default=None, help="sample this state_dict (from --save) instead of training")
 a = p.parse_args(); torch.set_num_threads(1)
 train, test, trl, tel = dd.load_split(0)
@@ -60,7 +62,8 @@ if a.train_on_sampling_grid:
 data = domain.flatten(torch.from_numpy(train).float())
 torch.manual_seed(a.seed)
 model = ob.models.for_domain(bridge, data=data, channels=tuple(int(c) for c in a.channels.split(",")),
-                             output_scaling=a.output_scaling, posterior_logits={"default": None, "on": True, "off": False}[a.posterior_logits])
+                             output_scaling=a.output_scaling, posterior_logits={"default": None, "on": True, "off": False}[a.posterior_logits],
+                             value_loss=None if a.value_loss == "default" else a.value_loss)
 t0 = time.process_time()
 tr = ob.Trainer(bridge, model, batch_size=a.batch, learning_rate=a.lr, weight=a.weight, times=a.times, seed=a.seed, ema_decay=a.ema, progress=False)
 if a.load:

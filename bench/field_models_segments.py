@@ -29,6 +29,8 @@ parser.add_argument("--weight", default="remaining", help="the Trainer's loss we
 parser.add_argument("--output-scaling", default="data", choices=("data", "preconditioned"))
 parser.add_argument("--posterior-logits", choices=("default", "on", "off"), default="default",
                     help="DriftUNet(posterior_logits=None / True / False); the default is on for a categorical map")
+parser.add_argument("--value-loss", choices=("default", "squared", "cross_entropy"), default="default",
+                    help="DriftUNet(value_loss=None / ...): how the log-odds are trained")
 parser.add_argument("--variants", default="euler:t:remaining,bridge:domain:remaining")
 parser.add_argument("--n", type=int, default=400)
 parser.add_argument("--save", default=None, help="folder for each variant's sampled maps (.npy)")
@@ -43,7 +45,8 @@ bridge = ob.Bridge(domain, steps=50)
 data = domain.flatten(torch.nn.functional.one_hot(torch.from_numpy(train), classes).float())
 torch.manual_seed(args.seed)
 model = ob.models.for_domain(bridge, data=data, channels=(32, 64), output_scaling=args.output_scaling,
-                              posterior_logits={"default": None, "on": True, "off": False}[args.posterior_logits])
+                              posterior_logits={"default": None, "on": True, "off": False}[args.posterior_logits],
+                              value_loss=None if args.value_loss == "default" else args.value_loss)
 if os.path.exists(args.model):
     model.load_state_dict(torch.load(args.model))
 else:

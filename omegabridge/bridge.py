@@ -301,6 +301,10 @@ class Bridge:
         ``model(z, t, known=...)``, and the loss counts the free cells only, whose drift it predicts
         given them (a known cell's drift is the exact bridge's when sampling).
 
+        A model with ``value_loss == "cross_entropy"`` (``DriftUNet``'s log-odds) is scored on the
+        columns its log-odds cover by the cross-entropy of x's values (``value_cross_entropy``), on
+        the others by the drift's squared error; ``weight`` multiplies both.
+
         For data-parallel training: every rank draws the whole global batch's times and
         seed, and takes its slice with its ``row_offset``, so the ranks' rows see exactly
         the times and noise a single process would give them.
@@ -319,7 +323,12 @@ class Bridge:
             backend=backend,
         )
         t = t_float64.to(torch.float32).to(device)
-        if known_mask is None:
+        cross_entropy = None
+        if getattr(model, "value_loss", "squared") == "cross_entropy":
+            if known_mask is not None:
+                raise ValueError("known cells train a conditional DriftMLP; this model's value_loss is cross_entropy")
+            cross_entropy, drift = model.value_cross_entropy(z_t, t, x)
+        elif known_mask is None:
             drift = model(z_t, t)
         else:
             known_mask = known_mask.to(device)
@@ -328,7 +337,11 @@ class Bridge:
         squared = (drift.to(torch.float32) - target) ** 2
         if known_mask is not None:
             squared = squared.masked_fill(known_mask, 0.0)  # a known cell's drift is the exact bridge's
+        if cross_entropy is not None:  # the values' columns are scored by their cross-entropy instead
+            squared = squared.index_fill(1, model.marginal_prior.covered_columns, 0.0)
         squared = squared.sum(dim=1)
+        if cross_entropy is not None:
+            squared = squared + cross_entropy
         if weight == "remaining":
             squared = squared * remaining
         elif weight == "remaining_squared":

@@ -80,6 +80,88 @@ def test_the_right_log_odds_give_the_exact_posterior_mean_of_a_dependent_target(
     assert without > 0.05 if t <= 0.9 else without < 1e-6
 
 
+@pytest.mark.parametrize("t", [0.2, 0.6, 0.9])
+def test_the_cross_entropy_of_the_right_log_odds_is_the_exact_posterior_surprise(t):
+    """-log p(X_j = x_j | z) per factor, summed, from the full joint (every column's Gaussian term and the
+    dependent target's probabilities): what cross_entropy gives with the log-odds the formula needs."""
+    support, probabilities = _dependent_target()
+    bridge = ob.Bridge(ob.Product([ob.Lattice(0, 2.0, step=1.0), ob.Categorical(3)]), steps=20)
+    counts = (probabilities * 4000).round().long()
+    probabilities = counts.double() / counts.sum()
+    prior = MarginalPrior(bridge.table, torch.repeat_interleave(support, counts, dim=0).float())
+    generator = torch.Generator().manual_seed(int(t * 1000) + 1)
+    n = 256
+    beta = bridge.schedule.beta(torch.full((n,), t, dtype=F64))
+    total = bridge.time_grid.beta_end
+    c, v = beta / total, beta * (total - beta) / total
+    x = support[torch.multinomial(probabilities, n, replacement=True, generator=generator)]
+    z = c[:, None] * x + v.sqrt()[:, None] * torch.randn(n, 4, generator=generator, dtype=F64)
+    level_odds, category_odds = _log_odds(support, probabilities, z, c, v)
+    offsets = torch.cat([level_odds, category_odds], dim=1).float()
+    joint = probabilities.log()[None] - ((z[:, None, :] - c[:, None, None] * support[None]) ** 2).sum(-1) / (2 * v[:, None])
+    joint = joint - torch.logsumexp(joint, dim=1, keepdim=True)  # log p(X = point | z)
+    level, category = support[:, 0].long(), support[:, 1:].argmax(dim=1)
+    surprise = torch.zeros(n, dtype=F64)
+    for values, observed in ((level, x[:, 0].long()), (category, x[:, 1:].argmax(dim=1))):
+        factor = torch.stack([torch.logsumexp(joint[:, values == a], dim=1) for a in range(3)], dim=1)
+        surprise -= factor.gather(1, observed[:, None])[:, 0]
+    ours = prior.cross_entropy(z.float(), c.float(), v.float(), x.float(), offsets=offsets)
+    # tolerance: float32 log-odds of size up to c a z / v ~ 1e2 here round at 1e-5 of it
+    torch.testing.assert_close(ours.double(), surprise, rtol=0, atol=2e-3)
+    assert surprise.mean() > 0.05  # values still undecided at these times: a loss that can be wrong
+
+
+@pytest.mark.parametrize("field", [ob.Lattice(0, 8.0, step=2.0, shape=(1, 4, 4)), ob.Categorical(3, shape=(4, 4))],
+                         ids=["lattice field", "categorical map"])
+def test_a_unet_trained_on_cross_entropy_scores_its_values_so_and_the_other_columns_by_squared_error(field):
+    """Untrained, the log-odds are the marginal prior's: loss_at (weight "none") is the mean over rows of each
+    pixel's -log p(x | z_pixel) under that pixel's shares in the data (a value it never takes: half a row) and
+    its own Gaussian term, plus the squared drift target of the column outside the field (the untrained drift
+    there is 0)."""
+    domain = ob.Product([field, ob.Interval(0.0, 1.0)])
+    bridge = ob.Bridge(domain, steps=20)
+    generator = torch.Generator().manual_seed(11)
+    rows = 48
+    if isinstance(field, ob.Categorical):
+        labels = torch.randint(0, 3, (rows, 16), generator=generator)
+        pixels = torch.nn.functional.one_hot(labels, 3).float().reshape(rows, -1)
+        values, observed = torch.eye(3, dtype=F64), labels
+    else:
+        observed = torch.randint(0, 5, (rows, 16), generator=generator)
+        pixels = 2.0 * observed.float()
+        values = 2.0 * torch.arange(5, dtype=F64)[:, None]
+    x = torch.cat([pixels, torch.rand(rows, 1, generator=generator)], dim=1)
+    model = ob.models.DriftUNet(bridge, channels=(4,), data=x, value_loss="cross_entropy")
+    times = torch.arange(rows) % 20
+    loss = bridge.loss_at(model, x, times, seed=3, weight="none")
+    _, remaining, c, variance = bridge._training_times(times)
+    z_t, target = ob.ops.bridge_target(x, bridge.table, mean_scale=c.float(), noise_scale=variance.sqrt().float(),
+                                       remaining=remaining.float(), seed=3)
+    counts = torch.nn.functional.one_hot(observed, len(values)).sum(dim=0).double()  # (pixels, values)
+    counts = counts + 0.5 * (counts == 0)
+    states = z_t[:, :pixels.shape[1]].double().reshape(rows, 16, -1)  # (rows, pixels, columns of a pixel)
+    likelihood = -((states[:, :, None, :] - c[:, None, None, None] * values[None, None]) ** 2).sum(-1) / (
+        2 * variance.clamp_min(1e-30)[:, None, None])
+    log_posterior = torch.log_softmax(counts.log()[None] + likelihood, dim=2)
+    surprise = -log_posterior.gather(2, observed[:, :, None])[:, :, 0].sum(dim=1)
+    expected = (surprise + target[:, -1].double() ** 2).mean()
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-4, atol=0)
+
+
+def test_the_value_loss_is_checked_and_takes_every_time_alike_by_default():
+    bridge = ob.Bridge(ob.Lattice(0, 4.0, shape=(1, 4, 4)), steps=10)
+    model = ob.models.DriftUNet(bridge, channels=(4,), value_loss="cross_entropy")
+    assert model.value_loss == "cross_entropy" and ob.Trainer(bridge, model, progress=False).weight == "none"
+    assert ob.models.DriftUNet(bridge, channels=(4,)).value_loss == "squared"
+    with pytest.raises(ValueError, match="value_loss must be one of"):
+        ob.models.DriftUNet(bridge, channels=(4,), value_loss="entropy")
+    with pytest.raises(ValueError, match="predicts means"):
+        ob.models.DriftUNet(bridge, channels=(4,), posterior_logits=False, value_loss="cross_entropy")
+    with pytest.raises(ValueError, match="known cells"):
+        bridge.loss_at(model, torch.zeros(2, 16), torch.zeros(2, dtype=torch.int64), 0,
+                       known_mask=torch.zeros(2, 16, dtype=torch.bool))
+
+
 def test_untrained_it_is_the_marginal_prior_model_and_it_refuses_a_non_boolean():
     domain = ob.Product([ob.Lattice(0, 5.0), ob.Binary(), ob.Categorical(3), ob.HalfLine(low=0.0)])
     bridge = ob.Bridge(domain, steps=20)

@@ -87,6 +87,17 @@ class FieldModel:
         """The drift of a model whose field outputs are log-odds per value (``self.marginal_prior``, filled by
         ``_outputs``): x_hat is the posterior mean under them with each element's own exact Gaussian term
         (``omegabridge.models.marginal_prior``); the other columns are predicted as a mean-predicting model does."""
+        return self._posterior_logit_parts(z, t)[0]
+
+    def value_cross_entropy(self, z: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per row, the cross-entropy of the data ``x``'s values under the log-odds at states ``z`` (n,); the drift
+        (n, width)): ``Bridge.loss_at``'s loss for a model with ``value_loss="cross_entropy"``, which takes the
+        squared error of the drift on the columns the log-odds do not cover (``marginal_prior.covered_columns``)."""
+        drift, (states, c, variance, offsets) = self._posterior_logit_parts(z, t)
+        return self.marginal_prior.cross_entropy(states, c, variance, x, offsets=offsets), drift
+
+    def _posterior_logit_parts(self, z: torch.Tensor, t: torch.Tensor):
+        """(the drift; the states, c and v of Z_t = c X + sqrt(v) eps, and the log-odds offsets it came from)."""
         states = z.to(torch.float32)
         z, m, time_features, s = self.inputs(z, t)
         offsets, other = self._outputs(z, m, time_features)
@@ -94,7 +105,7 @@ class FieldModel:
         h = self._assemble(torch.zeros(len(z), self.field.width, device=z.device, dtype=z.dtype), other)
         _, variance = self.state_law(s[:, 0].to(torch.float64))
         x_hat = self.marginal_prior(states, time_features[:, 1], variance, m + self.output_scale(t) * h, offsets=offsets)
-        return (x_hat - m) / s
+        return (x_hat - m) / s, (states, time_features[:, 1], variance, offsets)
 
     def _assemble(self, field_output: torch.Tensor, other_output: torch.Tensor) -> torch.Tensor:
         rows = field_output.shape[0]

@@ -98,6 +98,18 @@ class MarginalPrior(nn.Module):
         """``m`` with the covered factors' columns replaced by their posterior means; ``offsets`` (n,
         ``offset_count``), when given, are added to the log shares (module docstring)."""
         base = m.clone()
+        scalar_logits, group_logits = self.log_odds(z, c, v, offsets)
+        if scalar_logits is not None:
+            base[:, self.scalar_columns] = (torch.softmax(scalar_logits, dim=2) * self.scalar_support.to(z.dtype)).sum(dim=2)
+        if group_logits is not None:
+            weights = torch.softmax(group_logits, dim=2)
+            present = self.group_log_share > 0.5 * PADDING_LOG_SHARE
+            base[:, self.group_columns[present]] = weights[:, present]
+        return base
+
+    def log_odds(self, z: torch.Tensor, c: torch.Tensor, v: torch.Tensor, offsets: torch.Tensor | None = None):
+        """(the scalar factors' log-odds (n, factors, values), the groups' (n, groups, K)), each None where there
+        are none: log p(X_j = a | z) up to a constant per factor, padding values at ``PADDING_LOG_SHARE``."""
         c, v = c.to(torch.float32).reshape(-1, 1, 1), v.to(torch.float32).clamp_min(1e-30).reshape(-1, 1, 1)
         scalar_offsets = group_offsets = 0.0
         split = self.scalar_log_share.numel() if len(self.scalar_columns) else 0
@@ -105,20 +117,51 @@ class MarginalPrior(nn.Module):
             scalar_offsets = offsets[:, :split].reshape(len(z), *self.scalar_log_share.shape)
         if offsets is not None and len(self.group_columns):
             group_offsets = offsets[:, split:].reshape(len(z), *self.group_log_share.shape)
+        scalar_logits = group_logits = None
         if len(self.scalar_columns):
             states = z[:, self.scalar_columns].unsqueeze(2)  # (n, factors, 1)
             support = self.scalar_support.to(z.dtype)
             # -(z - c a)^2 / 2v without its a-free term z^2 / 2v: at t = 0 (c = v = 0) exactly the prior, and no
             # large common term to swamp the log shares in float32
-            logits = self.scalar_log_share.to(z.dtype) + scalar_offsets + c * support * (states - 0.5 * c * support) / v
-            base[:, self.scalar_columns] = (torch.softmax(logits, dim=2) * support).sum(dim=2)
+            scalar_logits = self.scalar_log_share.to(z.dtype) + scalar_offsets + c * support * (states - 0.5 * c * support) / v
         if len(self.group_columns):
             states = z[:, self.group_columns]  # (n, groups, K): -|z - c e_k|^2 / 2v = (c z_k - c^2 / 2) / v + const
-            logits = self.group_log_share.to(z.dtype) + group_offsets + (c * states - 0.5 * c * c) / v
-            weights = torch.softmax(logits, dim=2)
+            group_logits = self.group_log_share.to(z.dtype) + group_offsets + (c * states - 0.5 * c * c) / v
+        return scalar_logits, group_logits
+
+    @property
+    def covered_columns(self) -> torch.Tensor:
+        """The columns whose values the log-odds give (int64): the scalar factors' and the groups'."""
+        present = self.group_log_share > 0.5 * PADDING_LOG_SHARE
+        return torch.cat([self.scalar_columns, self.group_columns[present]]) if len(self.group_columns) else self.scalar_columns
+
+    def cross_entropy(self, z: torch.Tensor, c: torch.Tensor, v: torch.Tensor, x: torch.Tensor,
+                      offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Per row, -log p(X_j = x_j | z) summed over the covered factors (n,): the training loss of log-odds that
+        scores the whole posterior, where the squared error of its mean stops pulling a confident wrong value
+        (its gradient carries the wrong value's small probability of the right one).
+
+        >>> import math, torch, omegabridge as ob
+        >>> bridge = ob.Bridge(ob.Product([ob.Lattice(0, 2), ob.Categorical(3)]), steps=10)
+        >>> data = torch.tensor([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0], [2.0, 0.0, 0.0, 1.0]])
+        >>> prior = MarginalPrior(bridge.table, data)
+        >>> loss = prior.cross_entropy(torch.zeros(1, 4), torch.zeros(1), torch.zeros(1), data[:1])
+        >>> round(loss.item(), 4) == round(2 * math.log(3), 4)   # at t = 0 the shares: a third each
+        True
+        """
+        scalar_logits, group_logits = self.log_odds(z, c, v, offsets)
+        loss = z.new_zeros(len(z))
+        if scalar_logits is not None:
+            support = self.scalar_support.to(x.dtype)
+            distance = (x[:, self.scalar_columns].unsqueeze(2) - support).abs()
+            padding = self.scalar_log_share <= 0.5 * PADDING_LOG_SHARE
+            index = distance.masked_fill(padding, float("inf")).argmin(dim=2)  # x is on its lattice
+            loss = loss + nn.functional.cross_entropy(scalar_logits.transpose(1, 2), index, reduction="none").sum(dim=1)
+        if group_logits is not None:
             present = self.group_log_share > 0.5 * PADDING_LOG_SHARE
-            base[:, self.group_columns[present]] = weights[:, present]
-        return base
+            index = x[:, self.group_columns].masked_fill(~present, -1.0).argmax(dim=2)  # x is one-hot in its group
+            loss = loss + nn.functional.cross_entropy(group_logits.transpose(1, 2), index, reduction="none").sum(dim=1)
+        return loss
 
 
 def _log_shares(index: torch.Tensor | None, points: int) -> torch.Tensor:

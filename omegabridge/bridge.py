@@ -301,9 +301,10 @@ class Bridge:
         ``model(z, t, known=...)``, and the loss counts the free cells only, whose drift it predicts
         given them (a known cell's drift is the exact bridge's when sampling).
 
-        A model with ``value_loss == "cross_entropy"`` (``DriftUNet``'s log-odds) is scored on the
-        columns its log-odds cover by the cross-entropy of x's values (``value_cross_entropy``), on
-        the others by the drift's squared error; ``weight`` multiplies both.
+        A model with ``value_loss == "cross_entropy"`` (log-odds per value, ``DriftUNet`` or
+        ``DriftMLP``) is scored on the free columns its log-odds cover by the cross-entropy of x's
+        values (``value_cross_entropy``), on the other free columns by the drift's squared error;
+        ``weight`` multiplies both.
 
         For data-parallel training: every rank draws the whole global batch's times and
         seed, and takes its slice with its ``row_offset``, so the ranks' rows see exactly
@@ -323,16 +324,16 @@ class Bridge:
             backend=backend,
         )
         t = t_float64.to(torch.float32).to(device)
-        cross_entropy = None
+        cross_entropy, known = None, None
+        if known_mask is not None:
+            known_mask = known_mask.to(device)
+            known = torch.where(known_mask, x, torch.full_like(x, float("nan")))
         if getattr(model, "value_loss", "squared") == "cross_entropy":
-            if known_mask is not None:
-                raise ValueError("known cells train a conditional DriftMLP; this model's value_loss is cross_entropy")
-            cross_entropy, drift = model.value_cross_entropy(z_t, t, x)
-        elif known_mask is None:
+            cross_entropy, drift = model.value_cross_entropy(z_t, t, x, known=known)
+        elif known is None:
             drift = model(z_t, t)
         else:
-            known_mask = known_mask.to(device)
-            drift = model(z_t, t, known=torch.where(known_mask, x, torch.full_like(x, float("nan"))))
+            drift = model(z_t, t, known=known)
         _check_model_output(drift, z_t, "in loss()")
         squared = (drift.to(torch.float32) - target) ** 2
         if known_mask is not None:

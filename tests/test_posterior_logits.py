@@ -148,6 +148,43 @@ def test_a_unet_trained_on_cross_entropy_scores_its_values_so_and_the_other_colu
     torch.testing.assert_close(loss.double(), expected, rtol=1e-4, atol=0)
 
 
+def test_a_conditional_mlp_on_cross_entropy_scores_only_the_free_factors():
+    """Untrained, a DriftMLP's log-odds are the marginal prior's: loss_at with known cells is, per row, the
+    surprise -log p(x_j | z_j) of each free discrete factor under its shares and own Gaussian term, plus the
+    squared drift target of the free interval column; a known factor adds nothing."""
+    support, probabilities = _dependent_target()
+    domain = ob.Product([ob.Lattice(0, 2.0, step=1.0), ob.Categorical(3), ob.Interval(0.0, 1.0)])
+    bridge = ob.Bridge(domain, steps=20)
+    generator = torch.Generator().manual_seed(21)
+    rows = 60
+    discrete = support[torch.multinomial(probabilities, rows, replacement=True, generator=generator)].float()
+    x = torch.cat([discrete, torch.rand(rows, 1, generator=generator)], dim=1)
+    model = DriftMLP(bridge, hidden=8, depth=1, data=x, conditional=True, posterior_logits=True, value_loss="cross_entropy")
+    known = torch.zeros(rows, 5, dtype=torch.bool)
+    known[0::3, 0] = True  # the lattice known
+    known[1::3, 1:4] = True  # the group known (whole)
+    known[2::3, 4] = True  # the interval known
+    times = torch.arange(rows) % 20
+    loss = bridge.loss_at(model, x, times, seed=5, weight="none", known_mask=known)
+    _, remaining, c, variance = bridge._training_times(times)
+    z_t, target = ob.ops.bridge_target(x, bridge.table, mean_scale=c.float(), noise_scale=variance.sqrt().float(),
+                                       remaining=remaining.float(), seed=5)
+    z, v = z_t.double(), variance.clamp_min(1e-30)
+    level, category = x[:, 0].long(), x[:, 1:4].argmax(dim=1)
+    values = torch.arange(3, dtype=F64)
+    level_log_posterior = torch.log_softmax(torch.bincount(level, minlength=3).double().log()[None]
+                                            - (z[:, :1] - c[:, None] * values[None]) ** 2 / (2 * v[:, None]), dim=1)
+    category_log_posterior = torch.log_softmax(torch.bincount(category, minlength=3).double().log()[None]
+                                               - ((z[:, None, 1:4] - c[:, None, None] * torch.eye(3, dtype=F64)[None]) ** 2).sum(-1)
+                                               / (2 * v[:, None]), dim=1)
+    per_row = (-level_log_posterior.gather(1, level[:, None])[:, 0] * ~known[:, 0]
+               - category_log_posterior.gather(1, category[:, None])[:, 0] * ~known[:, 1]
+               + target[:, 4].double() ** 2 * ~known[:, 4])
+    torch.testing.assert_close(loss.double(), per_row.mean(), rtol=1e-4, atol=0)
+    with pytest.raises(ValueError, match="predicts means"):
+        DriftMLP(bridge, hidden=8, depth=1, value_loss="cross_entropy")
+
+
 def test_the_value_loss_is_checked_and_takes_every_time_alike_by_default():
     bridge = ob.Bridge(ob.Lattice(0, 4.0, shape=(1, 4, 4)), steps=10)
     model = ob.models.DriftUNet(bridge, channels=(4,), value_loss="cross_entropy")
@@ -157,7 +194,7 @@ def test_the_value_loss_is_checked_and_takes_every_time_alike_by_default():
         ob.models.DriftUNet(bridge, channels=(4,), value_loss="entropy")
     with pytest.raises(ValueError, match="predicts means"):
         ob.models.DriftUNet(bridge, channels=(4,), posterior_logits=False, value_loss="cross_entropy")
-    with pytest.raises(ValueError, match="known cells"):
+    with pytest.raises(TypeError, match="known cells go to a DriftMLP"):
         bridge.loss_at(model, torch.zeros(2, 16), torch.zeros(2, dtype=torch.int64), 0,
                        known_mask=torch.zeros(2, 16, dtype=torch.bool))
 

@@ -89,10 +89,13 @@ class FieldModel:
         (``omegabridge.models.marginal_prior``); the other columns are predicted as a mean-predicting model does."""
         return self._posterior_logit_parts(z, t)[0]
 
-    def value_cross_entropy(self, z: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def value_cross_entropy(self, z: torch.Tensor, t: torch.Tensor, x: torch.Tensor,
+                            known: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(per row, the cross-entropy of the data ``x``'s values under the log-odds at states ``z`` (n,); the drift
         (n, width)): ``Bridge.loss_at``'s loss for a model with ``value_loss="cross_entropy"``, which takes the
         squared error of the drift on the columns the log-odds do not cover (``marginal_prior.covered_columns``)."""
+        if known is not None:
+            raise TypeError(f"known cells go to a DriftMLP made with conditional=True; a {type(self).__name__} takes none")
         drift, (states, c, variance, offsets) = self._posterior_logit_parts(z, t)
         return self.marginal_prior.cross_entropy(states, c, variance, x, offsets=offsets), drift
 

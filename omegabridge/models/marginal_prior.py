@@ -37,13 +37,34 @@ from torch import nn
 
 from omegabridge.core.segments import Kind
 
-__all__ = ["MAX_POINTS", "LOGIT_POINTS", "MarginalPrior"]
+__all__ = ["MAX_POINTS", "LOGIT_POINTS", "VALUE_LOSSES", "MarginalPrior", "check_value_loss"]
 
 #: Lattices with more points than this keep the flat prior's posterior mean (the cost is per point).
 MAX_POINTS = 256
 #: The field models (``DriftUNet``, ``DriftSetNetwork``) take log-odds by default on lattice fields of at most this
 #: many points (an 8-bit field would need 256 outputs per element).
 LOGIT_POINTS = 64
+#: How a model with log-odds per value may be trained (``value_loss`` of ``DriftUNet`` and ``DriftMLP``): the
+#: ``"squared"`` error of the drift (of the posterior mean the log-odds give), or the ``"cross_entropy"`` of the data's
+#: values under them (``MarginalPrior.cross_entropy``).
+VALUE_LOSSES = ("squared", "cross_entropy")
+
+
+def check_value_loss(value_loss, posterior_logits: bool, model: str) -> str:
+    """``value_loss`` if it names one of ``VALUE_LOSSES`` that a model with (or without) ``posterior_logits`` can
+    take; ``ValueError`` naming the problem otherwise.
+
+    >>> check_value_loss("cross_entropy", True, "DriftMLP")
+    'cross_entropy'
+    """
+    if value_loss not in VALUE_LOSSES:
+        raise ValueError(f"value_loss must be one of {VALUE_LOSSES}, got {value_loss!r}")
+    if value_loss == "cross_entropy" and not posterior_logits:
+        raise ValueError(f"value_loss='cross_entropy' scores log-odds per value; this {model} predicts means "
+                         "(posterior_logits=False)")
+    return value_loss
+
+
 #: The log share of a padding value (a factor narrower than the widest): finite, so that the moving average of a
 #: model's buffers (``Trainer(ema_decay=...)``) keeps it (-inf would become NaN there), and far below any logit.
 PADDING_LOG_SHARE = -1e30
@@ -136,8 +157,9 @@ class MarginalPrior(nn.Module):
         return torch.cat([self.scalar_columns, self.group_columns[present]]) if len(self.group_columns) else self.scalar_columns
 
     def cross_entropy(self, z: torch.Tensor, c: torch.Tensor, v: torch.Tensor, x: torch.Tensor,
-                      offsets: torch.Tensor | None = None) -> torch.Tensor:
-        """Per row, -log p(X_j = x_j | z) summed over the covered factors (n,): the training loss of log-odds that
+                      offsets: torch.Tensor | None = None, free: torch.Tensor | None = None) -> torch.Tensor:
+        """Per row, -log p(X_j = x_j | z) summed over the covered factors (n,), or over those whose columns ``free``
+        (bool, x's shape; a conditional model's cells not shown as known) marks: the training loss of log-odds that
         scores the whole posterior, where the squared error of its mean stops pulling a confident wrong value
         (its gradient carries the wrong value's small probability of the right one).
 
@@ -156,11 +178,17 @@ class MarginalPrior(nn.Module):
             distance = (x[:, self.scalar_columns].unsqueeze(2) - support).abs()
             padding = self.scalar_log_share <= 0.5 * PADDING_LOG_SHARE
             index = distance.masked_fill(padding, float("inf")).argmin(dim=2)  # x is on its lattice
-            loss = loss + nn.functional.cross_entropy(scalar_logits.transpose(1, 2), index, reduction="none").sum(dim=1)
+            per_factor = nn.functional.cross_entropy(scalar_logits.transpose(1, 2), index, reduction="none")
+            if free is not None:
+                per_factor = per_factor * free[:, self.scalar_columns]
+            loss = loss + per_factor.sum(dim=1)
         if group_logits is not None:
             present = self.group_log_share > 0.5 * PADDING_LOG_SHARE
             index = x[:, self.group_columns].masked_fill(~present, -1.0).argmax(dim=2)  # x is one-hot in its group
-            loss = loss + nn.functional.cross_entropy(group_logits.transpose(1, 2), index, reduction="none").sum(dim=1)
+            per_factor = nn.functional.cross_entropy(group_logits.transpose(1, 2), index, reduction="none")
+            if free is not None:  # a group is known whole: its first column says
+                per_factor = per_factor * free[:, self.group_columns[:, 0]]
+            loss = loss + per_factor.sum(dim=1)
         return loss
 
 

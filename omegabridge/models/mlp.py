@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from omegabridge.models.base import BridgeDrift
-from omegabridge.models.marginal_prior import MarginalPrior
+from omegabridge.models.marginal_prior import MarginalPrior, check_value_loss
 
 __all__ = ["DriftMLP"]
 
@@ -61,6 +61,8 @@ class DriftMLP(BridgeDrift):
             a log-odds per value added to its marginal log shares, and x_hat is that factor's posterior mean
             under them with its own state's exact Gaussian term (``omegabridge.models.marginal_prior``): the
             steep step of the posterior between two values comes from the formula, not from the network.
+        value_loss: how ``Bridge.loss_at`` trains the log-odds (``posterior_logits``): ``"squared"`` error of
+            the drift, or ``"cross_entropy"`` of the data's values (``marginal_prior.VALUE_LOSSES``).
 
     >>> import omegabridge as ob
     >>> bridge = ob.Bridge(ob.Binary(), steps=10)
@@ -69,7 +71,8 @@ class DriftMLP(BridgeDrift):
     """
 
     def __init__(self, bridge, hidden: int = 256, depth: int = 3, data: torch.Tensor | None = None,
-                 conditional: bool = False, marginal_prior: bool = False, posterior_logits: bool = False):
+                 conditional: bool = False, marginal_prior: bool = False, posterior_logits: bool = False,
+                 value_loss: str = "squared"):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
@@ -94,6 +97,8 @@ class DriftMLP(BridgeDrift):
             if marginal_prior or posterior_logits else None
         #: Log-odds outputs after the ``width`` data outputs (``posterior_logits``); 0 without.
         self.offset_count = self.marginal_prior.offset_count if posterior_logits else 0
+        #: How ``Bridge.loss_at`` scores the log-odds (``marginal_prior.VALUE_LOSSES``).
+        self.value_loss = check_value_loss(value_loss, posterior_logits, "DriftMLP")
         self.head = nn.Linear(size, width + self.offset_count)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -124,10 +129,24 @@ class DriftMLP(BridgeDrift):
                 raise TypeError("known cells go to a DriftMLP made with conditional=True; this one takes model(z, t)")
             if known.shape != z.shape:
                 raise ValueError(f"known must have the states' shape {tuple(z.shape)}, got {tuple(known.shape)}")
+        return self._drift_parts(z, t, known)[0]
+
+    def value_cross_entropy(self, z: torch.Tensor, t: torch.Tensor, x: torch.Tensor,
+                            known: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per row, the cross-entropy of the data ``x``'s values under the log-odds (n,), over the factors not
+        ``known``; the drift (n, width)): ``Bridge.loss_at``'s loss for ``value_loss="cross_entropy"``."""
+        if not self.offset_count:
+            raise TypeError("value_cross_entropy needs log-odds per value: a DriftMLP made with posterior_logits=True")
+        drift, (states, c, variance, offsets) = self._drift_parts(z, t, known)
+        free = None if known is None else torch.isnan(known)
+        return self.marginal_prior.cross_entropy(states, c, variance, x, offsets=offsets, free=free), drift
+
+    def _drift_parts(self, z: torch.Tensor, t: torch.Tensor, known: torch.Tensor | None):
+        """(the drift; with log-odds, the states, c and v of Z_t = c X + sqrt(v) eps and the log-odds, else None)."""
         states = z.to(torch.float32)
         z, m, time_features, s = self.inputs(z, t)
         if self.marginal_prior is None:
-            return self.data_std * self.predict(z, m, time_features, known) / s
+            return self.data_std * self.predict(z, m, time_features, known) / s, None
         # x_hat = base + sigma h, base the marginal prior's posterior mean, which the network also sees in
         # place of m (it predicts what the factors share beyond their marginals): f = (base - m) / s + sigma h / s.
         m = m * self.data_std + self.data_mean
@@ -135,9 +154,9 @@ class DriftMLP(BridgeDrift):
         base = self.marginal_prior(states, time_features[:, 1], variance, m)
         h = self.predict(z, (base - self.data_mean) / self.data_std, time_features, known)
         if not self.offset_count:
-            return (self.data_std * h + base - m) / s
+            return (self.data_std * h + base - m) / s, None
         # the covered factors' means from their log-odds; the other columns as above (around m: base is m there)
         width = h.shape[1] - self.offset_count
         x_hat = self.marginal_prior(states, time_features[:, 1], variance, base + self.data_std * h[:, :width],
                                     offsets=h[:, width:])
-        return (x_hat - m) / s
+        return (x_hat - m) / s, (states, time_features[:, 1], variance, h[:, width:])

@@ -21,12 +21,9 @@ from torch import nn
 from omegabridge.core.domains import Categorical
 from omegabridge.models.base import BridgeDrift
 from omegabridge.models.field_layout import Conditioning, FieldModel, zero_initialised
-from omegabridge.models.marginal_prior import LOGIT_POINTS, MAX_POINTS, MarginalPrior
+from omegabridge.models.marginal_prior import LOGIT_POINTS, MAX_POINTS, MarginalPrior, check_value_loss
 
-__all__ = ["DriftUNet", "VALUE_LOSSES"]
-
-#: How a ``DriftUNet`` with log-odds per value may be trained (``value_loss``).
-VALUE_LOSSES = ("squared", "cross_entropy")
+__all__ = ["DriftUNet"]
 
 
 class _ResidualBlock(nn.Module):
@@ -118,14 +115,8 @@ class DriftUNet(FieldModel, BridgeDrift):
         # patches pixel-histogram TV 0.133 / 0.178 against 0.197 / 0.223 for lambda = s on seeds 0 / 1
         # (bench/results/field-models.md); with log-odds lambda = s (digits: Frechet distance 3.61 against 3.73).
         self.loss_weight = "remaining" if posterior_logits else "remaining_squared"
-        if value_loss not in (None,) + VALUE_LOSSES:
-            raise ValueError(f"value_loss must be one of {VALUE_LOSSES} or None, got {value_loss!r}")
-        if value_loss == "cross_entropy" and not posterior_logits:
-            raise ValueError("value_loss='cross_entropy' scores log-odds per value; this DriftUNet predicts means "
-                             "(posterior_logits=False)")
-        #: How ``Bridge.loss_at`` scores the log-odds: ``"cross_entropy"`` of the data's values, or ``"squared"``
-        #: error of the drift (of the posterior mean they give).
-        self.value_loss = value_loss or "squared"
+        #: How ``Bridge.loss_at`` scores the log-odds (``marginal_prior.VALUE_LOSSES``).
+        self.value_loss = check_value_loss("squared" if value_loss is None else value_loss, posterior_logits, "DriftUNet")
         if self.value_loss == "cross_entropy":
             self.loss_weight = "none"  # every time alike (digits, bench/results/field-models.md)
         self.out = zero_initialised(nn.Conv2d(channels[0], image_channels * max(1, self.logit_values), 3, padding=1))

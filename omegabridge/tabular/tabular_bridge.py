@@ -26,6 +26,7 @@ from omegabridge.training import distributed
 from omegabridge.core import schedules
 from omegabridge.bridge import Bridge, check_training_times
 from omegabridge.models import DriftMLP
+from omegabridge.models.marginal_prior import check_value_loss
 from omegabridge.errors import CheckpointError
 from omegabridge.tabular.checkpoint import read_checkpoint, write_checkpoint
 from omegabridge.tabular.encoding import TableEncoder
@@ -96,6 +97,8 @@ class TabularBridge:
             exact term (``DriftMLP(posterior_logits=True)``): the default, which keeps rare values at their shares
             and the columns' dependence (on fair, association error 0.020 against 0.038 predicting means;
             bench/results/rare-values.md, docs/math.md "Rare values"). False: the network predicts each column's mean.
+        value_loss: how the log-odds are trained (``DriftMLP(value_loss=...)``): ``"squared"`` error of the
+            drift, or ``"cross_entropy"`` of the training rows' values.
         verbose: print the schema and a summary at ``fit``; ``log`` is the printing function.
         progress: progress bars for training and sampling.
     """
@@ -114,6 +117,7 @@ class TabularBridge:
         conditional: bool = True,
         marginal_prior: bool = False,
         posterior_logits: bool = True,
+        value_loss: str = "squared",
         device: str = "cpu",
         verbose: bool = True,
         progress: bool = True,
@@ -137,6 +141,7 @@ class TabularBridge:
         if not isinstance(posterior_logits, bool):
             raise TypeError(f"posterior_logits must be True or False, got {posterior_logits!r}")
         self.posterior_logits = posterior_logits
+        self.value_loss = check_value_loss(value_loss, posterior_logits, "TabularBridge")
         #: The last step's spread of continuous columns; a checkpoint from before it was recorded keeps "remaining".
         self.final_spread = FINAL_SPREAD
         self.device = distributed.device_for_rank(device)
@@ -195,7 +200,7 @@ class TabularBridge:
         torch.manual_seed(seed)
         self.model = DriftMLP(self.bridge, hidden=self.hidden, depth=self.depth, data=x,
                               conditional=self.conditional, marginal_prior=self.marginal_prior,
-                              posterior_logits=self.posterior_logits).to(self.device)
+                              posterior_logits=self.posterior_logits, value_loss=self.value_loss).to(self.device)
         if self.verbose and distributed.is_main():
             self.log(f"domain of width {self.bridge.width}: {describe_factors(self.encoder.domain)}")
         trainer = Trainer(
@@ -393,6 +398,7 @@ class TabularBridge:
                 "learning_rate": self.learning_rate, "weight": self.weight, "times": self.times,
                 "ema_decay": self.ema_decay, "conditional": self.conditional, "marginal_prior": self.marginal_prior,
                 "posterior_logits": self.posterior_logits, "final_spread": self.final_spread,
+                "value_loss": self.value_loss,
             },
             "weights": self.model.state_dict(),  # write_checkpoint detaches them to the CPU
             "training": self.training,
@@ -421,6 +427,7 @@ class TabularBridge:
                 conditional=bool(model_settings.get("conditional", False)),  # checkpoints from before: unconditioned
                 marginal_prior=bool(model_settings.get("marginal_prior", False)),  # and on the flat prior
                 posterior_logits=bool(model_settings.get("posterior_logits", False)),  # and predict means
+                value_loss=str(model_settings.get("value_loss", "squared")),  # and trained on squared error
                 device=device,
                 verbose=verbose,
                 progress=progress,
@@ -432,7 +439,7 @@ class TabularBridge:
             result.bridge = Bridge(encoder.domain, result.schedule, steps=result.steps, grid="t")
             result.model = DriftMLP(result.bridge, hidden=result.hidden, depth=result.depth,
                                     conditional=result.conditional, marginal_prior=result.marginal_prior,
-                                    posterior_logits=result.posterior_logits)
+                                    posterior_logits=result.posterior_logits, value_loss=result.value_loss)
             result.model.load_state_dict(content["weights"], strict=True)
             result.model.to(result.device).eval()
             result.training = dict(content.get("training", {}))

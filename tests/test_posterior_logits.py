@@ -185,11 +185,14 @@ def test_a_conditional_mlp_on_cross_entropy_scores_only_the_free_factors():
         DriftMLP(bridge, hidden=8, depth=1, value_loss="cross_entropy")
 
 
-def test_the_value_loss_is_checked_and_takes_every_time_alike_by_default():
+def test_the_value_loss_is_checked_and_its_defaults_follow_the_measurements():
     bridge = ob.Bridge(ob.Lattice(0, 4.0, shape=(1, 4, 4)), steps=10)
     model = ob.models.DriftUNet(bridge, channels=(4,), value_loss="cross_entropy")
     assert model.value_loss == "cross_entropy" and ob.Trainer(bridge, model, progress=False).weight == "none"
-    assert ob.models.DriftUNet(bridge, channels=(4,)).value_loss == "squared"
+    # the defaults: cross-entropy for a lattice field's log-odds, squared error for a map's and for means
+    assert ob.models.DriftUNet(bridge, channels=(4,)).value_loss == "cross_entropy"
+    assert ob.models.DriftUNet(ob.Bridge(ob.Categorical(3, shape=(4, 4)), steps=10), channels=(4,)).value_loss == "squared"
+    assert ob.models.DriftUNet(bridge, channels=(4,), posterior_logits=False).value_loss == "squared"
     with pytest.raises(ValueError, match="value_loss must be one of"):
         ob.models.DriftUNet(bridge, channels=(4,), value_loss="entropy")
     with pytest.raises(ValueError, match="predicts means"):

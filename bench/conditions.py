@@ -84,6 +84,9 @@ def main(argv=None) -> int:
     add_common_arguments(parser, None)  # None: TabularBridge's own budget for the split's rows (default_iterations)
     parser.add_argument("--rows", type=int, default=2000, help="rows sampled per condition")
     parser.add_argument("--min-rows", type=int, default=200, help="training rows a condition needs to be measured")
+    parser.add_argument("--value-loss", choices=("squared", "cross_entropy"), default="squared",
+                        help="TabularBridge(value_loss=...) of both models (training only)")
+    parser.add_argument("--weight", default="remaining", help="TabularBridge(weight=...) of both models")
     parser.add_argument("--models", nargs=2, metavar=("CONDITIONAL.ckpt", "UNCONDITIONAL.ckpt"),
                         help="checkpoints of fair's training split (conditional=True and False) to use instead of training")
     args = parser.parse_args(argv)
@@ -95,7 +98,8 @@ def main(argv=None) -> int:
     for index, (variant, conditional) in enumerate(VARIANTS):
         models[variant], train_seconds[variant] = demo_model(train, iterations=args.iterations, seed=args.seed,
                                                              path=args.models[index] if args.models else None,
-                                                             conditional=conditional)
+                                                             conditional=conditional, value_loss=args.value_loss,
+                                                             weight=args.weight)
         if models[variant].conditional != conditional:
             parser.error(f"{args.models[index]}: expected a model with conditional={conditional}")
     discrete = models[VARIANTS[0][0]].schema.discrete_names()

@@ -124,11 +124,6 @@ class DriftMLP(BridgeDrift):
         >>> model(torch.zeros(2, 2), torch.zeros(2), known=torch.tensor([[1.0, float("nan")]] * 2)).shape
         torch.Size([2, 2])
         """
-        if known is not None:
-            if not self.takes_known_cells:
-                raise TypeError("known cells go to a DriftMLP made with conditional=True; this one takes model(z, t)")
-            if known.shape != z.shape:
-                raise ValueError(f"known must have the states' shape {tuple(z.shape)}, got {tuple(known.shape)}")
         return self._drift_parts(z, t, known)[0]
 
     def value_cross_entropy(self, z: torch.Tensor, t: torch.Tensor, x: torch.Tensor,
@@ -143,6 +138,11 @@ class DriftMLP(BridgeDrift):
 
     def _drift_parts(self, z: torch.Tensor, t: torch.Tensor, known: torch.Tensor | None):
         """(the drift; with log-odds, the states, c and v of Z_t = c X + sqrt(v) eps and the log-odds, else None)."""
+        if known is not None:
+            if not self.takes_known_cells:
+                raise TypeError("known cells go to a DriftMLP made with conditional=True; this one takes model(z, t)")
+            if known.shape != z.shape:
+                raise ValueError(f"known must have the states' shape {tuple(z.shape)}, got {tuple(known.shape)}")
         states = z.to(torch.float32)
         z, m, time_features, s = self.inputs(z, t)
         if self.marginal_prior is None:

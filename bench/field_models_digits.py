@@ -4,7 +4,11 @@ The demo's split, domain, schedule Exp(3, 256), training on the 100-step grid-"t
 iterations of 64 images, and sampling with 25 bridge-solver steps on the "domain" grid, one
 thread; scored with the demo's judge (class-histogram TV from uniform, mean top probability,
 Frechet distance of the classifier's logits to the held-out digits) and the share of pixels at 0
-and at 16. One line of JSON (settings, scores; seconds are process CPU time).
+and at 16. One line of JSON per sampling seed (settings, scores; seconds are process CPU time).
+The loss and its weight are the model's own unless ``--value-loss`` / ``--weight`` say otherwise
+(since 2026-12-08 the cross-entropy of the log-odds, every time alike; the rows of
+bench/results/field-models.md measured before that date trained on the squared error with
+``weight="remaining"``: ``--value-loss squared --weight remaining`` repeats them).
 
     python bench/field_models_digits.py [--seed 1] [--weight remaining_squared] [--output-scaling preconditioned] [--posterior-logits off]
     python bench/field_models_digits.py --seed 3 --sample-seeds 0,1,2,3,4 --start-std 4.9   # one model, five sampling seeds

@@ -37,6 +37,7 @@ p.add_argument("--floor", type=int, default=0, metavar="DRAWS",
                     "perfect sampler of the training split) and print their spread")
 p.add_argument("--value-loss", choices=("default", "squared", "cross_entropy"), default="default",
                help="DriftUNet(value_loss=None / ...): how the log-odds are trained")
+p.add_argument("--dropout", type=float, default=0.0, help="DriftUNet(dropout=...) in its residual blocks")
 p.add_argument("--load", default=None, help="sample this state_dict (from --save) instead of training")
 a = p.parse_args(); torch.set_num_threads(1)
 train, test, trl, tel = dd.load_split(0)
@@ -67,7 +68,7 @@ data = domain.flatten(torch.from_numpy(train).float())
 torch.manual_seed(a.seed)
 model = ob.models.for_domain(bridge, data=data, channels=tuple(int(c) for c in a.channels.split(",")),
                              output_scaling=a.output_scaling, posterior_logits={"default": None, "on": True, "off": False}[a.posterior_logits],
-                             value_loss=None if a.value_loss == "default" else a.value_loss)
+                             value_loss=None if a.value_loss == "default" else a.value_loss, dropout=a.dropout)
 t0 = time.process_time()
 tr = ob.Trainer(bridge, model, batch_size=a.batch, learning_rate=a.lr, weight=a.weight, times=a.times, seed=a.seed, ema_decay=a.ema, progress=False)
 if a.load:

@@ -193,6 +193,12 @@ def test_the_value_loss_is_checked_and_its_defaults_follow_the_measurements():
     assert ob.models.DriftUNet(bridge, channels=(4,)).value_loss == "cross_entropy"
     assert ob.models.DriftUNet(ob.Bridge(ob.Categorical(3, shape=(4, 4)), steps=10), channels=(4,)).value_loss == "squared"
     assert ob.models.DriftUNet(bridge, channels=(4,), posterior_logits=False).value_loss == "squared"
+    # dropout in every residual block: none unless given
+    rates = lambda model: {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+    assert rates(model) == set() and rates(ob.models.DriftUNet(bridge, channels=(4,), dropout=0.3)) == {0.3}
+    for bad in (1.0, -0.1, True, "0.1"):
+        with pytest.raises(ValueError, match="dropout must be a number"):
+            ob.models.DriftUNet(bridge, channels=(4,), dropout=bad)
     with pytest.raises(ValueError, match="value_loss must be one of"):
         ob.models.DriftUNet(bridge, channels=(4,), value_loss="entropy")
     with pytest.raises(ValueError, match="predicts means"):

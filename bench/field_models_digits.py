@@ -42,11 +42,12 @@ p.add_argument("--load", default=None, help="sample this state_dict (from --save
 a = p.parse_args(); torch.set_num_threads(1)
 train, test, trl, tel = dd.load_split(0)
 classifier = common.digit_classifier(train.reshape(len(train), -1), trl)
+held_out_mean = dd.classifier_features(classifier, test).mean(0)
 
 
 def means_part(images) -> float:
     """The means' share of the Frechet distance to the held-out digits (the rest is the covariances')."""
-    return float(((dd.classifier_features(classifier, images).mean(0) - dd.classifier_features(classifier, test).mean(0)) ** 2).sum())
+    return float(((dd.classifier_features(classifier, images).mean(0) - held_out_mean) ** 2).sum())
 
 
 if a.floor:
@@ -70,18 +71,19 @@ model = ob.models.for_domain(bridge, data=data, channels=tuple(int(c) for c in a
                              output_scaling=a.output_scaling, posterior_logits={"default": None, "on": True, "off": False}[a.posterior_logits],
                              value_loss=None if a.value_loss == "default" else a.value_loss, dropout=a.dropout)
 t0 = time.process_time()
-tr = ob.Trainer(bridge, model, batch_size=a.batch, learning_rate=a.lr, weight=a.weight, times=a.times, seed=a.seed, ema_decay=a.ema, progress=False)
 if a.load:
-    model.load_state_dict(torch.load(a.load)); tr = argparse.Namespace(averaged_model=model.eval())
+    model.load_state_dict(torch.load(a.load))
+    trained = model.eval()
 else:
+    tr = ob.Trainer(bridge, model, batch_size=a.batch, learning_rate=a.lr, weight=a.weight, times=a.times, seed=a.seed, ema_decay=a.ema, progress=False)
     tr.fit(data, a.iters)
-t1 = time.process_time()
+    trained = tr.averaged_model
+train_seconds = time.process_time() - t0
 if a.save:
-    torch.save(tr.averaged_model.state_dict(), a.save)
-train_seconds = t1 - t0
+    torch.save(trained.state_dict(), a.save)
 for sample_seed in ([a.seed] if a.sample_seeds is None else [int(v) for v in a.sample_seeds.split(",")]):
     t1 = time.process_time()
-    x = sampling.sample(tr.averaged_model, n=len(train), seed=sample_seed, batch_size=512, progress=False, solver=a.solver, final_spread=a.spread)
+    x = sampling.sample(trained, n=len(train), seed=sample_seed, batch_size=512, progress=False, solver=a.solver, final_spread=a.spread)
     t2 = time.process_time()
     imgs = domain.unflatten(x).round().to(torch.int64).numpy()
     scores, acc = dd.score_sets({"u": imgs}, train, test, trl, tel)

@@ -338,11 +338,10 @@ class Bridge:
         squared = (drift.to(torch.float32) - target) ** 2
         if known_mask is not None:
             squared = squared.masked_fill(known_mask, 0.0)  # a known cell's drift is the exact bridge's
-        if cross_entropy is not None:  # the values' columns are scored by their cross-entropy instead
-            squared = squared.index_fill(1, model.marginal_prior.covered_columns, 0.0)
-        squared = squared.sum(dim=1)
-        if cross_entropy is not None:
-            squared = squared + cross_entropy
+        if cross_entropy is None:
+            squared = squared.sum(dim=1)
+        else:  # the values' columns are scored by their cross-entropy instead
+            squared = squared.index_fill(1, model.marginal_prior.covered_columns, 0.0).sum(dim=1) + cross_entropy
         if weight == "remaining":
             squared = squared * remaining
         elif weight == "remaining_squared":

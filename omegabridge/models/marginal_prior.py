@@ -124,7 +124,7 @@ class MarginalPrior(nn.Module):
             base[:, self.scalar_columns] = (torch.softmax(scalar_logits, dim=2) * self.scalar_support.to(z.dtype)).sum(dim=2)
         if group_logits is not None:
             weights = torch.softmax(group_logits, dim=2)
-            present = self.group_log_share > 0.5 * PADDING_LOG_SHARE
+            present = _real_values(self.group_log_share)
             base[:, self.group_columns[present]] = weights[:, present]
         return base
 
@@ -153,7 +153,7 @@ class MarginalPrior(nn.Module):
     @property
     def covered_columns(self) -> torch.Tensor:
         """The columns whose values the log-odds give (int64): the scalar factors' and the groups'."""
-        present = self.group_log_share > 0.5 * PADDING_LOG_SHARE
+        present = _real_values(self.group_log_share)
         return torch.cat([self.scalar_columns, self.group_columns[present]]) if len(self.group_columns) else self.scalar_columns
 
     def cross_entropy(self, z: torch.Tensor, c: torch.Tensor, v: torch.Tensor, x: torch.Tensor,
@@ -176,20 +176,25 @@ class MarginalPrior(nn.Module):
         if scalar_logits is not None:
             support = self.scalar_support.to(x.dtype)
             distance = (x[:, self.scalar_columns].unsqueeze(2) - support).abs()
-            padding = self.scalar_log_share <= 0.5 * PADDING_LOG_SHARE
+            padding = ~_real_values(self.scalar_log_share)
             index = distance.masked_fill(padding, float("inf")).argmin(dim=2)  # x is on its lattice
             per_factor = nn.functional.cross_entropy(scalar_logits.transpose(1, 2), index, reduction="none")
             if free is not None:
                 per_factor = per_factor * free[:, self.scalar_columns]
             loss = loss + per_factor.sum(dim=1)
         if group_logits is not None:
-            present = self.group_log_share > 0.5 * PADDING_LOG_SHARE
+            present = _real_values(self.group_log_share)
             index = x[:, self.group_columns].masked_fill(~present, -1.0).argmax(dim=2)  # x is one-hot in its group
             per_factor = nn.functional.cross_entropy(group_logits.transpose(1, 2), index, reduction="none")
             if free is not None:  # a group is known whole: its first column says
                 per_factor = per_factor * free[:, self.group_columns[:, 0]]
             loss = loss + per_factor.sum(dim=1)
         return loss
+
+
+def _real_values(log_share: torch.Tensor) -> torch.Tensor:
+    """Where a table of log shares holds a factor's value rather than padding (``PADDING_LOG_SHARE``)."""
+    return log_share > 0.5 * PADDING_LOG_SHARE
 
 
 def _log_shares(index: torch.Tensor | None, points: int) -> torch.Tensor:

@@ -119,16 +119,16 @@ class DriftUNet(FieldModel, BridgeDrift):
             self.logit_values = 1 if self.categorical else points  # a categorical map's K channels are its log-odds
             self.marginal_prior = MarginalPrior(bridge.table, None if data is None else bridge.check_data(data),
                                                 columns=range(self.field_offset, self.field_offset + self.field.width))
-        # Trained by default (Trainer(weight=None)) with plain x-prediction MSE when it predicts means: on 16 x 16 RGB
-        # patches pixel-histogram TV 0.133 / 0.178 against 0.197 / 0.223 for lambda = s on seeds 0 / 1
-        # (bench/results/field-models.md); with log-odds lambda = s (digits: Frechet distance 3.61 against 3.73).
-        self.loss_weight = "remaining" if posterior_logits else "remaining_squared"
         if value_loss is None:  # measured better on a lattice field's log-odds, level on a map's
             value_loss = "cross_entropy" if posterior_logits and not self.categorical else "squared"
         #: How ``Bridge.loss_at`` scores the log-odds (``marginal_prior.VALUE_LOSSES``).
         self.value_loss = check_value_loss(value_loss, posterior_logits, "DriftUNet")
-        if self.value_loss == "cross_entropy":
-            self.loss_weight = "none"  # every time alike (digits, bench/results/field-models.md)
+        # Trained by default (Trainer(weight=None)) with plain x-prediction MSE when it predicts means: on 16 x 16 RGB
+        # patches pixel-histogram TV 0.133 / 0.178 against 0.197 / 0.223 for lambda = s on seeds 0 / 1
+        # (bench/results/field-models.md); with log-odds and the squared error lambda = s (digits: Frechet
+        # distance 3.61 against 3.73); with the cross-entropy every time alike (digits, same file).
+        self.loss_weight = ("none" if self.value_loss == "cross_entropy"
+                            else "remaining" if posterior_logits else "remaining_squared")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.down = nn.ModuleList(_ResidualBlock(a, b, embedding, dropout) for a, b in zip((channels[0],) + channels, channels))
